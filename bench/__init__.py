@@ -1,0 +1,1 @@
+"""Benchmarks: codec micro-benchmarks and load scenarios against Roost and Mosquitto."""

@@ -1,0 +1,37 @@
+"""The `roost` command: a thin argparse front end; all logic lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from roost import __version__
+
+# Exit status for a subcommand that is not built yet; distinct from usage errors (2).
+EXIT_NOT_AVAILABLE = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roost",
+        description="Roost: an MQTT 3.1, 3.1.1 and 5.0 broker, client and tools.",
+    )
+    parser.add_argument("--version", action="version", version=f"roost {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("broker", help="run the MQTT broker (not available yet)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    print(f"roost {args.command}: not available yet in roost {__version__}", file=sys.stderr)
+    return EXIT_NOT_AVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

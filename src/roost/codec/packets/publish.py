@@ -1,0 +1,182 @@
+"""PUBLISH and its acknowledgements: PUBACK, PUBREC, PUBREL, PUBCOMP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from roost.codec import properties as props
+from roost.codec.errors import MalformedPacket, ProtocolError, TopicNameInvalid
+from roost.codec.packets.base import MQTT_5, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, Packet
+from roost.codec.primitives import Buffer, encode_varint, read_packet_id
+from roost.codec.reason_codes import VALID_PUBACK, VALID_PUBREL
+
+_NO_PACKET_ID = b""
+
+
+@dataclass(slots=True)
+class Publish(Packet):
+    packet_type: ClassVar[int] = PUBLISH
+
+    topic: str
+    payload: bytes = b""
+    qos: int = 0
+    retain: bool = False
+    dup: bool = False
+    packet_id: int = 0  # 0 for QoS 0, which carries no packet identifier
+    payload_format_indicator: int | None = None
+    message_expiry_interval: int | None = None
+    topic_alias: int | None = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+    subscription_identifiers: tuple[int, ...] = ()
+    content_type: str | None = None
+
+    def encode(self, version: int = 4) -> bytes:
+        topic = self.topic.encode()
+        qos = self.qos
+        block = props.encode_properties(self, props.PUBLISH) if version == MQTT_5 else b""
+        packet_id = self.packet_id.to_bytes(2, "big") if qos else _NO_PACKET_ID
+        payload = self.payload
+        remaining = 2 + len(topic) + len(packet_id) + len(block) + len(payload)
+        first = 0x30 | qos << 1 | (0x08 if self.dup else 0) | (0x01 if self.retain else 0)
+        return b"".join(
+            (
+                bytes((first,)),
+                encode_varint(remaining),
+                len(topic).to_bytes(2, "big"),
+                topic,
+                packet_id,
+                block,
+                payload,
+            )
+        )
+
+
+def decode_publish(flags: int, buf: Buffer, pos: int, end: int, version: int) -> Publish:
+    # The hot path: fields are read inline rather than through the primitives.
+    qos = flags >> 1 & 0x03
+    if qos == 3:
+        raise MalformedPacket("PUBLISH with QoS 3")  # [MQTT-3.3.1-4]
+    if flags & 0x08 and not qos:
+        raise MalformedPacket("PUBLISH with QoS 0 and DUP set")  # [MQTT-3.3.1-2]
+    if pos + 2 > end:
+        raise MalformedPacket("PUBLISH ends inside the topic length")
+    stop = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
+    if stop > end:
+        raise MalformedPacket("PUBLISH topic length overruns the packet")
+    try:
+        topic = str(buf[pos + 2 : stop], "utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPacket("PUBLISH topic is not well-formed UTF-8") from None
+    if "+" in topic or "#" in topic:
+        raise TopicNameInvalid(f"PUBLISH topic {topic!r} contains a wildcard")  # [MQTT-3.3.2-2]
+    if "\x00" in topic:
+        raise MalformedPacket("PUBLISH topic contains U+0000")
+    pos = stop
+    packet_id = 0
+    if qos:
+        packet_id, pos = read_packet_id(buf, pos, end)
+    if version == MQTT_5:
+        packet_props, pos = props.decode_properties(buf, pos, end, props.PUBLISH)
+        if packet_props:
+            if not topic and "topic_alias" not in packet_props:
+                raise ProtocolError("empty topic name without a topic alias")
+            response_topic = packet_props.get("response_topic")
+            if response_topic is not None and ("+" in response_topic or "#" in response_topic):
+                raise ProtocolError("response topic contains a wildcard")  # [MQTT-3.3.2-14]
+            return Publish(
+                topic,
+                bytes(buf[pos:end]),
+                qos,
+                bool(flags & 0x01),
+                bool(flags & 0x08),
+                packet_id,
+                **packet_props,
+            )
+        if not topic:
+            raise ProtocolError("empty topic name without a topic alias")
+    elif not topic:
+        raise TopicNameInvalid("empty PUBLISH topic name")  # [MQTT-4.7.3-1]
+    return Publish(
+        topic, bytes(buf[pos:end]), qos, bool(flags & 0x01), bool(flags & 0x08), packet_id
+    )
+
+
+@dataclass(slots=True)
+class _Ack(Packet):
+    """The shared shape of PUBACK, PUBREC, PUBREL and PUBCOMP."""
+
+    packet_id: int
+    reason_code: int = 0
+    reason_string: str | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+    def encode(self, version: int = 4) -> bytes:
+        first = self.packet_type << 4 | (0x02 if self.packet_type == PUBREL else 0)
+        packet_id = self.packet_id.to_bytes(2, "big")
+        if version != MQTT_5:
+            return bytes((first, 2)) + packet_id
+        if self.reason_string is None and not self.user_properties:
+            if self.reason_code == 0:
+                return bytes((first, 2)) + packet_id
+            return bytes((first, 3)) + packet_id + bytes((self.reason_code,))
+        body = packet_id + bytes((self.reason_code,)) + props.encode_properties(self, props.ACK)
+        return bytes((first,)) + encode_varint(len(body)) + body
+
+
+@dataclass(slots=True)
+class Puback(_Ack):
+    packet_type: ClassVar[int] = PUBACK
+
+
+@dataclass(slots=True)
+class Pubrec(_Ack):
+    packet_type: ClassVar[int] = PUBREC
+
+
+@dataclass(slots=True)
+class Pubrel(_Ack):
+    packet_type: ClassVar[int] = PUBREL
+
+
+@dataclass(slots=True)
+class Pubcomp(_Ack):
+    packet_type: ClassVar[int] = PUBCOMP
+
+
+def _decode_ack(
+    cls: type[_Ack], valid: frozenset[int], buf: Buffer, pos: int, end: int, version: int
+) -> _Ack:
+    packet_id, pos = read_packet_id(buf, pos, end)
+    if version != MQTT_5 or pos == end:
+        if pos != end:
+            raise MalformedPacket(f"{cls.__name__.upper()} longer than its packet identifier")
+        return cls(packet_id)
+    reason_code = buf[pos]
+    if reason_code not in valid:
+        raise MalformedPacket(f"invalid {cls.__name__.upper()} reason code 0x{reason_code:02X}")
+    pos += 1
+    if pos == end:
+        return cls(packet_id, reason_code)
+    packet_props, pos = props.decode_properties(buf, pos, end, props.ACK)
+    if pos != end:
+        raise MalformedPacket(f"unexpected bytes after the {cls.__name__.upper()} properties")
+    return cls(packet_id, reason_code, **packet_props)
+
+
+def decode_puback(flags: int, buf: Buffer, pos: int, end: int, version: int) -> _Ack:
+    return _decode_ack(Puback, VALID_PUBACK, buf, pos, end, version)
+
+
+def decode_pubrec(flags: int, buf: Buffer, pos: int, end: int, version: int) -> _Ack:
+    return _decode_ack(Pubrec, VALID_PUBACK, buf, pos, end, version)
+
+
+def decode_pubrel(flags: int, buf: Buffer, pos: int, end: int, version: int) -> _Ack:
+    return _decode_ack(Pubrel, VALID_PUBREL, buf, pos, end, version)
+
+
+def decode_pubcomp(flags: int, buf: Buffer, pos: int, end: int, version: int) -> _Ack:
+    return _decode_ack(Pubcomp, VALID_PUBREL, buf, pos, end, version)
