@@ -56,6 +56,17 @@ class TopicNameInvalid(CodecError):
     reason_code = 0x90
 
 
+class TopicAliasInvalid(ProtocolError):
+    """A PUBLISH carries Topic Alias 0: a Protocol Error answered with 0x94.
+
+    MQTT 5.0 section 3.3.4: "A Topic Alias value of 0 or greater than the Maximum
+    Topic Alias is a Protocol Error, the receiver uses DISCONNECT with Reason Code of
+    0x94 (Topic Alias invalid)". The codec sees the 0; the session sees the maximum.
+    """
+
+    reason_code = 0x94
+
+
 class PacketTooLarge(CodecError):
     """The fixed header announces a packet above the maximum packet size (0x95)."""
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from enum import IntEnum
 from typing import Any
 
-from roost.codec.errors import MalformedPacket, ProtocolError
+from roost.codec.errors import MalformedPacket, ProtocolError, TopicAliasInvalid
 from roost.codec.primitives import (
     Buffer,
     encode_binary,
@@ -222,11 +222,15 @@ def decode_properties(
             raise MalformedPacket(f"unknown property identifier 0x{prop_id:02X}")
         attr = allowed.get(prop_id)
         if attr is None:
-            raise ProtocolError(f"property {PropertyId(prop_id).name} not allowed here")
+            # "A Control Packet which contains an Identifier which is not valid for its
+            # packet type ... is a Malformed Packet" (MQTT 5.0 section 2.2.2.2).
+            raise MalformedPacket(f"property {PropertyId(prop_id).name} not allowed here")
         value, pos = _READERS[kind](buf, pos, stop)
         if prop_id in _BOOLEAN and value > 1:
             raise ProtocolError(f"{PropertyId(prop_id).name} must be 0 or 1, not {value}")
         if prop_id in _NON_ZERO and value == 0:
+            if prop_id == P.TOPIC_ALIAS:
+                raise TopicAliasInvalid("topic alias 0")  # [MQTT-3.3.2-8], section 3.3.4
             raise ProtocolError(f"{PropertyId(prop_id).name} must not be 0")
         if attr in REPEATABLE:
             repeated.setdefault(attr, []).append(value)

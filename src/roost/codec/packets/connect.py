@@ -241,6 +241,8 @@ def decode_auth(flags: int, buf: Buffer, pos: int, end: int, version: int) -> Au
         packet_props, pos = props.decode_properties(buf, pos, end, props.AUTH)
     if pos != end:
         raise MalformedPacket("unexpected bytes after the AUTH properties")
-    if "authentication_data" in packet_props and "authentication_method" not in packet_props:
-        raise ProtocolError("authentication data without authentication method")
+    if "authentication_method" not in packet_props:
+        # "It is a Protocol Error to omit the Authentication Method" (MQTT 5.0 3.15.2.2.2);
+        # only the Remaining Length 0 form (success, no properties) goes without.
+        raise ProtocolError("AUTH without an authentication method")
     return Auth(reason_code, **packet_props)  # type: ignore[arg-type]

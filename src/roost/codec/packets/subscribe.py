@@ -68,7 +68,10 @@ def decode_subscribe(flags: int, buf: Buffer, pos: int, end: int, version: int) 
         pos += 1
         qos = options & 0x03
         if qos == 3:
-            raise MalformedPacket("subscription with QoS 3")  # [MQTT-3.8.3-4] / [MQTT-3-8.3-4]
+            if version == MQTT_5:
+                # "It is a Protocol Error if the Maximum QoS field has the value 3" (3.8.3.1).
+                raise ProtocolError("subscription with maximum QoS 3")
+            raise MalformedPacket("subscription with QoS 3")  # [MQTT-3-8.3-4]
         if version == MQTT_5:
             if options & 0xC0:
                 raise MalformedPacket("reserved subscription option bits are set")  # [MQTT-3.8.3-5]
