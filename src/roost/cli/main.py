@@ -7,9 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from roost import __version__
-
-# Exit status for a subcommand that is not built yet; distinct from usage errors (2).
-EXIT_NOT_AVAILABLE = 3
+from roost.cli import broker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("broker", help="run the MQTT broker (not available yet)")
+    broker.add_parser(commands)
     return parser
 
 
@@ -29,8 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    print(f"roost {args.command}: not available yet in roost {__version__}", file=sys.stderr)
-    return EXIT_NOT_AVAILABLE
+    result: int = args.run(args)
+    return result
 
 
 if __name__ == "__main__":

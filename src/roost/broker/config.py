@@ -1,0 +1,541 @@
+"""The broker's typed configuration and its documented defaults.
+
+Every field here is documented in docs/configuration.md; `roost broker -c FILE`
+reads the same names from TOML (see ``load_config``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import difflib
+import json
+import math
+import os
+import re
+import string
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Literal, NoReturn, TypeVar, get_args, get_origin, get_type_hints
+
+QueueFullPolicy = Literal["drop_newest", "drop_oldest"]
+
+
+@dataclass(slots=True)
+class ListenerConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+
+
+@dataclass(slots=True)
+class BrokerConfig:
+    listeners: list[ListenerConfig] = field(default_factory=lambda: [ListenerConfig()])
+    allow_anonymous: bool = True
+    # Limits on what clients may send.
+    max_packet_size: int = 1_048_576
+    connect_timeout: float = 10.0
+    max_client_id_length: int = 65535
+    max_keep_alive: int = 65535  # larger requests are capped (v5: Server Keep Alive)
+    receive_maximum: int = 100  # QoS 1/2 PUBLISHes a client may have unacknowledged
+    topic_alias_maximum: int = 10
+    maximum_qos: int = 2
+    # Outgoing flow and queues.
+    max_inflight_messages: int = 20  # used when the client states no Receive Maximum
+    max_queued_messages: int = 1000
+    max_queued_bytes: int = 0  # 0: no byte limit, only the count
+    queue_full_policy: QueueFullPolicy = "drop_newest"
+    queue_qos0_messages: bool = False
+    # Sessions.
+    persistent_session_expiry: int = 7 * 24 * 3600  # 3.1.x clean session 0, in seconds
+    max_session_expiry_interval: int = 7 * 24 * 3600  # caps MQTT 5 Session Expiry Interval
+    # Retained messages.
+    retain_available: bool = True
+    max_retained_messages: int = 100_000
+    # $SYS topics.
+    sys_interval: float = 10.0  # seconds; 0 disables $SYS publishing
+
+
+# --------------------------------------------------------------------------------------
+# Loading: TOML file -> mapping -> checked BrokerConfig.
+#
+# The checks are derived from the dataclass annotations, so a new field is loadable as
+# soon as it is declared; numeric fields must also state their range in _RANGES (the
+# schema refuses to build otherwise, so a forgotten range fails every test at once).
+
+_Path = tuple[str | int, ...]
+_T = TypeVar("_T")
+_BARE_KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_-")
+# The largest packet MQTT can express: Remaining Length 268,435,455 (the 4-byte varint
+# maximum) plus a 5-byte fixed header.
+_MAX_PACKET_SIZE = 268_435_460
+_U16 = 65_535
+_U32 = 4_294_967_295  # MQTT 5 Session Expiry Interval is a u32; 0xFFFFFFFF: never expire
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """Bounds on a number's value, or on a string's or a list's length."""
+
+    low: float | None = None
+    high: float | None = None
+    low_exclusive: bool = False  # timeouts: 0 would expire at once, so they need > 0
+
+
+_RANGES: dict[type, dict[str, _Range]] = {
+    ListenerConfig: {
+        "host": _Range(low=1),  # "" binds every interface in asyncio: say "0.0.0.0" or "::"
+        "port": _Range(0, _U16),  # 0: the OS picks a free port (what the tests use)
+    },
+    BrokerConfig: {
+        "listeners": _Range(low=1),  # a broker with no listener cannot be reached
+        "max_packet_size": _Range(2, _MAX_PACKET_SIZE),  # 2: the smallest packet (PINGREQ)
+        "connect_timeout": _Range(low=0, low_exclusive=True),
+        # MQTT-3.1.3-5: a server MUST accept client ids of 1 to 23 bytes.
+        "max_client_id_length": _Range(23, _U16),
+        "max_keep_alive": _Range(0, _U16),
+        "receive_maximum": _Range(1, _U16),  # 0 is a protocol error in MQTT 5
+        "topic_alias_maximum": _Range(0, _U16),
+        "maximum_qos": _Range(0, 2),
+        "max_inflight_messages": _Range(1, _U16),  # stands in for a Receive Maximum
+        # >= 1, not 0: max_queued_bytes uses 0 for "no limit", and a 0 here would be
+        # read the same way by some and as "queue nothing" by others.
+        "max_queued_messages": _Range(low=1),
+        "max_queued_bytes": _Range(low=0),
+        "persistent_session_expiry": _Range(0, _U32),
+        "max_session_expiry_interval": _Range(0, _U32),
+        "max_retained_messages": _Range(low=1),  # to store none, set retain_available
+        "sys_interval": _Range(low=0),
+    },
+}
+
+# Keys people carry over from other brokers' files, answered with where they belong.
+_MOVED_KEYS = {
+    "host": "host and port belong in a [[listeners]] table",
+    "port": "host and port belong in a [[listeners]] table",
+    "bind_address": "host and port belong in a [[listeners]] table",
+    "listener": "listeners are [[listeners]] tables, each with host and port",
+}
+
+
+class ConfigError(Exception):
+    """A configuration Roost cannot use; ``str()`` is one line for a person to act on.
+
+    The format is ``FILE:LINE:COLUMN: KEY: PROBLEM``; parts that are not known are left
+    out (the column is known only for TOML syntax errors, the line only when reading a
+    file). The parts are also attributes, for callers that want them separately.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str,
+        line: int | None = None,
+        column: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.source = source
+        self.line = line
+        self.column = column
+        self.key = key
+        where = source
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        parts = [where] if key is None else [where, key]
+        super().__init__(": ".join([*parts, problem]))
+
+
+def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
+    """Read a TOML file into a checked BrokerConfig; any problem raises ConfigError."""
+    source = os.fspath(path)
+    try:
+        raw = Path(source).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", source=source) from exc
+    try:
+        # TOML is UTF-8; "-sig" forgives the byte-order mark some Windows editors write.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError("not valid UTF-8 (TOML files must be)", source=source, line=line) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(str(exc), text, source) from exc
+    locator = _KeyLocator(text)
+    return _Builder(source, locator.line_of).broker_config(data)
+
+
+def config_from_mapping(data: Mapping[str, object], source: str = "<config>") -> BrokerConfig:
+    """Check a parsed configuration (as from tomllib) and build the BrokerConfig.
+
+    ``source`` names the origin in error messages. Errors carry no line number: a
+    mapping has none.
+    """
+    return _Builder(source, lambda _path: None).broker_config(data)
+
+
+_TOML_POSITION = re.compile(r"^(?P<problem>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+_TOML_AT_END = " (at end of document)"
+
+
+def _syntax_error(message: str, text: str, source: str) -> ConfigError:
+    # tomllib puts the position only in its message; take it back out so the error reads
+    # like every other one (FILE:LINE:COLUMN: ...), which editors can jump to.
+    match = _TOML_POSITION.match(message)
+    if match:
+        return ConfigError(
+            f"invalid TOML: {match['problem']}",
+            source=source,
+            line=int(match["line"]),
+            column=int(match["column"]),
+        )
+    if message.endswith(_TOML_AT_END):
+        problem = message.removesuffix(_TOML_AT_END)
+        last_line = max(len(text.splitlines()), 1)
+        return ConfigError(
+            f"invalid TOML: {problem} (at end of file)", source=source, line=last_line
+        )
+    return ConfigError(f"invalid TOML: {message}", source=source)
+
+
+class _Builder:
+    """Turns a mapping into config dataclasses; the first problem raises ConfigError.
+
+    Keys are checked in the mapping's order (tomllib keeps the file's order), so the
+    error reported is the first one in the file.
+    """
+
+    def __init__(self, source: str, line_of: Callable[[_Path], int | None]) -> None:
+        self._source = source
+        self._line_of = line_of
+
+    def broker_config(self, data: object) -> BrokerConfig:
+        config = self._dataclass(BrokerConfig, data, ())
+        self._check_distinct_listeners(config)
+        return config
+
+    def _fail(self, path: _Path, problem: str) -> NoReturn:
+        raise ConfigError(
+            problem,
+            source=self._source,
+            line=self._line_of(path) if path else None,
+            key=_dotted(path) if path else None,
+        )
+
+    def _dataclass(self, cls: type[_T], data: object, path: _Path) -> _T:
+        if not isinstance(data, Mapping):
+            self._fail(path, f"expected a table, got {_show(data)}")
+        schema = _schema(cls)
+        values: dict[str, object] = {}
+        for key, value in data.items():
+            if not isinstance(key, str):
+                self._fail(path, f"keys must be strings, got {key!r}")
+            here = (*path, key)
+            if key not in schema:
+                self._fail(here, _unknown_key(key, cls, schema))
+            hint, bounds = schema[key]
+            values[key] = self._value(hint, bounds, value, here)
+        return cls(**values)
+
+    def _value(self, hint: object, bounds: _Range | None, value: object, path: _Path) -> object:
+        expected = _describe(hint, bounds, path)
+        if hint is bool:
+            if not isinstance(value, bool):
+                self._fail(path, f"expected {expected}, got {_show(value)}")
+            return value
+        if hint is int or hint is float:
+            # bool is an int subclass in Python, but `port = true` is a mistake in TOML.
+            numeric = (int,) if hint is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, numeric):
+                self._fail(path, f"expected {expected}, got {_show(value)}")
+            if isinstance(value, float) and not math.isfinite(value):
+                # TOML allows inf and nan; no limit, interval or timeout here means either.
+                finite = "a finite " + expected.removeprefix("a ")
+                self._fail(path, f"expected {finite}, got {_show(value)}")
+            if not _within(value, bounds):
+                self._fail(path, f"expected {expected}, got {_show(value)}")
+            return float(value) if hint is float else value
+        if hint is str:
+            if not isinstance(value, str) or not _within(len(value), bounds):
+                self._fail(path, f"expected {expected}, got {_show(value)}")
+            return value
+        if get_origin(hint) is Literal:
+            choices = get_args(hint)
+            # Compare types too: Literal[1] must not accept True.
+            if not any(type(value) is type(c) and value == c for c in choices):
+                problem = f"expected {expected}, got {_show(value)}"
+                if isinstance(value, str):
+                    words = [c for c in choices if isinstance(c, str)]
+                    close = difflib.get_close_matches(value, words, n=1)
+                    if close:
+                        problem += f"; did you mean {_show(close[0])}?"
+                self._fail(path, problem)
+            return value
+        if get_origin(hint) is list:
+            (item_hint,) = get_args(hint)
+            if not isinstance(value, list) or not _within(len(value), bounds):
+                self._fail(path, f"expected {expected}, got {_show(value)}")
+            if isinstance(item_hint, type) and is_dataclass(item_hint):
+                return [self._dataclass(item_hint, v, (*path, i)) for i, v in enumerate(value)]
+            return [self._value(item_hint, None, v, (*path, i)) for i, v in enumerate(value)]
+        raise TypeError(f"config field type {hint!r} has no loader")  # a bug, not bad input
+
+    def _check_distinct_listeners(self, config: BrokerConfig) -> None:
+        # Two listeners on one address would fail at bind time with a socket error that
+        # names neither; port 0 is exempt since each bind then gets its own port.
+        seen: dict[tuple[str, int], int] = {}
+        for index, listener in enumerate(config.listeners):
+            address = (listener.host, listener.port)
+            if listener.port != 0 and address in seen:
+                self._fail(
+                    ("listeners", index),
+                    f"same host and port as listeners[{seen[address]}]"
+                    f" (host {_show(listener.host)}, port {listener.port})",
+                )
+            seen.setdefault(address, index)
+
+
+def _schema(cls: type) -> dict[str, tuple[object, _Range | None]]:
+    """Field name -> (resolved annotation, bounds), for one config dataclass."""
+    hints = get_type_hints(cls)
+    ranges = _RANGES.get(cls, {})
+    schema: dict[str, tuple[object, _Range | None]] = {}
+    for f in fields(cls):
+        hint = hints[f.name]
+        if hint in (int, float) and f.name not in ranges:
+            raise TypeError(f"{cls.__name__}.{f.name} needs a range in _RANGES")
+        schema[f.name] = (hint, ranges.get(f.name))
+    return schema
+
+
+def _within(number: float, bounds: _Range | None) -> bool:
+    if bounds is None:
+        return True
+    low = bounds.low
+    if low is not None and (number < low or (number == low and bounds.low_exclusive)):
+        return False
+    return bounds.high is None or number <= bounds.high
+
+
+def _describe(hint: object, bounds: _Range | None, path: _Path) -> str:
+    """What a valid value looks like, in the words of the error message."""
+    if hint is bool:
+        return "true or false"
+    if hint is int or hint is float:
+        noun = "an integer" if hint is int else "a number"
+        if bounds is None:
+            return noun
+        low, high = _fmt(bounds.low), _fmt(bounds.high)
+        if bounds.high is None:
+            return f"{noun} {'>' if bounds.low_exclusive else '>='} {low}"
+        return f"{noun} from {low} to {high}"
+    if hint is str:
+        return "a non-empty string" if bounds and bounds.low else "a string"
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(_show(c) for c in get_args(hint))
+    if get_origin(hint) is list:
+        (item_hint,) = get_args(hint)
+        kind = "array" if not is_dataclass(item_hint) else f"array of tables ([[{path[-1]}]])"
+        return f"a non-empty {kind}" if bounds and bounds.low else f"an {kind}"
+    return repr(hint)
+
+
+def _fmt(number: float | None) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
+
+
+def _unknown_key(key: str, cls: type, schema: Mapping[str, object]) -> str:
+    if cls is BrokerConfig and key in _MOVED_KEYS:
+        return f"unknown key; {_MOVED_KEYS[key]}"
+    close = difflib.get_close_matches(key, list(schema), n=1)
+    if close:
+        return f'unknown key; did you mean "{close[0]}"?'
+    return "unknown key"
+
+
+def _dotted(path: _Path) -> str:
+    """("listeners", 1, "port") -> "listeners[1].port"; odd keys are quoted as in TOML."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        name = (
+            part if part and set(part) <= _BARE_KEY_CHARS else json.dumps(part, ensure_ascii=False)
+        )
+        text += f".{name}" if text else name
+    return text
+
+
+def _show(value: object) -> str:
+    """A value as TOML would spell it, or what kind of thing it is."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = json.dumps(value, ensure_ascii=False)
+        return shown if len(shown) <= 40 else shown[:36] + '..."'
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an empty array" if not value else "an array"
+    if isinstance(value, datetime.date | datetime.time):
+        return f"a date/time ({value.isoformat()})"
+    return f"a {type(value).__name__}"
+
+
+# --------------------------------------------------------------------------------------
+# Finding the line of a key. tomllib reports no positions for values, so on an error we
+# scan the (already valid) TOML text for where each key and table is defined. Valid
+# input keeps this simple: a statement is a [table] header, a [[array]] header or a
+# key = value pair, and only strings and brackets can span lines.
+
+
+class _KeyLocator:
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._lines: dict[_Path, int] | None = None
+
+    def line_of(self, path: _Path) -> int | None:
+        """The line defining ``path``, or its nearest enclosing key; None if unknown.
+
+        Falling back to the enclosing key covers values inside inline tables and
+        arrays, which are on (or start at) the line of the key that holds them.
+        """
+        if self._lines is None:  # scan only once there is an error to report
+            self._lines = _scan_key_lines(self._text)
+        for end in range(len(path), 0, -1):
+            line = self._lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+
+def _scan_key_lines(text: str) -> dict[_Path, int]:
+    newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+    lines: dict[_Path, int] = {}
+    array_lengths: dict[_Path, int] = {}  # [[name]] tables seen so far, per array
+    table: _Path = ()
+    pos = 0
+    while pos < len(text):
+        ch = text[pos]
+        if ch in " \t\r\n":
+            pos += 1
+            continue
+        if ch == "#":
+            pos = _line_end(text, pos)
+            continue
+        line = bisect.bisect_right(newlines, pos) + 1
+        if ch == "[":
+            is_array = text.startswith("[[", pos)
+            keys, pos = _parse_key(text, pos + (2 if is_array else 1))
+            pos = _line_end(text, pos)  # past "]" or "]]" and any comment
+            if is_array:
+                array = (*_resolve(keys[:-1], array_lengths), keys[-1])
+                index = array_lengths.get(array, 0)
+                array_lengths[array] = index + 1
+                table = (*array, index)
+            else:
+                table = _resolve(keys, array_lengths)
+            for end in range(1, len(table) + 1):
+                lines.setdefault(table[:end], line)
+            continue
+        keys, pos = _parse_key(text, pos)
+        for end in range(1, len(keys) + 1):
+            lines.setdefault((*table, *keys[:end]), line)
+        pos = _skip_value(text, pos + 1)  # + 1: past the "="
+    return lines
+
+
+def _resolve(keys: tuple[str, ...], array_lengths: Mapping[_Path, int]) -> _Path:
+    """A header's key path, with each array of tables replaced by its last element."""
+    path: _Path = ()
+    for key in keys:
+        path = (*path, key)
+        if path in array_lengths:
+            path = (*path, array_lengths[path] - 1)
+    return path
+
+
+def _parse_key(text: str, pos: int) -> tuple[tuple[str, ...], int]:
+    """A (dotted) key starting at ``pos``; returns its parts and the position after it."""
+    parts: list[str] = []
+    while True:
+        while text[pos] in " \t":
+            pos += 1
+        if text[pos] == '"':
+            end = pos + 1
+            while text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            # Let tomllib undo the escapes: the quoted key is also a valid string value.
+            parts.append(str(tomllib.loads(f"k = {text[pos : end + 1]}")["k"]))
+            pos = end + 1
+        elif text[pos] == "'":
+            end = text.index("'", pos + 1)
+            parts.append(text[pos + 1 : end])
+            pos = end + 1
+        else:
+            start = pos
+            while text[pos] in _BARE_KEY_CHARS:
+                pos += 1
+            parts.append(text[start:pos])
+        while text[pos] in " \t":
+            pos += 1
+        if text[pos] != ".":
+            return tuple(parts), pos
+        pos += 1
+
+
+def _skip_value(text: str, pos: int) -> int:
+    """The position of the newline (or end of text) that ends the value at ``pos``."""
+    depth = 0  # open [ and { brackets; only inside them may a value span lines
+    while pos < len(text):
+        ch = text[pos]
+        if ch in "\"'":
+            pos = _skip_string(text, pos)
+            continue
+        if ch == "#":
+            pos = _line_end(text, pos)
+            continue
+        if ch == "\n" and depth == 0:
+            return pos
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        pos += 1
+    return pos
+
+
+def _skip_string(text: str, pos: int) -> int:
+    """The position just after the string (of any of TOML's four kinds) at ``pos``."""
+    quote = text[pos]
+    escapes = quote == '"'
+    if text.startswith(quote * 3, pos):
+        delimiter, pos = quote * 3, pos + 3
+    else:
+        delimiter, pos = quote, pos + 1
+    while not text.startswith(delimiter, pos):
+        pos += 2 if escapes and text[pos] == "\\" else 1
+    pos += len(delimiter)
+    # A multi-line string may end with one or two quotes just before its delimiter:
+    # """a""""" is 'a""'. The delimiter is the last three quotes of the run.
+    extra = 0
+    while len(delimiter) == 3 and extra < 2 and text.startswith(quote, pos):
+        pos += 1
+        extra += 1
+    return pos
+
+
+def _line_end(text: str, pos: int) -> int:
+    end = text.find("\n", pos)
+    return len(text) if end < 0 else end

@@ -1,0 +1,469 @@
+"""The broker side of one client connection: each packet's effect on sessions and routing.
+
+Packets are handled synchronously, in order, straight from ``data_received``; nothing
+here spawns a task per packet. Framing, state and topic aliases are the sans-IO
+``ServerConnection``'s job; this module decides what the broker does with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from roost.broker.message import Message
+from roost.broker.sessions import Session, SubscriptionRecord
+from roost.broker.transport import BufferedTransport
+from roost.codec import (
+    MQTT_3_1,
+    MQTT_5,
+    CodecError,
+    Connack,
+    ConnackReturnCode,
+    Connect,
+    ConnectReasonCode,
+    Disconnect,
+    DisconnectReasonCode,
+    Packet,
+    ProtocolError,
+    Puback,
+    PubackReasonCode,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    PubrelReasonCode,
+    Suback,
+    Subscribe,
+    Unsuback,
+    UnsubackReasonCode,
+    Unsubscribe,
+    UnsupportedProtocolVersion,
+)
+from roost.protocol.server_conn import ServerConnection, State
+from roost.protocol.topics import parse_shared
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from roost.broker.server import Broker
+
+log = logging.getLogger("roost.broker")
+
+_PINGRESP = b"\xd0\x00"
+_NO_LIMIT = 1 << 30
+
+
+class ClientConnection(BufferedTransport):
+    __slots__ = (
+        "broker",
+        "clean_disconnect",
+        "client_id",
+        "connected_at",
+        "keep_alive",
+        "last_activity",
+        "maximum_packet_size",
+        "peer",
+        "protocol",
+        "send_quota",
+        "session",
+        "version",
+    )
+
+    def __init__(self, broker: Broker) -> None:
+        super().__init__(broker.coalescer)
+        self.broker = broker
+        config = broker.config
+        self.protocol = ServerConnection(config.max_packet_size, config.topic_alias_maximum)
+        self.session: Session | None = None
+        self.client_id = ""
+        self.version = MQTT_5
+        self.keep_alive = 0
+        self.send_quota = config.max_inflight_messages
+        self.maximum_packet_size = _NO_LIMIT
+        self.clean_disconnect = False
+        self.peer = "?"
+        self.connected_at = self.last_activity = broker.now()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer = f"{peer[0]}:{peer[1]}"
+        self.broker.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        broker = self.broker
+        self.last_activity = now = broker.now()
+        broker.stats.bytes_received += len(data)
+        protocol = self.protocol
+        protocol.receive_data(data)
+        handlers = _HANDLERS
+        try:
+            while True:
+                packet = protocol.next_packet()
+                if packet is None:
+                    return
+                handlers[packet.packet_type](self, packet, now)
+                if protocol.state is State.CLOSED:
+                    return
+        except CodecError as exc:
+            self._protocol_violation(exc)
+        except Exception:
+            # A bug of ours must cost this one connection, never the broker.
+            log.exception("Internal error handling client %s; disconnecting.", self.client_id)
+            self.disconnect(DisconnectReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        broker = self.broker
+        broker.connections.discard(self)
+        self.protocol.close()
+        session = self.session
+        if session is None or session.connection is not self:
+            return
+        self.session = None
+        now = broker.now()
+        if self.clean_disconnect:
+            log.info("Client %s disconnected.", self.client_id)
+        else:
+            log.info("Client %s closed its connection%s.", self.client_id, _cause(exc))
+        broker.detach(session, publish_will=not self.clean_disconnect, now=now)
+
+    def on_writable(self) -> None:
+        if self.session is not None:
+            self.session.pump(self.broker.now())
+
+    # Leaving.
+
+    def disconnect(self, reason: int, reason_string: str | None = None) -> None:
+        """Close from the broker's side; MQTT 5 clients are told why first."""
+        if self.version == MQTT_5 and self.session is not None:
+            data = Disconnect(reason, reason_string=reason_string).encode(MQTT_5)
+            if len(data) > self.maximum_packet_size:
+                # The reason string goes first if the client could not take it [MQTT-3.14.2-3].
+                data = Disconnect(reason).encode(MQTT_5)
+            self.send(data)
+        self.protocol.close()
+        self.close_transport()
+
+    def _protocol_violation(self, exc: CodecError) -> None:
+        who = self.client_id or "<unknown>"
+        log.warning("Client %s (%s) protocol violation: %s; disconnecting.", who, self.peer, exc)
+        self.broker.stats.protocol_violations += 1
+        if isinstance(exc, UnsupportedProtocolVersion) and self.session is None:
+            # 3.1.1's answer [MQTT-3.1.2-2]; clients of every level understand it.
+            self.send(Connack(False, ConnackReturnCode.UNACCEPTABLE_PROTOCOL_VERSION).encode(4))
+        self.disconnect(exc.reason_code, exc.message if self.version == MQTT_5 else None)
+
+    # CONNECT.
+
+    def on_connect(self, packet: Connect, now: float) -> None:
+        broker = self.broker
+        config = broker.config
+        version = self.version = packet.protocol_level
+        v5 = version == MQTT_5
+        client_id = packet.client_id
+        assigned = False
+        if not client_id:
+            if version == MQTT_3_1 or (not v5 and not packet.clean_start):
+                self._refuse(
+                    packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id"
+                )
+                return
+            client_id = f"auto-{uuid.uuid4()}"
+            assigned = True
+        if len(client_id) > config.max_client_id_length:
+            self._refuse(
+                packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id too long"
+            )
+            return
+        if packet.username is None and not config.allow_anonymous:
+            self._refuse(packet, ConnectReasonCode.NOT_AUTHORIZED, "anonymous access not allowed")
+            return
+        if packet.authentication_method is not None:
+            self._refuse(
+                packet, ConnectReasonCode.BAD_AUTHENTICATION_METHOD, "enhanced auth unsupported"
+            )
+            return
+        keep_alive = packet.keep_alive
+        server_keep_alive = None
+        if keep_alive > config.max_keep_alive or (
+            keep_alive == 0 and config.max_keep_alive < 65535
+        ):
+            if not v5:
+                # 3.1.x cannot be told another keep-alive; refuse as Mosquitto does.
+                self._refuse(
+                    packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "keep alive too long"
+                )
+                return
+            keep_alive = server_keep_alive = config.max_keep_alive
+        self.client_id = client_id
+        self.keep_alive = keep_alive
+        if v5:
+            if packet.receive_maximum is not None:
+                self.send_quota = min(packet.receive_maximum, config.max_inflight_messages)
+            if packet.maximum_packet_size is not None:
+                self.maximum_packet_size = packet.maximum_packet_size
+            requested = packet.session_expiry_interval or 0
+            expiry = min(requested, config.max_session_expiry_interval)
+        else:
+            requested = expiry = 0 if packet.clean_start else config.persistent_session_expiry
+        session, present = broker.attach(self, client_id, packet.clean_start, now)
+        session.expiry_interval = expiry
+        session.will = packet.will
+        self.session = session
+        if v5:
+            connack = Connack(
+                present,
+                ConnectReasonCode.SUCCESS,
+                session_expiry_interval=expiry if expiry != requested else None,
+                receive_maximum=config.receive_maximum,
+                maximum_qos=config.maximum_qos if config.maximum_qos < 2 else None,
+                retain_available=int(config.retain_available),
+                maximum_packet_size=config.max_packet_size,
+                assigned_client_identifier=client_id if assigned else None,
+                topic_alias_maximum=config.topic_alias_maximum,
+                wildcard_subscription_available=1,
+                subscription_identifier_available=1,
+                shared_subscription_available=1,
+                server_keep_alive=server_keep_alive,
+            )
+            self.send(connack.encode(MQTT_5))
+        else:
+            self.send(Connack(present, ConnackReturnCode.ACCEPTED).encode(version))
+        log.info(
+            "New client connected from %s as %s (p%d, c%d, k%d%s).",
+            self.peer,
+            client_id,
+            version,
+            packet.clean_start,
+            keep_alive,
+            "" if packet.username is None else f", u'{packet.username}'",
+        )
+        session.resume(now)
+
+    def _refuse(self, packet: Connect, reason: ConnectReasonCode, why: str) -> None:
+        log.warning(
+            "Refused connection from %s as %r (p%d): %s.",
+            self.peer,
+            packet.client_id,
+            packet.protocol_level,
+            why,
+        )
+        self.broker.stats.refused_connections += 1
+        if packet.protocol_level == MQTT_5:
+            self.send(Connack(False, reason, reason_string=why).encode(MQTT_5))
+        else:
+            self.send(Connack(False, _V3_CODES[reason]).encode(packet.protocol_level))
+        self.protocol.close()
+        self.close_transport()
+
+    # PUBLISH and its acknowledgements.
+
+    def on_publish(self, packet: Publish, now: float) -> None:
+        broker = self.broker
+        config = broker.config
+        session = self.session
+        assert session is not None  # noqa: S101  (the state machine only passes PUBLISH after CONNECT)
+        qos = packet.qos
+        broker.stats.messages_received += 1
+        if qos > config.maximum_qos:
+            self.disconnect(DisconnectReasonCode.QOS_NOT_SUPPORTED, "QoS not supported")
+            return
+        if packet.retain and not config.retain_available:
+            self.disconnect(DisconnectReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
+            return
+        packet_id = packet.packet_id
+        if qos:
+            awaiting = session.awaiting_release
+            if qos == 2 and packet_id in awaiting:
+                # A resend of a message already accepted: acknowledge, do not deliver again.
+                self.send(Pubrec(packet_id).encode(self.version))
+                return
+            # A QoS 1 PUBLISH is unacknowledged until our PUBACK, so it counts as well.
+            if len(awaiting) >= config.receive_maximum:
+                self.disconnect(
+                    DisconnectReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"
+                )
+                return
+            if qos == 2:
+                awaiting.add(packet_id)
+        if packet.topic.startswith("$"):
+            # Clients may not publish into the broker's own $-topics (e.g. $SYS).
+            log.warning("Client %s denied PUBLISH to %r.", self.client_id, packet.topic)
+            if qos == 2 and self.version == MQTT_5:
+                # Our PUBREC 0x87 ends the exchange: the id is free again [MQTT-4.3.3-9].
+                session.awaiting_release.discard(packet_id)
+            self._acknowledge(qos, packet_id, PubackReasonCode.NOT_AUTHORIZED)
+            return
+        message = Message.from_publish(packet, self.client_id, now)
+        if packet.retain:
+            broker.router.store_retained(message)
+        delivered = broker.router.publish(message, now)
+        broker.stats.messages_sent += delivered
+        if qos:
+            self._acknowledge(
+                qos,
+                packet_id,
+                PubackReasonCode.SUCCESS if delivered else PubackReasonCode.NO_MATCHING_SUBSCRIBERS,
+            )
+
+    def _acknowledge(self, qos: int, packet_id: int, reason: int) -> None:
+        if not qos:
+            return
+        version = self.version
+        if version != MQTT_5 or reason == 0:
+            first = b"\x40\x02" if qos == 1 else b"\x50\x02"
+            self.send(first + packet_id.to_bytes(2, "big"))
+        elif qos == 1:
+            self.send(Puback(packet_id, reason).encode(version))
+        else:
+            self.send(Pubrec(packet_id, reason).encode(version))
+
+    def on_pubrel(self, packet: Pubrel, now: float) -> None:
+        assert self.session is not None  # noqa: S101
+        awaiting = self.session.awaiting_release
+        if packet.packet_id in awaiting:
+            awaiting.discard(packet.packet_id)
+            self.send(b"\x70\x02" + packet.packet_id.to_bytes(2, "big"))
+        else:
+            reason = PubrelReasonCode.PACKET_IDENTIFIER_NOT_FOUND
+            self.send(Pubcomp(packet.packet_id, reason).encode(self.version))
+
+    def on_puback(self, packet: Puback, now: float) -> None:
+        assert self.session is not None  # noqa: S101
+        self.session.puback(packet.packet_id, now)
+
+    def on_pubrec(self, packet: Pubrec, now: float) -> None:
+        assert self.session is not None  # noqa: S101
+        session = self.session
+        if session.pubrec(packet.packet_id, packet.reason_code >= 0x80, now):
+            self.send(b"\x62\x02" + packet.packet_id.to_bytes(2, "big"))
+        elif packet.reason_code < 0x80:
+            reason = PubrelReasonCode.PACKET_IDENTIFIER_NOT_FOUND
+            self.send(Pubrel(packet.packet_id, reason).encode(self.version))
+
+    def on_pubcomp(self, packet: Pubcomp, now: float) -> None:
+        assert self.session is not None  # noqa: S101
+        self.session.pubcomp(packet.packet_id, now)
+
+    # SUBSCRIBE and UNSUBSCRIBE.
+
+    def on_subscribe(self, packet: Subscribe, now: float) -> None:
+        session = self.session
+        assert session is not None  # noqa: S101
+        broker = self.broker
+        router = broker.router
+        maximum_qos = broker.config.maximum_qos
+        codes: list[int] = []
+        retained_to_send: list[tuple[SubscriptionRecord, bool]] = []
+        for sub in packet.subscriptions:
+            group, _inner = parse_shared(sub.topic_filter)
+            granted = min(sub.qos, maximum_qos)
+            record = SubscriptionRecord(
+                self.client_id,
+                sub.topic_filter,
+                granted,
+                sub.no_local,
+                sub.retain_as_published,
+                sub.retain_handling,
+                packet.subscription_identifier,
+                group,
+            )
+            is_new = router.tree.add(self.client_id, sub.topic_filter, record)
+            session.subscriptions[sub.topic_filter] = record
+            codes.append(granted)
+            if group is None and (
+                sub.retain_handling == 0 or (sub.retain_handling == 1 and is_new)
+            ):
+                retained_to_send.append((record, is_new))
+        self.send(Suback(packet.packet_id, tuple(codes)).encode(self.version))
+        for record, _is_new in retained_to_send:
+            broker.send_retained(session, record, now)
+
+    def on_unsubscribe(self, packet: Unsubscribe, now: float) -> None:
+        session = self.session
+        assert session is not None  # noqa: S101
+        tree = self.broker.router.tree
+        codes = []
+        for topic_filter in packet.topic_filters:
+            if session.subscriptions.pop(topic_filter, None) is None:
+                codes.append(UnsubackReasonCode.NO_SUBSCRIPTION_EXISTED)
+            else:
+                tree.remove(self.client_id, topic_filter)
+                codes.append(UnsubackReasonCode.SUCCESS)
+        self.send(Unsuback(packet.packet_id, tuple(codes)).encode(self.version))
+
+    # The rest.
+
+    def on_pingreq(self, packet: Packet, now: float) -> None:
+        self.send(_PINGRESP)
+
+    def on_disconnect(self, packet: Disconnect, now: float) -> None:
+        session = self.session
+        assert session is not None  # noqa: S101
+        expiry = packet.session_expiry_interval
+        if expiry is not None:
+            if session.expiry_interval == 0 and expiry != 0:
+                # MQTT 5.0 section 3.14.2.2.2: a session that was to end with the
+                # connection cannot be extended now; not a valid DISCONNECT (will kept).
+                self._protocol_violation(
+                    _protocol_error("session expiry set on DISCONNECT after 0 at CONNECT")
+                )
+                return
+            session.expiry_interval = min(expiry, self.broker.config.max_session_expiry_interval)
+        self.clean_disconnect = (
+            packet.reason_code != DisconnectReasonCode.DISCONNECT_WITH_WILL_MESSAGE
+        )
+        if self.clean_disconnect:
+            session.will = None
+        self.protocol.close()
+        self.close_transport()
+
+    def on_auth(self, packet: Packet, now: float) -> None:
+        self._protocol_violation(_protocol_error("AUTH without an authentication method"))
+
+
+def _protocol_error(message: str) -> CodecError:
+    return ProtocolError(message)
+
+
+def _cause(exc: Exception | None) -> str:
+    return "" if exc is None else f" ({exc})"
+
+
+def _unexpected(conn: ClientConnection, packet: Packet, now: float) -> None:
+    # ServerConnection refuses these before they get here.
+    raise _protocol_error(f"unexpected {type(packet).__name__.upper()}")
+
+
+_V3_CODES = {
+    ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID: ConnackReturnCode.IDENTIFIER_REJECTED,
+    ConnectReasonCode.BAD_USERNAME_OR_PASSWORD: ConnackReturnCode.BAD_USERNAME_OR_PASSWORD,
+    ConnectReasonCode.NOT_AUTHORIZED: ConnackReturnCode.NOT_AUTHORIZED,
+    ConnectReasonCode.BAD_AUTHENTICATION_METHOD: ConnackReturnCode.NOT_AUTHORIZED,
+    ConnectReasonCode.SERVER_UNAVAILABLE: ConnackReturnCode.SERVER_UNAVAILABLE,
+    ConnectReasonCode.SERVER_BUSY: ConnackReturnCode.SERVER_UNAVAILABLE,
+}
+
+_HANDLERS: tuple[Callable[[ClientConnection, Packet, float], None], ...] = (  # type: ignore[assignment]
+    _unexpected,
+    ClientConnection.on_connect,
+    _unexpected,
+    ClientConnection.on_publish,
+    ClientConnection.on_puback,
+    ClientConnection.on_pubrec,
+    ClientConnection.on_pubrel,
+    ClientConnection.on_pubcomp,
+    ClientConnection.on_subscribe,
+    _unexpected,
+    ClientConnection.on_unsubscribe,
+    _unexpected,
+    ClientConnection.on_pingreq,
+    _unexpected,
+    ClientConnection.on_disconnect,
+    ClientConnection.on_auth,
+)

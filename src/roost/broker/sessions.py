@@ -1,0 +1,280 @@
+"""Sessions: what the broker remembers about a client, connected or not.
+
+A session owns its subscriptions, the QoS 1/2 messages in flight to the client, the
+queue of messages waiting for a free slot (or for the client to come back), the QoS 2
+packet identifiers it has received but not yet seen released, and a pending will.
+The connection it is attached to is a ``Sink``; with none, messages queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from roost.broker.config import BrokerConfig
+from roost.broker.message import Message
+from roost.codec import Pubrel, Will
+
+log = logging.getLogger("roost.broker")
+
+
+class Sink(Protocol):
+    """The connection a session sends through."""
+
+    version: int
+    send_quota: int  # the most QoS 1/2 PUBLISHes it may have unacknowledged
+    maximum_packet_size: int  # the client's limit on packets we send it
+    writable: bool  # False while the transport's buffer is above its high-water mark
+
+    def send(self, data: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class SubscriptionRecord:
+    client_id: str
+    topic_filter: str  # as subscribed, $share/{group}/ included
+    qos: int
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+    identifier: int | None = None
+    share_group: str | None = None
+
+
+class Outgoing:
+    """One message on its way to this session's client."""
+
+    __slots__ = ("message", "qos", "released", "retain", "share_group", "subscription_ids")
+
+    def __init__(
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscription_ids: tuple[int, ...],
+        share_group: str | None = None,
+    ) -> None:
+        self.message = message
+        self.qos = qos
+        self.retain = retain
+        self.subscription_ids = subscription_ids
+        self.share_group = share_group
+        self.released = False  # QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+
+
+class Session:
+    __slots__ = (
+        "_next_packet_id",
+        "_unsent",
+        "awaiting_release",
+        "client_id",
+        "config",
+        "connection",
+        "dropped",
+        "expires_at",
+        "expiry_interval",
+        "inflight",
+        "queue",
+        "queued_bytes",
+        "subscriptions",
+        "will",
+        "will_at",
+    )
+
+    def __init__(self, client_id: str, config: BrokerConfig) -> None:
+        self.client_id = client_id
+        self.config = config
+        self.connection: Sink | None = None
+        self.subscriptions: dict[str, SubscriptionRecord] = {}
+        self.expiry_interval = 0
+        self.expires_at: float | None = None  # set while disconnected
+        self.inflight: dict[int, Outgoing] = {}
+        self.queue: deque[Outgoing] = deque()
+        self.queued_bytes = 0
+        self.awaiting_release: set[int] = set()
+        self.will: Will | None = None
+        self.will_at: float | None = None  # deadline of a delayed will
+        self.dropped = 0
+        self._next_packet_id = 1
+        # Ids in flight from an earlier connection, not yet resent on this one because
+        # the client's Receive Maximum had no room (an ordered set).
+        self._unsent: dict[int, None] = {}
+
+    # Outgoing messages.
+
+    def deliver(
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscription_ids: tuple[int, ...] = (),
+        now: float = 0.0,
+        share_group: str | None = None,
+    ) -> None:
+        conn = self.connection
+        if not qos:
+            if conn is not None:
+                if conn.writable:
+                    data = message.encode(conn.version, 0, retain, 0, False, subscription_ids, now)
+                    if len(data) <= conn.maximum_packet_size:
+                        conn.send(data)
+                else:
+                    self.dropped += 1  # QoS 0 to a client that cannot keep up
+                return
+            if not self.config.queue_qos0_messages:
+                return
+        item = Outgoing(message, qos, retain, subscription_ids, share_group)
+        if (
+            conn is not None
+            and qos
+            and conn.writable
+            and not self.queue
+            and len(self.inflight) < conn.send_quota
+        ):
+            self._send_new(conn, item, now)
+            return
+        self._enqueue(item)
+
+    def _enqueue(self, item: Outgoing) -> None:
+        config = self.config
+        size = item.message.size
+        while len(self.queue) >= config.max_queued_messages or (
+            config.max_queued_bytes and self.queued_bytes + size > config.max_queued_bytes
+        ):
+            if config.queue_full_policy == "drop_oldest" and self.queue:
+                old = self.queue.popleft()
+                self.queued_bytes -= old.message.size
+                self.dropped += 1
+            else:
+                self.dropped += 1
+                return
+        self.queue.append(item)
+        self.queued_bytes += size
+
+    def _allocate_packet_id(self) -> int:
+        packet_id = self._next_packet_id
+        inflight = self.inflight
+        while packet_id in inflight:
+            packet_id = packet_id % 0xFFFF + 1
+        self._next_packet_id = packet_id % 0xFFFF + 1
+        return packet_id
+
+    def _send_new(self, conn: Sink, item: Outgoing, now: float) -> None:
+        message = item.message
+        if message.expires_at is not None and now >= message.expires_at:
+            return
+        if item.qos == 0:
+            data = message.encode(
+                conn.version, 0, item.retain, 0, False, item.subscription_ids, now
+            )
+            if len(data) <= conn.maximum_packet_size:
+                conn.send(data)
+            return
+        packet_id = self._allocate_packet_id()
+        data = message.encode(
+            conn.version, item.qos, item.retain, packet_id, False, item.subscription_ids, now
+        )
+        if len(data) > conn.maximum_packet_size:
+            # MQTT 5 [MQTT-3.1.2-25]: discard, as if delivery completed.
+            return
+        self.inflight[packet_id] = item
+        conn.send(data)
+
+    def pump(self, now: float) -> None:
+        """Send queued messages while the client has room for them."""
+        conn = self.connection
+        if conn is None:
+            return
+        queue = self.queue
+        inflight = self.inflight
+        unsent = self._unsent
+        while unsent and conn.writable and len(inflight) - len(unsent) < conn.send_quota:
+            packet_id = next(iter(unsent))
+            del unsent[packet_id]
+            self._resend(conn, packet_id, inflight[packet_id], now)
+        while queue and conn.writable and len(inflight) - len(unsent) < conn.send_quota:
+            item = queue.popleft()
+            self.queued_bytes -= item.message.size
+            self._send_new(conn, item, now)
+
+    def resume(self, now: float) -> None:
+        """On reconnection: resend what is in flight (DUP set), then the queue."""
+        conn = self.connection
+        if conn is None:
+            return
+        inflight = self.inflight
+        unsent = self._unsent
+        unsent.clear()
+        # The client's Receive Maximum is per connection [MQTT-3.3.4-9]: resend only what
+        # fits; the rest goes out, with its original id, as acknowledgements free slots.
+        # PUBRELs are never held back [MQTT-3.3.4-10], but each holds a slot until PUBCOMP.
+        room = conn.send_quota - sum(1 for item in inflight.values() if item.released)
+        for packet_id, item in list(inflight.items()):
+            if item.released:
+                conn.send(Pubrel(packet_id).encode(conn.version))
+            elif room > 0:
+                room -= self._resend(conn, packet_id, item, now)
+            else:
+                unsent[packet_id] = None
+        self.pump(now)
+
+    def _resend(self, conn: Sink, packet_id: int, item: Outgoing, now: float) -> bool:
+        """Resend an unacknowledged PUBLISH with DUP set; False if it was discarded."""
+        data = item.message.encode(
+            conn.version, item.qos, item.retain, packet_id, True, item.subscription_ids, now
+        )
+        if len(data) > conn.maximum_packet_size:
+            # Too large for this connection's client: discard, as if delivered [MQTT-3.1.2-25].
+            del self.inflight[packet_id]
+            return False
+        conn.send(data)
+        return True
+
+    def _complete(self, packet_id: int, now: float) -> None:
+        """The delivery of ``packet_id`` is over: free its slot for what waits."""
+        del self.inflight[packet_id]
+        self._unsent.pop(packet_id, None)
+        self.pump(now)
+
+    def puback(self, packet_id: int, now: float) -> bool:
+        item = self.inflight.get(packet_id)
+        if item is None or item.qos != 1:
+            return False
+        self._complete(packet_id, now)
+        return True
+
+    def pubrec(self, packet_id: int, failed: bool, now: float) -> bool:
+        """A PUBREC: True when a PUBREL should follow (known id, success code)."""
+        item = self.inflight.get(packet_id)
+        if item is None or item.qos != 2:
+            return False
+        if failed:
+            # A PUBREC with a failure code ends the exchange: no PUBREL [MQTT-4.3.3-4], and
+            # the message counts as acknowledged, never resent [MQTT-4.4.0-2].
+            self._complete(packet_id, now)
+            return False
+        item.released = True
+        return True
+
+    def pubcomp(self, packet_id: int, now: float) -> bool:
+        item = self.inflight.get(packet_id)
+        if item is None or not item.released:
+            return False
+        self._complete(packet_id, now)
+        return True
+
+    def pending_messages(self) -> int:
+        return len(self.inflight) + len(self.queue)
+
+    def take_shared_messages(self) -> list[Outgoing]:
+        """Shared-subscription messages not yet acknowledged, for another member.
+
+        In flight, only QoS 1 may move (MQTT 5.0 section 4.8.2 says it SHOULD): a QoS 2
+        message already sent MUST NOT go to another member [MQTT-4.8.2-5]. Queued
+        messages were never sent, so any QoS may.
+        """
+        taken = [item for item in self.inflight.values() if item.share_group and item.qos == 1]
+        taken.extend(item for item in self.queue if item.share_group)
+        return taken

@@ -1,0 +1,17 @@
+"""Counters the broker keeps for $SYS and for operators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Stats:
+    messages_received: int = 0
+    messages_sent: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    clients_total: int = 0
+    refused_connections: int = 0
+    protocol_violations: int = 0
+    retained_refused: int = 0

@@ -1,0 +1,492 @@
+"""The TOML loader: every error names the file, the line, the key and the problem."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from roost.broker.config import (
+    BrokerConfig,
+    ConfigError,
+    ListenerConfig,
+    config_from_mapping,
+    load_config,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+# Every field set to something other than its default, so a key that is read into the
+# wrong field (or not at all) shows up as a difference.
+COMPLETE_TOML = """\
+allow_anonymous = false
+max_packet_size = 65536
+connect_timeout = 2.5
+max_client_id_length = 128
+max_keep_alive = 600
+receive_maximum = 50
+topic_alias_maximum = 0
+maximum_qos = 1
+max_inflight_messages = 10
+max_queued_messages = 500
+max_queued_bytes = 10_000_000
+queue_full_policy = "drop_oldest"
+queue_qos0_messages = true
+persistent_session_expiry = 3600
+max_session_expiry_interval = 86400
+retain_available = false
+max_retained_messages = 10
+sys_interval = 0
+
+[[listeners]]
+host = "0.0.0.0"
+port = 1883
+
+[[listeners]]
+host = "::1"
+port = 8883
+"""
+
+COMPLETE_CONFIG = BrokerConfig(
+    listeners=[ListenerConfig("0.0.0.0", 1883), ListenerConfig("::1", 8883)],
+    allow_anonymous=False,
+    max_packet_size=65536,
+    connect_timeout=2.5,
+    max_client_id_length=128,
+    max_keep_alive=600,
+    receive_maximum=50,
+    topic_alias_maximum=0,
+    maximum_qos=1,
+    max_inflight_messages=10,
+    max_queued_messages=500,
+    max_queued_bytes=10_000_000,
+    queue_full_policy="drop_oldest",
+    queue_qos0_messages=True,
+    persistent_session_expiry=3600,
+    max_session_expiry_interval=86400,
+    retain_available=False,
+    max_retained_messages=10,
+    sys_interval=0.0,
+)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "roost.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_error(path: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    return excinfo.value
+
+
+def assert_error(err: ConfigError, path: Path, line: int | None, key: str, problem: str) -> None:
+    where = str(path) if line is None else f"{path}:{line}"
+    assert str(err) == f"{where}: {key}: {problem}"
+    assert (err.source, err.line, err.column, err.key, err.problem) == (
+        str(path),
+        line,
+        None,
+        key,
+        problem,
+    )
+
+
+def assert_bad_last_line(tmp_path: Path, text: str, key: str, problem_end: str) -> None:
+    """The error is about the key on the last line of ``text``; its problem ends so."""
+    # Two lines of padding, so the line number is not 1 by accident.
+    path = write(tmp_path, "# roost\n\n" + text + "\n")
+    line = 3 + text.count("\n")
+    err = load_error(path)
+    assert (err.line, err.key) == (line, key)
+    assert str(err).startswith(f"{path}:{line}: {key}: expected ")
+    assert str(err).endswith(problem_end)
+
+
+# --- valid files ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_an_empty_file_gives_the_defaults(tmp_path: Path, text: str) -> None:
+    assert load_config(write(tmp_path, text)) == BrokerConfig()
+
+
+def test_a_complete_file_round_trips(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, COMPLETE_TOML)) == COMPLETE_CONFIG
+
+
+def test_the_complete_file_sets_every_field_away_from_its_default() -> None:
+    default = BrokerConfig()
+    same = [
+        f.name
+        for f in dataclasses.fields(BrokerConfig)
+        if getattr(COMPLETE_CONFIG, f.name) == getattr(default, f.name)
+    ]
+    assert same == []
+
+
+def test_load_config_accepts_a_str_path(tmp_path: Path) -> None:
+    assert load_config(str(write(tmp_path, "maximum_qos = 0\n"))).maximum_qos == 0
+
+
+def test_integers_are_accepted_for_float_fields_and_become_floats(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "connect_timeout = 5\nsys_interval = 1\n"))
+    assert config.connect_timeout == 5.0
+    assert type(config.connect_timeout) is float
+    assert type(config.sys_interval) is float
+
+
+def test_listeners_given_as_an_inline_array_of_tables(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, 'listeners = [{ host = "::" }, { port = 0 }]\n'))
+    assert config.listeners == [ListenerConfig("::", 1883), ListenerConfig("127.0.0.1", 0)]
+
+
+def test_a_byte_order_mark_is_forgiven(tmp_path: Path) -> None:
+    path = tmp_path / "roost.toml"
+    path.write_bytes(b"\xef\xbb\xbfmaximum_qos = 1\n")
+    assert load_config(path).maximum_qos == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[[listeners]]\nport = 0\n",
+        "[[listeners]]\nport = 65535\n",
+        "max_packet_size = 2\n",
+        "max_packet_size = 268435460\n",
+        "receive_maximum = 1\n",
+        "receive_maximum = 65535\n",
+        "topic_alias_maximum = 65535\n",
+        "maximum_qos = 0\n",
+        "max_keep_alive = 0\n",
+        "max_client_id_length = 23\n",
+        "max_queued_bytes = 0\n",
+        "sys_interval = 0.0\n",
+        "connect_timeout = 0.001\n",
+        "max_session_expiry_interval = 4294967295\n",
+        # Port 0 twice is two different ephemeral ports, not a clash.
+        "[[listeners]]\nport = 0\n[[listeners]]\nport = 0\n",
+    ],
+)
+def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path: Path, text: str) -> None:
+    load_config(write(tmp_path, text))
+
+
+# --- errors: each names file, line, key and problem -----------------------------------
+
+
+def test_the_documented_example_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '# Two listeners.\n\n[[listeners]]\nhost = "0.0.0.0"\n\n[[listeners]]\nport = "abc"\n',
+    )
+    err = load_error(path)
+    assert str(err) == (
+        f'{path}:7: listeners[1].port: expected an integer from 0 to 65535, got "abc"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "problem"),
+    [
+        pytest.param(
+            "maximum_qos = 1\nmax_pakcet_size = 10\n",
+            2,
+            "max_pakcet_size",
+            'unknown key; did you mean "max_packet_size"?',
+            id="unknown-with-suggestion",
+        ),
+        pytest.param("colour = 'red'\n", 1, "colour", "unknown key", id="unknown-no-suggestion"),
+        pytest.param(
+            "\n[[listeners]]\nport = 1\n\n[[listeners]]\nprot = 2\n",
+            6,
+            "listeners[1].prot",
+            'unknown key; did you mean "port"?',
+            id="unknown-in-second-listener",
+        ),
+        pytest.param(
+            "maximum_qos = 1\n\n[storage]\npath = 'x'\n",
+            3,
+            "storage",
+            "unknown key",
+            id="unknown-table",
+        ),
+        pytest.param(
+            "[[listeners]]\nport = 1\n[[listeners]]\nport = 2\n[listeners.tls]\ncert = 'x'\n",
+            5,
+            "listeners[1].tls",
+            "unknown key",
+            id="unknown-subtable-of-second-listener",
+        ),
+        pytest.param(
+            "port = 1883\n",
+            1,
+            "port",
+            "unknown key; host and port belong in a [[listeners]] table",
+            id="top-level-port",
+        ),
+        pytest.param(
+            "host = '0.0.0.0'\n",
+            1,
+            "host",
+            "unknown key; host and port belong in a [[listeners]] table",
+            id="top-level-host",
+        ),
+    ],
+)
+def test_unknown_keys(tmp_path: Path, text: str, line: int, key: str, problem: str) -> None:
+    path = write(tmp_path, text)
+    assert_error(load_error(path), path, line, key, problem)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        # bool is not an int, and an int is not a bool.
+        ("[[listeners]]\nport = true", "listeners[0].port", "got true"),
+        ("maximum_qos = false", "maximum_qos", "expected an integer from 0 to 2, got false"),
+        ("allow_anonymous = 1", "allow_anonymous", "expected true or false, got 1"),
+        ("retain_available = 0", "retain_available", "expected true or false, got 0"),
+        ("connect_timeout = true", "connect_timeout", "expected a number > 0, got true"),
+        # Other wrong types.
+        ("allow_anonymous = 'yes'", "allow_anonymous", 'expected true or false, got "yes"'),
+        ("max_queued_messages = 10.5", "max_queued_messages", "expected an integer >= 1, got 10.5"),
+        ("max_packet_size = '1MB'", "max_packet_size", 'got "1MB"'),
+        ("[[listeners]]\nhost = 127", "listeners[0].host", "expected a non-empty string, got 127"),
+        ("sys_interval = 1979-05-27", "sys_interval", "got a date/time (1979-05-27)"),
+        ("sys_interval = [1]", "sys_interval", "expected a number >= 0, got an array"),
+        ("[sys_interval]", "sys_interval", "expected a number >= 0, got a table"),
+        (
+            "queue_full_policy = 'drop_newset'",
+            "queue_full_policy",
+            (
+                'expected one of "drop_newest", "drop_oldest", got "drop_newset";'
+                ' did you mean "drop_newest"?'
+            ),
+        ),
+        (
+            "queue_full_policy = 1",
+            "queue_full_policy",
+            'expected one of "drop_newest", "drop_oldest", got 1',
+        ),
+        (
+            "[listeners]",
+            "listeners",
+            "expected a non-empty array of tables ([[listeners]]), got a table",
+        ),
+        (
+            "listeners = []",
+            "listeners",
+            "expected a non-empty array of tables ([[listeners]]), got an empty array",
+        ),
+        ("listeners = [1]", "listeners[0]", "expected a table, got 1"),
+    ],
+)
+def test_wrong_types(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    assert_bad_last_line(tmp_path, text, key, problem)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        (
+            "[[listeners]]\nport = 65536",
+            "listeners[0].port",
+            "an integer from 0 to 65535, got 65536",
+        ),
+        ("[[listeners]]\nport = -1", "listeners[0].port", "an integer from 0 to 65535, got -1"),
+        ("[[listeners]]\nhost = ''", "listeners[0].host", 'a non-empty string, got ""'),
+        ("max_packet_size = 1", "max_packet_size", "an integer from 2 to 268435460, got 1"),
+        (
+            "max_packet_size = 268435461",
+            "max_packet_size",
+            "an integer from 2 to 268435460, got 268435461",
+        ),
+        ("receive_maximum = 0", "receive_maximum", "an integer from 1 to 65535, got 0"),
+        ("receive_maximum = 65536", "receive_maximum", "an integer from 1 to 65535, got 65536"),
+        ("topic_alias_maximum = -1", "topic_alias_maximum", "an integer from 0 to 65535, got -1"),
+        ("topic_alias_maximum = 70000", "topic_alias_maximum", "from 0 to 65535, got 70000"),
+        ("maximum_qos = 3", "maximum_qos", "an integer from 0 to 2, got 3"),
+        ("max_keep_alive = 65536", "max_keep_alive", "an integer from 0 to 65535, got 65536"),
+        ("max_client_id_length = 22", "max_client_id_length", "from 23 to 65535, got 22"),
+        ("max_inflight_messages = 0", "max_inflight_messages", "from 1 to 65535, got 0"),
+        ("max_queued_messages = 0", "max_queued_messages", "an integer >= 1, got 0"),
+        ("max_queued_bytes = -1", "max_queued_bytes", "an integer >= 0, got -1"),
+        ("max_retained_messages = 0", "max_retained_messages", "an integer >= 1, got 0"),
+        (
+            "persistent_session_expiry = 4294967296",
+            "persistent_session_expiry",
+            "an integer from 0 to 4294967295, got 4294967296",
+        ),
+        ("max_session_expiry_interval = -1", "max_session_expiry_interval", "got -1"),
+        ("connect_timeout = 0", "connect_timeout", "a number > 0, got 0"),
+        ("connect_timeout = -1.5", "connect_timeout", "a number > 0, got -1.5"),
+        ("connect_timeout = inf", "connect_timeout", "a finite number > 0, got inf"),
+        ("sys_interval = -0.5", "sys_interval", "a number >= 0, got -0.5"),
+        ("sys_interval = nan", "sys_interval", "a finite number >= 0, got nan"),
+    ],
+)
+def test_out_of_range_values(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    assert_bad_last_line(tmp_path, text, key, problem)
+
+
+def test_two_listeners_on_one_address(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[[listeners]]\nhost = '0.0.0.0'\nport = 1883\n\n[[listeners]]\nhost = '0.0.0.0'\n",
+    )
+    assert_error(
+        load_error(path),
+        path,
+        5,
+        "listeners[1]",
+        'same host and port as listeners[0] (host "0.0.0.0", port 1883)',
+    )
+
+
+def test_values_inside_inline_tables_point_at_the_line_of_the_array(tmp_path: Path) -> None:
+    path = write(tmp_path, "maximum_qos = 1\nlisteners = [\n  { port = 1 },\n  { port = -2 },\n]\n")
+    err = load_error(path)
+    assert (err.line, err.key) == (2, "listeners[1].port")
+
+
+# --- finding the line when the file is hard to scan -----------------------------------
+
+# Things that look like keys and tables but are inside strings, arrays and comments.
+TRICKY_TOML = """\
+# A comment that looks like a table: [[listeners]]
+listeners = [
+  { host = "127.0.0.1", port = 1883 },  # [[listeners]]
+  { host = \"\"\"
+[[listeners]]
+port = "x"
+receive_maximum = 0
+\"\"\", port = 1884 },
+]
+"max_queued_messages" = 5
+'queue_full_policy' = "drop_oldest"  # receive_maximum = 0
+queue_qos0_messages = true
+receive_maximum = 0
+"""
+
+
+def test_the_line_is_found_past_strings_arrays_and_comments(tmp_path: Path) -> None:
+    path = write(tmp_path, TRICKY_TOML)
+    assert load_error(path).line == 13
+
+
+def test_the_line_is_found_with_windows_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / "roost.toml"
+    path.write_bytes(TRICKY_TOML.replace("\n", "\r\n").encode())
+    assert load_error(path).line == 13
+
+
+def test_quoted_unknown_keys_are_found_and_quoted_in_the_message(tmp_path: Path) -> None:
+    path = write(tmp_path, 'maximum_qos = 1\n\n"max packet\\tsize" = 1\n')
+    err = load_error(path)
+    assert (err.line, err.key) == (3, '"max packet\\tsize"')
+
+
+def test_a_dotted_unknown_key_is_found(tmp_path: Path) -> None:
+    path = write(tmp_path, "maximum_qos = 1\ntls . cert = 'x'\n")
+    assert_error(load_error(path), path, 2, "tls", "unknown key")
+
+
+# --- errors before any key is looked at ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "problem"),
+    [
+        ("maximum_qos = 1\nmax_packet_size = \n", 2, 19, "Invalid value"),
+        ("maximum_qos = 1\nmaximum_qos = 2\n", 2, 16, "Cannot overwrite a value"),
+        ("[[listeners]]\nhost = 0.0.0.0\n", 2, 11, None),
+    ],
+)
+def test_toml_syntax_errors_give_line_and_column(
+    tmp_path: Path, text: str, line: int, column: int, problem: str | None
+) -> None:
+    path = write(tmp_path, text)
+    err = load_error(path)
+    assert (err.source, err.line, err.column, err.key) == (str(path), line, column, None)
+    assert str(err).startswith(f"{path}:{line}:{column}: invalid TOML: ")
+    if problem is not None:
+        assert err.problem == f"invalid TOML: {problem}"
+
+
+def test_a_syntax_error_at_the_end_points_at_the_last_line(tmp_path: Path) -> None:
+    path = write(tmp_path, 'maximum_qos = 1\n[[listeners]]\nhost = """\n0.0.0.0\n')
+    err = load_error(path)
+    assert str(err) == f"{path}:4: invalid TOML: Unterminated string (at end of file)"
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing.toml"
+    err = load_error(path)
+    assert str(err) == f"{path}: cannot read the file: No such file or directory"
+    assert err.line is None
+
+
+def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "roost.toml"
+    path.write_bytes(b"maximum_qos = 1\n# caf\xe9\n")
+    assert str(load_error(path)) == f"{path}:2: not valid UTF-8 (TOML files must be)"
+
+
+# --- config_from_mapping --------------------------------------------------------------
+
+
+def test_config_from_mapping_builds_the_dataclass() -> None:
+    config = config_from_mapping(
+        {"listeners": [{"host": "::", "port": 0}], "maximum_qos": 1, "sys_interval": 5}
+    )
+    assert config == BrokerConfig(
+        listeners=[ListenerConfig("::", 0)], maximum_qos=1, sys_interval=5.0
+    )
+
+
+def test_config_from_mapping_of_nothing_gives_the_defaults() -> None:
+    assert config_from_mapping({}) == BrokerConfig()
+
+
+def test_config_from_mapping_errors_name_the_source_but_no_line() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        config_from_mapping({"listeners": [{"port": 99999}]}, source="settings")
+    assert str(excinfo.value) == (
+        "settings: listeners[0].port: expected an integer from 0 to 65535, got 99999"
+    )
+    assert excinfo.value.line is None
+
+
+def test_config_from_mapping_default_source() -> None:
+    with pytest.raises(ConfigError, match=r"^<config>: mqtt: unknown key$"):
+        config_from_mapping({"mqtt": {}})
+
+
+def test_config_from_mapping_rejects_keys_that_are_not_strings() -> None:
+    data: dict[object, object] = {1: 2}
+    with pytest.raises(ConfigError, match=r"^<config>: keys must be strings, got 1$"):
+        config_from_mapping(data)  # type: ignore[arg-type]  # the wrong type is the test
+
+
+# --- the documentation ----------------------------------------------------------------
+
+
+def test_every_field_is_documented() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", text, flags=re.MULTILINE))
+    expected = {f.name for f in dataclasses.fields(BrokerConfig)}
+    expected |= {f.name for f in dataclasses.fields(ListenerConfig)}
+    assert expected <= documented
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    match = re.search(r"```toml\n(.*?)```", text, flags=re.DOTALL)
+    assert match is not None
+    config = load_config(write(tmp_path, match[1]))
+    assert config != BrokerConfig()
