@@ -504,6 +504,9 @@ BAD_CASES: tuple[BadCase, ...] = (
     BadCase("type-0-v5", 5, b"\x00\x00", MalformedPacket, MALFORMED),
     BadCase("auth-at-v4", 4, b"\xf0\x00", MalformedPacket, MALFORMED),
     BadCase("auth-at-v3", 3, b"\xf0\x00", MalformedPacket, MALFORMED),
+    # 3.15.2.1: only Remaining Length 0 may omit the property length; a lone reason code
+    # (allowed for DISCONNECT and the PUBACK family) is not allowed for AUTH.
+    BadCase("auth-reason-code-without-properties", 5, b"\xf0\x01\x18", MalformedPacket, MALFORMED),
     # --- remaining length (section 1.5.5): at most 4 bytes, minimal [MQTT-1.5.5-1] -------
     BadCase("remaining-length-5-bytes", 4, b"\x30\xff\xff\xff\xff\x01", MalformedPacket, MALFORMED),
     BadCase(

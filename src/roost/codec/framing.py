@@ -134,14 +134,21 @@ class PacketReader:
     def __init__(self, version: int = MQTT_3_1_1, max_size: int = PROTOCOL_MAX_PACKET_SIZE) -> None:
         self.version = version
         self.max_size = max_size
-        self._buffer: bytes = b""
+        self._buffer: bytes | bytearray = b""
         self._pos = 0
 
     def feed(self, data: bytes) -> None:
-        if self._pos >= len(self._buffer):
+        buffer = self._buffer
+        if self._pos >= len(buffer):
+            # The common case: everything before was consumed; parse the new bytes as they are.
             self._buffer = data
+        elif type(buffer) is bytearray:
+            # A packet arriving in many pieces grows one bytearray (amortized O(n)),
+            # rather than copying everything buffered on every feed.
+            del buffer[: self._pos]
+            buffer += data
         else:
-            self._buffer = self._buffer[self._pos :] + data
+            self._buffer = bytearray(buffer[self._pos :]) + data
         self._pos = 0
 
     def next_packet(self) -> Packet | None:

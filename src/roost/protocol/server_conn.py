@@ -23,15 +23,10 @@ from roost.codec import (
     PacketReader,
     ProtocolError,
     Publish,
+    TopicAliasInvalid,
 )
 from roost.codec.framing import PROTOCOL_MAX_PACKET_SIZE
 from roost.codec.packets import AUTH, CONNACK, PINGRESP, SUBACK, UNSUBACK
-
-
-class TopicAliasInvalid(CodecError):
-    """A topic alias of 0, above the maximum we advertised, or unknown (0x94)."""
-
-    reason_code = 0x94
 
 
 class State(Enum):

@@ -236,13 +236,13 @@ def decode_auth(flags: int, buf: Buffer, pos: int, end: int, version: int) -> Au
     reason_code, pos = read_byte(buf, pos, end)
     if reason_code not in VALID_AUTH:
         raise MalformedPacket(f"invalid AUTH reason code 0x{reason_code:02X}")
-    packet_props: dict[str, object] = {}
-    if pos < end:
-        packet_props, pos = props.decode_properties(buf, pos, end, props.AUTH)
+    # Unlike DISCONNECT's, AUTH's property length may only be omitted together with
+    # the reason code (MQTT 5.0 section 3.15.2.1).
+    packet_props, pos = props.decode_properties(buf, pos, end, props.AUTH)
     if pos != end:
         raise MalformedPacket("unexpected bytes after the AUTH properties")
     if "authentication_method" not in packet_props:
         # "It is a Protocol Error to omit the Authentication Method" (MQTT 5.0 3.15.2.2.2);
         # only the Remaining Length 0 form (success, no properties) goes without.
         raise ProtocolError("AUTH without an authentication method")
-    return Auth(reason_code, **packet_props)  # type: ignore[arg-type]
+    return Auth(reason_code, **packet_props)

@@ -36,7 +36,21 @@ class Publish(Packet):
     def encode(self, version: int = 4) -> bytes:
         topic = self.topic.encode()
         qos = self.qos
-        block = props.encode_properties(self, props.PUBLISH) if version == MQTT_5 else b""
+        if version != MQTT_5:
+            block = b""
+        elif (
+            self.payload_format_indicator is None
+            and self.message_expiry_interval is None
+            and self.topic_alias is None
+            and self.response_topic is None
+            and self.correlation_data is None
+            and not self.user_properties
+            and not self.subscription_identifiers
+            and self.content_type is None
+        ):
+            block = props.EMPTY_PROPERTIES
+        else:
+            block = props.encode_properties(self, props.PUBLISH)
         packet_id = self.packet_id.to_bytes(2, "big") if qos else _NO_PACKET_ID
         payload = self.payload
         remaining = 2 + len(topic) + len(packet_id) + len(block) + len(payload)
@@ -66,8 +80,10 @@ def decode_publish(flags: int, buf: Buffer, pos: int, end: int, version: int) ->
     stop = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
     if stop > end:
         raise MalformedPacket("PUBLISH topic length overruns the packet")
+    raw = buf[pos + 2 : stop]
     try:
-        topic = str(buf[pos + 2 : stop], "utf-8")
+        # bytes.decode is the fast path; bytearray and memoryview go through str().
+        topic = raw.decode() if type(raw) is bytes else str(raw, "utf-8")
     except UnicodeDecodeError:
         raise MalformedPacket("PUBLISH topic is not well-formed UTF-8") from None
     if "+" in topic or "#" in topic:
@@ -79,7 +95,12 @@ def decode_publish(flags: int, buf: Buffer, pos: int, end: int, version: int) ->
     if qos:
         packet_id, pos = read_packet_id(buf, pos, end)
     if version == MQTT_5:
-        packet_props, pos = props.decode_properties(buf, pos, end, props.PUBLISH)
+        if pos < end and buf[pos] == 0:
+            # The usual empty property block, without the general decoder's cost.
+            pos += 1
+            packet_props = None
+        else:
+            packet_props, pos = props.decode_properties(buf, pos, end, props.PUBLISH)
         if packet_props:
             if not topic and "topic_alias" not in packet_props:
                 raise ProtocolError("empty topic name without a topic alias")
@@ -99,9 +120,10 @@ def decode_publish(flags: int, buf: Buffer, pos: int, end: int, version: int) ->
             raise ProtocolError("empty topic name without a topic alias")
     elif not topic:
         raise TopicNameInvalid("empty PUBLISH topic name")  # [MQTT-4.7.3-1]
-    return Publish(
-        topic, bytes(buf[pos:end]), qos, bool(flags & 0x01), bool(flags & 0x08), packet_id
-    )
+    payload = buf[pos:end]
+    if type(payload) is not bytes:
+        payload = bytes(payload)
+    return Publish(topic, payload, qos, flags & 0x01 != 0, flags & 0x08 != 0, packet_id)
 
 
 @dataclass(slots=True)
