@@ -168,7 +168,7 @@ class Broker:
         tree = self.router.tree
         for topic_filter in session.subscriptions:
             tree.remove(session.client_id, topic_filter)
-        # Messages of shared subscriptions go to another member [MQTT-4.8.2-?].
+        # Unfinished shared-subscription messages go to another member (MQTT 5.0 4.8.2).
         for item in session.take_shared_messages():
             self.router.publish_to_share(item, now)
         session.subscriptions.clear()

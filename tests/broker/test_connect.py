@@ -1,0 +1,458 @@
+"""CONNECT and CONNACK over real sockets: protocol levels, refusals, client identifiers,
+authentication and the connect timeout.
+
+Expected packets come from the OASIS texts: MQTT 3.1.1 (section 3.1, 3.2) and MQTT 5.0
+(section 3.1, 3.2, 4.13); MQTT 3.1 (IBM/Eurotech, 2010) for the "MQIsdp" level.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from roost.codec import (
+    MQTT_3_1,
+    MQTT_3_1_1,
+    MQTT_5,
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Publish,
+    Subscribe,
+    Subscription,
+    Will,
+)
+from tests.support.broker_thread import BrokerThread
+from tests.support.connect_helpers import (
+    MOSQUITTO_VERSIONS,
+    PahoClient,
+    RawFactory,
+    has_session,
+    raw_clients,
+    raw_connect,
+    run_client,
+    subscribe,
+    wait_for,
+    without_reason_string,
+)
+from tests.support.raw import RawClient
+
+# CONNACK as 3.1 and 3.1.1 put it on the wire: type 2, length 2, flags, return code.
+CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
+CONNACK_UNACCEPTABLE_PROTOCOL = b"\x20\x02\x00\x01"
+CONNACK_IDENTIFIER_REJECTED = b"\x20\x02\x00\x02"
+CONNACK_NOT_AUTHORIZED = b"\x20\x02\x00\x05"
+
+ALL_LEVELS = [MQTT_3_1, MQTT_3_1_1, MQTT_5]
+LEVELS = [MQTT_3_1_1, MQTT_5]
+
+
+@pytest.fixture
+def raw() -> Iterator[RawFactory]:
+    yield from raw_clients()
+
+
+def assert_alive(client: RawClient) -> None:
+    """The connection is open and served: a PINGREQ is answered [MQTT-3.12.4-1]."""
+    client.send(Pingreq())
+    assert client.recv() == Pingresp()
+
+
+# Accepted connections at every level.
+
+
+@pytest.mark.parametrize("version", ALL_LEVELS)
+def test_raw_connect_is_accepted_at_each_level(
+    broker: BrokerThread, raw: RawFactory, version: int
+) -> None:
+    """A valid CONNECT is answered with a success CONNACK, the first packet the server
+    sends ([MQTT-3.2.0-1]; 3.1.1 [MQTT-3.1.4-4], 5.0 [MQTT-3.1.4-5])."""
+    client = raw(broker.port, version)
+    client.send(Connect(f"level-{version}", version))
+    if version == MQTT_5:
+        connack = client.recv()
+        assert isinstance(connack, Connack)
+        assert (connack.session_present, connack.reason_code) == (False, 0)
+        assert connack.assigned_client_identifier is None
+    else:
+        # 3.1 reserves the whole flags byte; 3.1.1 has Session Present 0 for a clean session.
+        assert client.recv_bytes(4) == CONNACK_ACCEPTED
+    assert_alive(client)
+
+
+@pytest.mark.parametrize("version", ALL_LEVELS)
+def test_mosquitto_clients_connect_at_each_level(broker: BrokerThread, version: int) -> None:
+    """mosquitto_sub and mosquitto_pub speak -V mqttv31, mqttv311 and mqttv5 to the broker."""
+    option = MOSQUITTO_VERSIONS[version]
+    topic = f"levels/{option}"
+    sub_id = f"msub-{option}"
+    receiver = subprocess.Popen(
+        [
+            "mosquitto_sub",
+            "-p",
+            str(broker.port),
+            "-V",
+            option,
+            "-i",
+            sub_id,
+            "-t",
+            topic,
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-v",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            broker,
+            lambda: (
+                sub_id in broker.broker.sessions
+                and topic in broker.broker.sessions[sub_id].subscriptions
+            ),
+        )
+        run_client(["mosquitto_pub", "-p", str(broker.port), "-V", option, "-t", topic, "-m", "hi"])
+        out, err = receiver.communicate(timeout=10)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.communicate()
+    assert receiver.returncode == 0, err
+    assert out == f"{topic} hi\n"
+
+
+@pytest.mark.parametrize("version", ALL_LEVELS)
+def test_paho_connects_at_each_level(broker: BrokerThread, version: int) -> None:
+    client = PahoClient(broker.port, f"paho-{version}", version).connect()
+    try:
+        assert client.connect_reason == 0
+        assert client.session_present is False
+        client.subscribe("paho/levels", qos=1)
+        client.client.publish("paho/levels", b"round trip", qos=1)
+        message = client.next_message()
+        assert (message.topic, message.payload, message.qos) == ("paho/levels", b"round trip", 1)
+    finally:
+        client.disconnect()
+
+
+# Refused and malformed CONNECTs.
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 6, 255])
+def test_unsupported_protocol_level_gets_0x01_then_close(
+    broker: BrokerThread, raw: RawFactory, level: int
+) -> None:
+    """3.1.1 [MQTT-3.1.2-2]: CONNACK 0x01 (unacceptable protocol level), then disconnect.
+    5.0 [MQTT-3.1.2-2] allows that answer too (a level-6 client cannot be assumed to read
+    5.0's CONNACK), and [MQTT-3.2.2-4] (3.1.1) sets Session Present 0 on a refusal."""
+    client = raw(broker.port)
+    client.send(raw_connect(b"lvl", level=level))
+    assert client.recv_bytes(4) == CONNACK_UNACCEPTABLE_PROTOCOL
+    assert client.expect_closed() == []
+
+
+@pytest.mark.parametrize("name", [b"MQTX", b"mqtt", b"MQIsdq", b""])
+def test_unknown_protocol_name_is_closed_without_connack(
+    broker: BrokerThread, raw: RawFactory, name: bytes
+) -> None:
+    """[MQTT-3.1.2-1]: with a wrong protocol name the server MAY disconnect, and MUST NOT go on
+    processing the CONNECT under MQTT: no CONNACK 0x00, no session."""
+    client = raw(broker.port)
+    client.send(raw_connect(b"badname", name=name, level=MQTT_3_1_1))
+    assert client.expect_closed() == []
+    assert not has_session(broker, "badname")
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        Pingreq().encode(),
+        Publish("a/b", b"x").encode(MQTT_3_1_1),
+        Subscribe(1, (Subscription("a/#", 0),)).encode(MQTT_3_1_1),
+        Disconnect().encode(MQTT_3_1_1),
+        Connack(False, 0).encode(MQTT_3_1_1),
+    ],
+    ids=["pingreq", "publish", "subscribe", "disconnect", "connack"],
+)
+def test_first_packet_not_connect_is_closed(
+    broker: BrokerThread, raw: RawFactory, first: bytes
+) -> None:
+    """[MQTT-3.1.0-1]: the first packet MUST be CONNECT. Nothing is answered: in 5.0 the
+    server MUST NOT send DISCONNECT before a successful CONNACK [MQTT-3.14.0-1]."""
+    client = raw(broker.port)
+    client.send(first)
+    assert client.expect_closed() == []
+
+
+@pytest.mark.parametrize("version", LEVELS)
+def test_second_connect_is_a_protocol_error(
+    broker: BrokerThread, raw: RawFactory, version: int
+) -> None:
+    """[MQTT-3.1.0-2]: a second CONNECT is a protocol violation and the client is
+    disconnected; 5.0 says so first with DISCONNECT 0x82 (section 4.13). The connection
+    did not end with DISCONNECT, so the will is published ([MQTT-3.1.2-8])."""
+    watcher = raw(broker.port)
+    assert watcher.connect("watcher") == Connack(False, 0)
+    subscribe(watcher, "second/will", qos=0)
+    client = raw(broker.port, version)
+    connack = client.connect("twice", will=Will("second/will", b"bye"))
+    assert isinstance(connack, Connack)
+    assert connack.reason_code == 0
+    client.send(Connect("twice", version))
+    packets = client.expect_closed()
+    if version == MQTT_5:
+        assert [without_reason_string(p) for p in packets] == [Disconnect(0x82)]
+    else:
+        assert packets == []
+    assert watcher.recv() == Publish("second/will", b"bye")
+
+
+@pytest.mark.parametrize("version", LEVELS)
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(0x03, id="reserved-bit"),  # [MQTT-3.1.2-3]
+        pytest.param(0x0A, id="will-qos-without-will"),  # 3.1.1 [MQTT-3.1.2-13], 5.0 -11
+        pytest.param(0x22, id="will-retain-without-will"),  # 3.1.1 [MQTT-3.1.2-15], 5.0 -13
+    ],
+)
+def test_malformed_connect_flags_close_the_connection(
+    broker: BrokerThread, raw: RawFactory, version: int, flags: int
+) -> None:
+    """A CONNECT that does not conform is closed: 3.1.1 [MQTT-3.1.4-1] without a CONNACK;
+    5.0 [MQTT-3.1.4-1] MAY first send a CONNACK with a code of 0x80 or more (4.13)."""
+    client = raw(broker.port, version)
+    client.send(raw_connect(b"flags", level=version, flags=flags))
+    packets = client.expect_closed()
+    if version == MQTT_5:
+        assert [without_reason_string(p) for p in packets] in ([], [Connack(False, 0x81)])
+    else:
+        assert packets == []
+    assert not has_session(broker, "flags")
+
+
+def test_password_without_user_name_is_malformed_in_3_1_1(
+    broker: BrokerThread, raw: RawFactory
+) -> None:
+    """3.1.1 [MQTT-3.1.2-22]: the Password Flag needs the User Name Flag; close, no CONNACK.
+    (5.0 allows a password alone, so this is 3.1.1 only.)"""
+    client = raw(broker.port)
+    body = raw_connect(b"pw", flags=0x42)[2:] + b"\x00\x02pw"
+    client.send(bytes((0x10, len(body))) + body)
+    assert client.expect_closed() == []
+
+
+# Client identifiers.
+
+
+def test_empty_client_id_with_clean_session_gets_a_unique_id_3_1_1(
+    broker: BrokerThread, raw: RawFactory
+) -> None:
+    """3.1.1 [MQTT-3.1.3-6]: a zero-length ClientId is given a unique id, and the CONNECT is
+    processed as if the client had sent it: two such clients live side by side."""
+    first = raw(broker.port)
+    first.send(Connect("", MQTT_3_1_1, clean_start=True))
+    assert first.recv_bytes(4) == CONNACK_ACCEPTED
+    second = raw(broker.port)
+    second.send(Connect("", MQTT_3_1_1, clean_start=True))
+    assert second.recv_bytes(4) == CONNACK_ACCEPTED
+    subscribe(first, "anon/one", qos=0)
+    subscribe(second, "anon/two", qos=0)
+    second.send(Publish("anon/one", b"to first"))
+    assert first.recv() == Publish("anon/one", b"to first")
+    first.send(Publish("anon/two", b"to second"))
+    assert second.recv() == Publish("anon/two", b"to second")
+    ids = broker.call(lambda: sorted(broker.broker.sessions))
+    assert len(ids) == 2
+    assert "" not in ids
+
+
+def test_empty_client_id_without_clean_session_is_rejected_3_1_1(
+    broker: BrokerThread, raw: RawFactory
+) -> None:
+    """3.1.1 [MQTT-3.1.3-8]: CONNACK 0x02 (identifier rejected), then close; a refusal
+    has Session Present 0 [MQTT-3.2.2-4] and closes the connection [MQTT-3.2.2-5]."""
+    client = raw(broker.port)
+    client.send(Connect("", MQTT_3_1_1, clean_start=False))
+    assert client.recv_bytes(4) == CONNACK_IDENTIFIER_REJECTED
+    assert client.expect_closed() == []
+    assert broker.call(lambda: dict(broker.broker.sessions)) == {}
+
+
+@pytest.mark.parametrize("version", LEVELS)
+def test_data_after_a_refused_connect_is_not_processed(
+    broker: BrokerThread, raw: RawFactory, version: int
+) -> None:
+    """3.1.1 [MQTT-3.1.4-5], 5.0 [MQTT-3.1.4-6]: once the server rejects the CONNECT it MUST
+    NOT process what the client sent after it. The PUBLISH here travels in the same
+    segment as the CONNECT, before any answer. The refusals: 3.1.1 an empty ClientId with
+    Clean Session 0 (0x02); 5.0 an Authentication Method the server does not support,
+    answered 0x8C or 0x87 before the close [MQTT-4.12.0-1]."""
+    watcher = raw(broker.port)
+    assert watcher.connect("watcher") == Connack(False, 0)
+    subscribe(watcher, "refused/#", qos=0)
+    if version == MQTT_5:
+        refused = Connect("refused", MQTT_5, authentication_method="x-no-such-method")
+    else:
+        refused = Connect("", MQTT_3_1_1, clean_start=False)
+    client = raw(broker.port, version)
+    client.send(refused.encode() + Publish("refused/leak", b"must not pass").encode(version))
+    packets = client.expect_closed()
+    if version == MQTT_5:
+        assert len(packets) == 1
+        assert isinstance(packets[0], Connack)
+        assert packets[0].reason_code in (0x8C, 0x87)
+        assert packets[0].session_present is False
+    else:
+        assert packets == [Connack(False, 0x02)]
+    watcher.expect_silence(0.3)
+    assert broker.call(lambda: sorted(broker.broker.sessions)) == ["watcher"]
+
+
+@pytest.mark.parametrize("version", LEVELS)
+def test_client_id_length_limit(
+    make_broker: Callable[..., BrokerThread], raw: RawFactory, version: int
+) -> None:
+    """The server MUST allow ClientIds of 1 to 23 bytes of [0-9a-zA-Z] ([MQTT-3.1.3-5]) and
+    MAY refuse longer ones: then CONNACK 0x02 and close (3.1.1 [MQTT-3.1.3-9]) or 0x85
+    Client Identifier not valid and close (5.0 [MQTT-3.1.3-8])."""
+    broker = make_broker(max_client_id_length=23)
+    longest = "0123456789abcdefghijXYZ"
+    client = raw(broker.port, version)
+    connack = client.connect(longest)
+    assert isinstance(connack, Connack)
+    assert connack.reason_code == 0
+    assert has_session(broker, longest)
+    client = raw(broker.port, version)
+    client.send(Connect(longest + "0", version))
+    if version == MQTT_5:
+        assert without_reason_string(client.recv()) == Connack(False, 0x85)
+    else:
+        assert client.recv_bytes(4) == CONNACK_IDENTIFIER_REJECTED
+    assert client.expect_closed() == []
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_empty_client_id_is_rejected_in_3_1(
+    broker: BrokerThread, raw: RawFactory, clean: bool
+) -> None:
+    """MQTT 3.1 section 3.1: the Client Identifier is 1 to 23 characters; anything else is
+    answered with return code 2 (identifier rejected)."""
+    client = raw(broker.port, MQTT_3_1)
+    client.send(Connect("", MQTT_3_1, clean_start=clean))
+    assert client.recv_bytes(4) == CONNACK_IDENTIFIER_REJECTED
+    assert client.expect_closed() == []
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_empty_client_id_gets_an_assigned_client_identifier_5(
+    broker: BrokerThread, raw: RawFactory, clean: bool
+) -> None:
+    """5.0 [MQTT-3.1.3-6], [MQTT-3.1.3-7], [MQTT-3.2.2-16]: the server assigns a ClientID,
+    processes the CONNECT as if the client had sent it, and returns it in the CONNACK as
+    Assigned Client Identifier, new and not used by any other session. A new id has no
+    session, so Session Present is 0 even with Clean Start 0 [MQTT-3.2.2-3]."""
+    assigned = []
+    clients = []
+    for _ in range(2):
+        client = raw(broker.port, MQTT_5)
+        connack = client.connect("", clean_start=clean, session_expiry_interval=60)
+        assert isinstance(connack, Connack)
+        assert (connack.session_present, connack.reason_code) == (False, 0)
+        assert connack.assigned_client_identifier
+        assigned.append(connack.assigned_client_identifier)
+        clients.append(client)
+    assert assigned[0] != assigned[1]
+    for client_id in assigned:
+        assert has_session(broker, client_id)
+    for client in clients:
+        assert_alive(client)
+
+
+def test_paho_receives_the_assigned_client_identifier(broker: BrokerThread) -> None:
+    client = PahoClient(broker.port, "", MQTT_5).connect()
+    try:
+        assert client.connect_reason == 0
+        assigned = client.connack_properties.AssignedClientIdentifier
+        assert assigned
+        assert has_session(broker, assigned)
+    finally:
+        client.disconnect()
+
+
+# Authentication.
+
+
+@pytest.mark.parametrize("version", [MQTT_3_1, MQTT_3_1_1, MQTT_5])
+def test_anonymous_client_refused_when_not_allowed(
+    make_broker: Callable[..., BrokerThread], raw: RawFactory, version: int
+) -> None:
+    """With anonymous access off, a CONNECT without a user name fails the server's
+    authentication check: 3.1.1 section 3.1.4 (CONNACK 0x05 not authorized), 5.0
+    [MQTT-3.1.4-2] (CONNACK 0x87); Session Present 0 (3.1.1 [MQTT-3.2.2-4], 5.0 -6) and the
+    connection closes (3.1.1 [MQTT-3.2.2-5], 5.0 [MQTT-3.2.2-7])."""
+    broker = make_broker(allow_anonymous=False)
+    client = raw(broker.port, version)
+    client.send(Connect("anon", version))
+    if version == MQTT_5:
+        assert without_reason_string(client.recv()) == Connack(False, 0x87)
+    else:
+        assert client.recv_bytes(4) == CONNACK_NOT_AUTHORIZED
+    assert client.expect_closed() == []
+    assert not has_session(broker, "anon")
+
+
+@pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])
+def test_mosquitto_pub_is_told_it_is_not_authorised(
+    make_broker: Callable[..., BrokerThread], raw: RawFactory, version: int
+) -> None:
+    broker = make_broker(allow_anonymous=False)
+    result = subprocess.run(
+        [
+            "mosquitto_pub",
+            "-p",
+            str(broker.port),
+            "-V",
+            MOSQUITTO_VERSIONS[version],
+            "-t",
+            "a",
+            "-m",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "not authori" in result.stderr.lower()
+
+
+# The connect timeout.
+
+
+def test_connection_without_connect_is_closed_after_connect_timeout(
+    make_broker: Callable[..., BrokerThread],
+    raw: RawFactory,
+) -> None:
+    """3.1.1 section 3.1.4 and 5.0 section 3.1.4: a server SHOULD close a connection that
+    sends no CONNECT in reasonable time. Half a CONNECT does not count as one; a client
+    that did connect is not affected by the connect timeout."""
+    broker = make_broker(connect_timeout=1)
+    connected = raw(broker.port)
+    assert connected.connect("in-time", keep_alive=0) == Connack(False, 0)
+    silent = raw(broker.port)
+    partial = raw(broker.port)
+    partial.send(raw_connect(b"partial")[:7])
+    # Generous bound: timeout 1 s plus the 0.5 s sweep, with room for a slow machine.
+    assert silent.expect_closed(timeout=6) == []
+    assert partial.expect_closed(timeout=6) == []
+    assert_alive(connected)
