@@ -1,0 +1,1 @@
+"""Developer scripts that keep generated parts of the repository in step with the code."""
