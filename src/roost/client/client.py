@@ -1,0 +1,702 @@
+"""The asyncio MQTT client: the public API over the sans-IO ``ClientConnection``.
+
+Packets are handled synchronously in ``Link.data_received``; the only tasks are the
+caller's own and, with a reconnect policy, one reconnect loop. Keep-alive is a single
+``loop.call_at`` timer re-armed from the state machine's next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+
+from roost.client.errors import (
+    ClientClosed,
+    ConnectError,
+    ConnectionLost,
+    ConnectRefused,
+    ConnectTimeout,
+    MQTTError,
+    PublishError,
+    ServerDisconnected,
+    SubscribeError,
+    TLSError,
+    UnsubscribeError,
+)
+from roost.client.inbox import Inbox, MessageStream
+from roost.client.message import Message, PublishResult
+from roost.client.reconnect import ReconnectPolicy
+from roost.client.trace import describe
+from roost.client.transport import Link
+from roost.codec import (
+    MQTT_3_1,
+    MQTT_5,
+    CodecError,
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    Publish,
+    Suback,
+    Subscription,
+    Unsuback,
+    Will,
+)
+from roost.protocol import client_conn as proto
+from roost.protocol.topics import validate_topic_filter, validate_topic_name
+
+log = logging.getLogger("roost.client")
+packet_log = logging.getLogger("roost.client.packets")
+
+Payload = str | bytes | bytearray | memoryview | int | float
+UserProperties = Sequence[tuple[str, str]] | Mapping[str, str]
+
+# Refusals that another attempt cannot fix: stop reconnecting.
+_PERMANENT_REFUSALS = frozenset((0x01, 0x02, 0x04, 0x05, 0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C))
+_SESSION_TAKEN_OVER = 0x8E
+
+
+def _pairs(value: UserProperties) -> tuple[tuple[str, str], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    return tuple((str(name), str(text)) for name, text in items)
+
+
+def _payload(value: Payload) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int | float):
+        return str(value).encode()
+    return bytes(value)
+
+
+def _os_error_text(exc: OSError) -> str:
+    """ "connection refused" rather than asyncio's "Connect call failed ('::1', 1883, 0, 0)"."""
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    # Several addresses failed (e.g. ::1 and 127.0.0.1): name the errno if they agree.
+    errnos = set(re.findall(r"\[Errno (\d+)\]", str(exc)))
+    if len(errnos) == 1:
+        return os.strerror(int(errnos.pop())).lower()
+    return str(exc)
+
+
+class Client:
+    """An MQTT 3.1, 3.1.1 and 5.0 client. See docs/client.md.
+
+    ::
+
+        async with Client("localhost") as client:
+            await client.subscribe("sensors/#", qos=1)
+            await client.publish("sensors/kitchen", "21.5", qos=1)
+            async for message in client.messages():
+                print(message.topic, message.text)
+    """
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int | None = None,
+        *,
+        version: int = MQTT_5,
+        client_id: str = "",
+        clean_start: bool = True,
+        keep_alive: int = 60,
+        username: str | None = None,
+        password: str | bytes | None = None,
+        will: Will | None = None,
+        tls: ssl.SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        session_expiry_interval: int | None = None,
+        receive_maximum: int | None = None,
+        maximum_packet_size: int | None = None,
+        topic_alias_maximum: int | None = None,
+        request_response_information: bool | None = None,
+        request_problem_information: bool | None = None,
+        user_properties: UserProperties = (),
+        connect_timeout: float = 10.0,
+        ping_timeout: float | None = None,
+        reconnect: ReconnectPolicy | bool = False,
+        max_queued_messages: int = 0,
+    ) -> None:
+        if version not in (MQTT_3_1, 4, MQTT_5):
+            raise ValueError(f"version must be 3 (3.1), 4 (3.1.1) or 5, not {version!r}")
+        v5_only = (
+            session_expiry_interval,
+            receive_maximum,
+            maximum_packet_size,
+            topic_alias_maximum,
+            request_response_information,
+            request_problem_information,
+        )
+        if version != MQTT_5 and (any(v is not None for v in v5_only) or user_properties):
+            raise ValueError("MQTT 5 properties need version=5")
+        if not 0 <= keep_alive <= 65535:
+            raise ValueError("keep_alive must be 0..65535 seconds")
+        if isinstance(tls, bool):
+            tls = ssl.create_default_context() if tls else None
+        self.host = host
+        self.port = port if port is not None else (8883 if tls else 1883)
+        self.version = version
+        self.client_id = client_id
+        self.clean_start = clean_start
+        self.tls = tls
+        self.server_hostname = server_hostname
+        self.connect_timeout = connect_timeout
+        self.reconnect = ReconnectPolicy() if reconnect is True else reconnect or None
+        self._connect_packet = Connect(
+            client_id,
+            version,
+            clean_start,
+            keep_alive,
+            username,
+            password.encode() if isinstance(password, str) else password,
+            will,
+            session_expiry_interval,
+            receive_maximum,
+            maximum_packet_size,
+            topic_alias_maximum,
+            None if request_response_information is None else int(request_response_information),
+            None if request_problem_information is None else int(request_problem_information),
+            user_properties=_pairs(user_properties),
+        )
+        self._conn = proto.ClientConnection(ping_timeout)
+        self._inbox = Inbox(max_queued_messages)
+        self._link: Link | None = None
+        self._dropped: list[Link] = []
+        self._connack: asyncio.Future[Connack] | None = None
+        self.connack: Connack | None = None
+        self._publishes: dict[int, asyncio.Future[PublishResult]] = {}
+        self._requests: dict[int, asyncio.Future[Suback | Unsuback]] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._failure: BaseException | None = None
+        self._loss: BaseException | None = None
+        self._ever_connected = False
+        # What to subscribe to again when a reconnect finds the session gone.
+        self._subscriptions: dict[str, tuple[Subscription, int | None, tuple[tuple[str, str], ...]]]
+        self._subscriptions = {}
+
+    # State.
+
+    @property
+    def connected(self) -> bool:
+        return self._conn.state is proto.State.CONNECTED and self._link is not None
+
+    @property
+    def session_present(self) -> bool:
+        return bool(self.connack and self.connack.session_present)
+
+    @property
+    def pending(self) -> int:
+        """QoS 1/2 messages handed to the client and not yet completely acknowledged."""
+        return self._conn.pending
+
+    # Connecting and disconnecting.
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    async def connect(self) -> Connack:
+        """Open the connection; raises ConnectError, TLSError, ConnectTimeout, ConnectRefused."""
+        if self._link is not None:
+            raise RuntimeError("already connected")
+        self._closing = False
+        self._failure = None
+        self._inbox.reopen()
+        return await self._open(self.clean_start)
+
+    async def _open(self, clean_start: bool) -> Connack:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                return await self._handshake(clean_start)
+        except TimeoutError as exc:
+            if isinstance(exc, MQTTError):
+                raise
+            raise ConnectTimeout(
+                f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
+            ) from None
+
+    async def _handshake(self, clean_start: bool) -> Connack:
+        loop = asyncio.get_running_loop()
+        where = f"{self.host}:{self.port}"
+        try:
+            _, link = await loop.create_connection(
+                lambda: Link(self),
+                self.host,
+                self.port,
+                ssl=self.tls,
+                server_hostname=(self.server_hostname or self.host) if self.tls else None,
+            )
+        except ssl.SSLError as exc:
+            detail = exc.reason or str(exc)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                detail = f"certificate verify failed: {exc.verify_message}"
+            raise TLSError(f"TLS handshake with {where} failed: {detail}") from exc
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {where}: {_os_error_text(exc)}") from exc
+        self._link = link
+        self._loss = None
+        connack_future: asyncio.Future[Connack] = loop.create_future()
+        self._connack = connack_future
+        conn = self._conn
+        conn.trace = self._trace if packet_log.isEnabledFor(logging.DEBUG) else None
+        packet = self._connect_packet
+        packet.clean_start = clean_start
+        conn.connect(packet, loop.time())
+        self._flush()
+        try:
+            connack = await connack_future
+        except BaseException:
+            self._drop_link()
+            raise
+        self.connack = connack
+        if connack.assigned_client_identifier is not None:
+            self.client_id = connack.assigned_client_identifier
+        log.info(
+            "Connected to %s as %r (MQTT %s, session present %d).",
+            where,
+            self.client_id,
+            {3: "3.1", 4: "3.1.1", 5: "5.0"}[self.version],
+            connack.session_present,
+        )
+        return connack
+
+    def _drop_link(self) -> None:
+        link = self._link
+        self._link = None
+        self._conn.connection_lost()
+        self._cancel_timer()
+        if link is not None:
+            link.abort()
+            # disconnect() waits for it to close, so no socket outlives the client.
+            self._dropped.append(link)
+        # Publishers waiting for this connection look again: wait on, or give up.
+        self._wake_waiters()
+
+    async def disconnect(
+        self,
+        reason_code: int = 0,
+        *,
+        session_expiry_interval: int | None = None,
+        reason_string: str | None = None,
+        user_properties: UserProperties = (),
+    ) -> None:
+        """Send DISCONNECT and close. Messages still owed stay in the session state."""
+        self._closing = True
+        task = self._reconnect_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        link = self._link
+        if link is not None:
+            if self._conn.state is proto.State.CONNECTED:
+                self._conn.disconnect(
+                    Disconnect(
+                        reason_code,
+                        session_expiry_interval,
+                        reason_string,
+                        user_properties=_pairs(user_properties),
+                    )
+                )
+                self._flush()
+            self._link = None
+            self._conn.connection_lost()
+            self._cancel_timer()
+            link.close()
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await asyncio.shield(link.closed)
+            except TimeoutError:
+                link.abort()
+        for dropped in self._dropped:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.connect_timeout):
+                    await asyncio.shield(dropped.closed)
+        self._dropped.clear()
+        self._subscriptions.clear()
+        self._fail(ClientClosed("the client was closed"), clean=True)
+
+    # Publishing.
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Payload = b"",
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        payload_format_indicator: int | None = None,
+        message_expiry_interval: int | None = None,
+        content_type: str | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        user_properties: UserProperties = (),
+        topic_alias: int | None = None,
+    ) -> PublishResult:
+        """Publish; returns when the QoS flow is complete (QoS 0: when written).
+
+        A QoS 1/2 message belongs to the session once handed over: if the connection
+        drops it is resent when the session resumes, even if this call is cancelled.
+        """
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
+        if topic or topic_alias is None:
+            try:
+                validate_topic_name(topic)
+            except CodecError as exc:
+                raise ValueError(str(exc)) from None
+        packet = Publish(
+            topic,
+            _payload(payload),
+            qos,
+            retain,
+            payload_format_indicator=payload_format_indicator,
+            message_expiry_interval=message_expiry_interval,
+            topic_alias=topic_alias,
+            response_topic=response_topic,
+            correlation_data=correlation_data,
+            user_properties=_pairs(user_properties),
+            content_type=content_type,
+        )
+        if self.version != MQTT_5 and (
+            packet.user_properties
+            or topic_alias is not None
+            or any(
+                value is not None
+                for value in (
+                    payload_format_indicator,
+                    message_expiry_interval,
+                    content_type,
+                    response_topic,
+                    correlation_data,
+                )
+            )
+        ):
+            raise ValueError("MQTT 5 properties need version=5")
+        if qos == 0:
+            await self._wait_connected()
+        else:
+            self._check_usable()
+        try:
+            packet_id = self._conn.publish(packet)
+        except proto.Refused as exc:
+            raise PublishError(exc.reason_code, exc.message) from None
+        if qos == 0:
+            self._flush()
+            if self._link is not None:
+                await self._link.drain()
+            return PublishResult()
+        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        self._publishes[packet_id] = future
+        self._flush()
+        if self._link is not None:
+            await self._link.drain()
+        return await future
+
+    # Subscribing.
+
+    async def subscribe(
+        self,
+        topic: str | Subscription | Sequence[str | Subscription],
+        qos: int = 0,
+        *,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: int = 0,
+        subscription_identifier: int | None = None,
+        user_properties: UserProperties = (),
+    ) -> tuple[int, ...]:
+        """Subscribe; returns the granted QoS per filter. Raises SubscribeError on a refusal.
+
+        ``topic`` is one filter, a ``Subscription`` (per-filter options), or a list of
+        either; the keyword options apply to the plain strings.
+        """
+        items = [topic] if isinstance(topic, str | Subscription) else list(topic)
+        subscriptions = []
+        for item in items:
+            sub = item
+            if isinstance(item, str):
+                sub = Subscription(item, qos, no_local, retain_as_published, retain_handling)
+            assert isinstance(sub, Subscription)  # noqa: S101  (narrowing for mypy)
+            try:
+                validate_topic_filter(sub.topic_filter)
+            except CodecError as exc:
+                raise ValueError(str(exc)) from None
+            if sub.qos not in (0, 1, 2) or sub.retain_handling not in (0, 1, 2):
+                raise ValueError("qos and retain_handling must be 0, 1 or 2")
+            subscriptions.append(sub)
+        if not subscriptions:
+            raise ValueError("nothing to subscribe to")
+        props = _pairs(user_properties)
+        if self.version != MQTT_5 and (subscription_identifier is not None or props):
+            raise ValueError("MQTT 5 properties need version=5")
+        self._check_usable()
+        packet_id = self._conn.subscribe(subscriptions, subscription_identifier, props)
+        suback = await self._request(packet_id)
+        assert isinstance(suback, Suback)  # noqa: S101  (the state machine pairs them)
+        codes = suback.reason_codes
+        for sub, code in zip(subscriptions, codes, strict=False):
+            if code < 0x80:
+                self._subscriptions[sub.topic_filter] = (sub, subscription_identifier, props)
+        if any(code >= 0x80 for code in codes):
+            raise SubscribeError(codes, suback.reason_string)
+        return codes
+
+    async def unsubscribe(
+        self, topic: str | Sequence[str], *, user_properties: UserProperties = ()
+    ) -> tuple[int, ...]:
+        """Unsubscribe; returns MQTT 5 reason codes (() for 3.1.x). Raises UnsubscribeError."""
+        filters = [topic] if isinstance(topic, str) else list(topic)
+        for topic_filter in filters:
+            try:
+                validate_topic_filter(topic_filter)
+            except CodecError as exc:
+                raise ValueError(str(exc)) from None
+        self._check_usable()
+        packet_id = self._conn.unsubscribe(filters, _pairs(user_properties))
+        unsuback = await self._request(packet_id)
+        assert isinstance(unsuback, Unsuback)  # noqa: S101
+        for topic_filter in filters:
+            self._subscriptions.pop(topic_filter, None)
+        codes = unsuback.reason_codes
+        if any(code >= 0x80 for code in codes):
+            raise UnsubscribeError(codes, unsuback.reason_string)
+        return codes
+
+    async def _request(self, packet_id: int) -> Suback | Unsuback:
+        future: asyncio.Future[Suback | Unsuback] = asyncio.get_running_loop().create_future()
+        self._requests[packet_id] = future
+        self._flush()
+        return await future
+
+    def messages(self, *topic_filters: str) -> MessageStream:
+        """Received messages, all or those matching ``topic_filters``; see MessageStream."""
+        return self._inbox.open(topic_filters)
+
+    # Waiting for a usable connection.
+
+    def _check_usable(self) -> None:
+        """QoS 1/2 and requests may wait in the session while a reconnect is under way."""
+        if self._failure is not None:
+            raise self._failure
+        if self._link is None and self._reconnect_task is None:
+            raise ClientClosed("not connected")
+
+    async def _wait_connected(self) -> None:
+        while not self.connected:
+            self._check_usable()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def _wake_waiters(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    # Bytes in and out (called from Link).
+
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        data = self._conn.data_to_send(loop.time())
+        if data and self._link is not None:
+            self._link.write(data)
+        self._arm_timer()
+
+    def on_data(self, link: Link, data: bytes) -> None:
+        if link is not self._link:
+            return
+        now = asyncio.get_running_loop().time()
+        try:
+            events = self._conn.receive_data(data, now)
+        except CodecError as exc:
+            log.warning("Protocol error from the server: %s; disconnecting.", exc)
+            self._loss = ConnectionLost(f"protocol error from the server: {exc}")
+            self._flush()
+            link.close()
+            return
+        for event in events:
+            self._dispatch(event)
+        self._flush()
+
+    def _dispatch(self, event: proto.Event) -> None:
+        if isinstance(event, proto.MessageReceived):
+            self._inbox.deliver(Message.from_publish(event.publish))
+        elif isinstance(event, proto.PublishCompleted):
+            self._complete_publish(event)
+        elif isinstance(event, proto.SubscribeCompleted | proto.UnsubscribeCompleted):
+            request = self._requests.pop(event.packet_id, None)
+            ack = event.suback if isinstance(event, proto.SubscribeCompleted) else event.unsuback
+            if request is not None and not request.done():
+                request.set_result(ack)
+        elif isinstance(event, proto.Connected):
+            self._on_connected(event)
+        elif isinstance(event, proto.ConnectRefused):
+            connack = event.connack
+            error = ConnectRefused(connack.reason_code, connack.reason_string, self.version)
+            if self._connack is not None and not self._connack.done():
+                self._connack.set_exception(error)
+        elif isinstance(event, proto.ServerDisconnected):
+            packet = event.disconnect
+            self._loss = ServerDisconnected(packet.reason_code, packet.reason_string)
+            log.warning("%s", self._loss)
+        else:
+            log.warning("Ignoring AUTH from the server: enhanced authentication is unsupported.")
+
+    def _complete_publish(self, event: proto.PublishCompleted) -> None:
+        future = self._publishes.pop(event.packet_id, None)
+        if future is None or future.done():
+            return
+        if event.reason_code >= 0x80:
+            future.set_exception(
+                PublishError(event.reason_code, event.reason_string, event.packet_id)
+            )
+        else:
+            future.set_result(
+                PublishResult(
+                    event.packet_id, event.reason_code, event.reason_string, event.user_properties
+                )
+            )
+
+    def _on_connected(self, event: proto.Connected) -> None:
+        for completed in event.completed:
+            self._complete_publish(completed)
+        if self._ever_connected and not event.session_present and self._subscriptions:
+            # The server forgot our subscriptions; make them again (no one awaits these).
+            for sub, identifier, props in self._subscriptions.values():
+                self._conn.subscribe([sub], identifier, props)
+        self._ever_connected = True
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result(event.connack)
+        self._wake_waiters()
+
+    def on_lost(self, link: Link, exc: Exception | None) -> None:
+        if link is not self._link:
+            return
+        self._link = None
+        self._conn.connection_lost()
+        self._cancel_timer()
+        error = self._loss or self._loss_error(exc)
+        if self._connack is not None and not self._connack.done():
+            # Still connecting: _handshake raises it, and whoever connects decides.
+            if self.tls is not None and exc is not None and not isinstance(error, TLSError):
+                # With TLS 1.3 a server refusing our certificate (or its absence) says so
+                # after our side of the handshake is done: it shows up as a reset here.
+                error = TLSError(
+                    f"the server closed the TLS connection before CONNACK ({exc}); "
+                    "does it require a client certificate?"
+                )
+                error.__cause__ = exc
+            self._connack.set_exception(error)
+            return
+        if self._closing:
+            return
+        log.warning("Connection to %s:%d lost: %s", self.host, self.port, error)
+        reconnect = self.reconnect is not None and not (
+            isinstance(error, ServerDisconnected) and error.reason_code == _SESSION_TAKEN_OVER
+        )
+        if reconnect:
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop())
+        else:
+            self._fail(error)
+
+    def _loss_error(self, exc: Exception | None) -> MQTTError:
+        if isinstance(exc, ssl.SSLError):
+            error: MQTTError = TLSError(f"TLS failure: {exc.reason or exc}")
+        elif exc is None:
+            error = ConnectionLost("the server closed the connection")
+        else:
+            error = ConnectionLost(f"the connection was lost: {exc}")
+        error.__cause__ = exc
+        return error
+
+    def _fail(self, error: BaseException, clean: bool = False) -> None:
+        """The client is down for good: fail what waits, end the message streams."""
+        self._failure = error
+        self._reconnect_task = None
+        for futures in (self._publishes, self._requests):
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(error)
+            futures.clear()
+        self._wake_waiters()
+        self._inbox.end(None if clean else error)
+
+    async def _reconnect_loop(self) -> None:
+        policy = self.reconnect
+        assert policy is not None  # noqa: S101
+        # MQTT 5 asks to resume; the session expiry decides whether the server kept one.
+        clean_start = self.clean_start if self.version != MQTT_5 else False
+        last: BaseException = ConnectionLost("the connection was lost")
+        for attempt, delay in enumerate(policy.delays(), 1):
+            await asyncio.sleep(delay)
+            try:
+                await self._open(clean_start)
+            except ConnectRefused as exc:
+                last = exc
+                if exc.reason_code in _PERMANENT_REFUSALS:
+                    break
+            except (MQTTError, OSError) as exc:
+                last = exc
+            else:
+                if self._reconnect_task is asyncio.current_task():
+                    self._reconnect_task = None
+                log.info("Reconnected after %d attempt(s).", attempt)
+                return
+            log.info("Reconnect attempt %d failed: %s", attempt, last)
+        self._fail(last)
+
+    # Keep-alive.
+
+    def _arm_timer(self) -> None:
+        deadline = self._conn.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            self._cancel_timer()
+            return
+        if timer is not None:
+            if timer.when() <= deadline:
+                return  # fires early, then re-arms for the later deadline
+            timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._conn.handle_timer(asyncio.get_running_loop().time())
+        except proto.KeepAliveTimeout as exc:
+            self._loss = ConnectionLost(f"keep-alive timeout: {exc}")
+            if self._link is not None:
+                self._link.abort()
+            return
+        self._flush()
+
+    def _trace(self, direction: str, packet: Packet) -> None:
+        packet_log.debug("Client %s %s %s", self.client_id or "-", direction, describe(packet))

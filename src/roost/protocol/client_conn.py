@@ -1,0 +1,660 @@
+"""The client side of an MQTT session, sans-IO.
+
+``ClientConnection`` keeps what a client must remember across network connections (the
+session state of MQTT 5.0 section 4.1: QoS 1 and 2 messages sent but not completely
+acknowledged, QoS 2 messages received but not released) and what lives for one network
+connection (framing, the state below, the server's limits from CONNACK, topic aliases,
+keep-alive). The caller moves the bytes: it passes received data to ``receive_data``,
+acts on the events returned, and writes ``data_to_send(now)``.
+
+What it does not do: sockets, clocks (``now`` is an argument), timeouts other than
+keep-alive, authentication decisions, or deciding when to reconnect.
+
+States and what the server may send in each (one table, one choke point)::
+
+    DISCONNECTED --connect()--> CONNECTING --CONNACK 0--> CONNECTED
+         ^                          |  CONNACK >= 0x80        |  DISCONNECT from server,
+         +--------------------------+-------------------------+  disconnect(), protocol
+                                                                 error, connection_lost()
+
+Session resumption: on a CONNACK with Session Present, unacknowledged PUBLISH packets
+are resent with DUP set and PUBRELs resent, with their original packet identifiers
+[MQTT-4.4.0-1]. Without Session Present the server has no state for us, so the
+client's QoS 2 receive state is dropped, a QoS 2 message whose PUBREC arrived counts as
+delivered, and messages not yet acknowledged are sent again as new messages of the new
+session (the application still owes them). Pending SUBSCRIBE and UNSUBSCRIBE requests
+are sent again after every CONNACK, since the server keeps no state for them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from roost.codec import (
+    AUTH,
+    CONNACK,
+    DISCONNECT,
+    MQTT_5,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    UNSUBACK,
+    Auth,
+    CodecError,
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    PacketReader,
+    Pingreq,
+    ProtocolError,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    TopicAliasInvalid,
+    Unsuback,
+    Unsubscribe,
+)
+from roost.codec.framing import PROTOCOL_MAX_PACKET_SIZE
+
+_U16_MAX = 65535
+
+
+class State(Enum):
+    DISCONNECTED = 1
+    CONNECTING = 2
+    CONNECTED = 3
+
+
+# What the server may send in each state; anything else is a protocol error.
+_ALLOWED: dict[State, frozenset[int]] = {
+    State.DISCONNECTED: frozenset(),
+    State.CONNECTING: frozenset((CONNACK, AUTH, DISCONNECT)),
+    State.CONNECTED: frozenset(
+        (PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP, DISCONNECT, AUTH)
+    ),
+}
+
+# Outgoing QoS 1/2 message states.
+_QUEUED = 0  # waiting for a connection or for send quota
+_AWAIT_ACK = 1  # PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
+_AWAIT_COMP = 2  # PUBREL sent; waiting for PUBCOMP
+
+
+class ReceiveMaximumExceeded(ProtocolError):
+    """The server sent more unacknowledged QoS 2 messages than our Receive Maximum (0x93)."""
+
+    reason_code = 0x93
+
+
+class KeepAliveTimeout(Exception):
+    """No PINGRESP within the ping timeout: the connection is presumed dead."""
+
+
+class Refused(Exception):
+    """A request the server's announced limits forbid; ``reason_code`` names the rule."""
+
+    def __init__(self, reason_code: int, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+class NoPacketIdentifier(Exception):
+    """All 65535 packet identifiers are in use."""
+
+
+# Events returned by receive_data.
+
+
+@dataclass(slots=True)
+class Connected:
+    connack: Connack
+    session_present: bool
+    # QoS 2 messages that counted as delivered when the session turned out to be gone.
+    completed: tuple[PublishCompleted, ...] = ()
+
+
+@dataclass(slots=True)
+class ConnectRefused:
+    connack: Connack
+
+
+@dataclass(slots=True)
+class MessageReceived:
+    publish: Publish
+
+
+@dataclass(slots=True)
+class PublishCompleted:
+    packet_id: int
+    qos: int
+    reason_code: int = 0
+    reason_string: str | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(slots=True)
+class SubscribeCompleted:
+    packet_id: int
+    suback: Suback
+
+
+@dataclass(slots=True)
+class UnsubscribeCompleted:
+    packet_id: int
+    unsuback: Unsuback
+
+
+@dataclass(slots=True)
+class ServerDisconnected:
+    disconnect: Disconnect
+
+
+@dataclass(slots=True)
+class AuthReceived:
+    auth: Auth
+
+
+Event = (
+    Connected
+    | ConnectRefused
+    | MessageReceived
+    | PublishCompleted
+    | SubscribeCompleted
+    | UnsubscribeCompleted
+    | ServerDisconnected
+    | AuthReceived
+)
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    publish: Publish  # full topic, no alias: what a resend on a new connection carries
+    first: Publish  # as the caller gave it (may use a topic alias on this connection)
+    state: int = _QUEUED
+    sent: bool = False  # sent on some connection: a resend must set DUP
+
+
+Trace = Callable[[str, Packet], None]
+
+
+class ClientConnection:
+    """Session state and per-connection protocol state of an MQTT client."""
+
+    __slots__ = (
+        "_alias_out",
+        "_aliases_in",
+        "_awaiting_pubrel",
+        "_connect",
+        "_inflight",
+        "_last_sent",
+        "_next_id",
+        "_out",
+        "_outgoing",
+        "_ping_sent_at",
+        "_queue",
+        "_reader",
+        "_requests",
+        "connack",
+        "keep_alive",
+        "ping_timeout",
+        "send_quota",
+        "state",
+        "trace",
+    )
+
+    def __init__(self, ping_timeout: float | None = None, trace: Trace | None = None) -> None:
+        self._reader = PacketReader()
+        self.state = State.DISCONNECTED
+        self._connect = Connect()
+        self.connack: Connack | None = None
+        self.keep_alive = 0
+        # None: as long as the keep-alive itself.
+        self.ping_timeout = ping_timeout
+        self.trace = trace
+        self._out: list[bytes] = []
+        self._last_sent = 0.0
+        self._ping_sent_at: float | None = None
+        self._next_id = 1
+        # Session state, kept across network connections.
+        self._outgoing: dict[int, _Outgoing] = {}
+        self._inflight = 0  # how many of those were sent and count against the quota
+        self._queue: deque[int] = deque()
+        self._awaiting_pubrel: set[int] = set()
+        self._requests: dict[int, Subscribe | Unsubscribe] = {}
+        # Per network connection.
+        self.send_quota = _U16_MAX
+        self._aliases_in: dict[int, str] = {}
+        self._alias_out: dict[int, str] = {}
+
+    # Properties of the current connection.
+
+    @property
+    def version(self) -> int:
+        return self._connect.protocol_level
+
+    @property
+    def inflight(self) -> int:
+        """QoS 1/2 messages sent and not yet completely acknowledged."""
+        return self._inflight
+
+    @property
+    def pending(self) -> int:
+        """QoS 1/2 messages of the session not yet completed, sent or not."""
+        return len(self._outgoing)
+
+    def has_session_state(self) -> bool:
+        return bool(self._outgoing or self._awaiting_pubrel)
+
+    # Output.
+
+    def data_to_send(self, now: float) -> bytes:
+        """The bytes to write now; ``now`` is when they go out (it drives keep-alive)."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        self._last_sent = now
+        return data
+
+    def _send(self, packet: Packet) -> None:
+        if self.trace is not None:
+            self.trace("sending", packet)
+        self._out.append(packet.encode(self.version))
+
+    # Opening and closing a network connection.
+
+    def connect(self, packet: Connect, now: float) -> None:
+        """Start a network connection with ``packet``; a CONNACK ends CONNECTING."""
+        if self.state is not State.DISCONNECTED:
+            raise RuntimeError(f"connect() while {self.state.name}")
+        self._connect = packet
+        self._reader = PacketReader(
+            packet.protocol_level,
+            packet.maximum_packet_size or PROTOCOL_MAX_PACKET_SIZE,
+        )
+        self.keep_alive = packet.keep_alive
+        self._aliases_in.clear()
+        self._alias_out.clear()
+        self._ping_sent_at = None
+        self.connack = None
+        self.state = State.CONNECTING
+        self._send(packet)
+        self._last_sent = now
+
+    def disconnect(self, packet: Disconnect | None = None) -> None:
+        """Send DISCONNECT (if connected); the caller then closes the network connection."""
+        if self.state is State.CONNECTED:
+            self._send(packet or Disconnect())
+        self.state = State.DISCONNECTED
+
+    def connection_lost(self) -> None:
+        """The network connection is gone; session state stays for the next one."""
+        self.state = State.DISCONNECTED
+        self._ping_sent_at = None
+
+    def clear_session(self) -> None:
+        """Forget all session state (messages owed in both directions, pending requests)."""
+        self._outgoing.clear()
+        self._inflight = 0
+        self._queue.clear()
+        self._awaiting_pubrel.clear()
+        self._requests.clear()
+
+    # Requests.
+
+    def _allocate_id(self) -> int:
+        outgoing = self._outgoing
+        requests = self._requests
+        for _ in range(_U16_MAX):
+            packet_id = self._next_id
+            self._next_id = packet_id % _U16_MAX + 1
+            if packet_id not in outgoing and packet_id not in requests:
+                return packet_id
+        raise NoPacketIdentifier("all 65535 packet identifiers are in use")
+
+    def publish(self, packet: Publish) -> int:
+        """Send (QoS 0) or take ownership of (QoS 1/2) a message; returns its packet id.
+
+        QoS 1/2 messages wait in the session while disconnected or out of send quota.
+        Raises ``Refused`` for what the server said it does not accept.
+        """
+        self._check_publish(packet)
+        if packet.qos == 0:
+            if self.state is not State.CONNECTED:
+                raise RuntimeError("QoS 0 messages can only be sent while connected")
+            self._send(self._with_alias(packet))
+            return 0
+        packet_id = self._allocate_id()
+        first = replace(packet, packet_id=packet_id, dup=False)
+        full = first
+        if packet.topic_alias is not None:
+            full = replace(first, topic=self._alias_topic(packet), topic_alias=None)
+        self._outgoing[packet_id] = _Outgoing(full, first)
+        self._queue.append(packet_id)
+        if self.state is State.CONNECTED:
+            self._pump()
+        return packet_id
+
+    def _check_publish(self, packet: Publish) -> None:
+        connack = self.connack
+        if connack is not None and self.state is State.CONNECTED:
+            if connack.maximum_qos is not None and packet.qos > connack.maximum_qos:
+                # [MQTT-3.2.2-11]: not above the Maximum QoS the server announced.
+                raise Refused(0x9B, f"the server accepts QoS {connack.maximum_qos} at most")
+            if packet.retain and connack.retain_available == 0:
+                raise Refused(0x9A, "the server does not support retained messages")  # 3.2.2-14
+        alias = packet.topic_alias
+        if alias is not None:
+            maximum = (connack.topic_alias_maximum if connack else None) or 0
+            if self.version != MQTT_5 or alias == 0 or alias > maximum:
+                raise Refused(0x94, f"topic alias {alias} is above the server's maximum")
+            if not packet.topic and alias not in self._alias_out:
+                raise Refused(0x94, f"topic alias {alias} was not set on this connection")
+        size = self._server_max_packet_size()
+        if size is not None and len(packet.encode(self.version)) > size:
+            raise Refused(0x95, f"the message exceeds the server's maximum packet size {size}")
+
+    def _server_max_packet_size(self) -> int | None:
+        connack = self.connack
+        return None if connack is None else connack.maximum_packet_size
+
+    def _alias_topic(self, packet: Publish) -> str:
+        return packet.topic or self._alias_out[packet.topic_alias or 0]
+
+    def _with_alias(self, packet: Publish) -> Publish:
+        """Record the alias a caller sets; aliases belong to one network connection."""
+        alias = packet.topic_alias
+        if alias is not None and packet.topic:
+            self._alias_out[alias] = packet.topic
+        return packet
+
+    def subscribe(
+        self,
+        subscriptions: Iterable[Subscription],
+        subscription_identifier: int | None = None,
+        user_properties: tuple[tuple[str, str], ...] = (),
+    ) -> int:
+        packet_id = self._allocate_id()
+        packet = Subscribe(
+            packet_id, tuple(subscriptions), subscription_identifier, user_properties
+        )
+        self._requests[packet_id] = packet
+        if self.state is State.CONNECTED:
+            self._send(packet)
+        return packet_id
+
+    def unsubscribe(
+        self, topic_filters: Iterable[str], user_properties: tuple[tuple[str, str], ...] = ()
+    ) -> int:
+        packet_id = self._allocate_id()
+        packet = Unsubscribe(packet_id, tuple(topic_filters), user_properties)
+        self._requests[packet_id] = packet
+        if self.state is State.CONNECTED:
+            self._send(packet)
+        return packet_id
+
+    def send_auth(self, packet: Auth) -> None:
+        self._send(packet)
+
+    def _pump(self) -> None:
+        """Send queued QoS 1/2 messages while the server's Receive Maximum allows."""
+        queue = self._queue
+        outgoing = self._outgoing
+        while queue and self._inflight < self.send_quota:
+            packet_id = queue.popleft()
+            out = outgoing.get(packet_id)
+            if out is None or out.state != _QUEUED:
+                continue
+            if out.sent:
+                packet = replace(out.publish, dup=True)
+            elif self._alias_usable(out.first):
+                packet = self._with_alias(out.first)
+            else:
+                packet = out.publish
+            out.state = _AWAIT_ACK
+            out.sent = True
+            self._inflight += 1
+            self._send(packet)
+
+    def _alias_usable(self, packet: Publish) -> bool:
+        alias = packet.topic_alias
+        if alias is None:
+            return True
+        connack = self.connack
+        maximum = (connack.topic_alias_maximum if connack else None) or 0
+        return alias <= maximum and (bool(packet.topic) or alias in self._alias_out)
+
+    # Keep-alive.
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` next has work: a PINGREQ to send or a PINGRESP overdue."""
+        if self.state is not State.CONNECTED or not self.keep_alive:
+            return None
+        if self._ping_sent_at is not None:
+            timeout = self.ping_timeout if self.ping_timeout is not None else self.keep_alive
+            return self._ping_sent_at + timeout
+        return self._last_sent + self.keep_alive
+
+    def handle_timer(self, now: float) -> None:
+        """Send PINGREQ when due [MQTT-3.1.2-20]; raise KeepAliveTimeout when none came back."""
+        deadline = self.next_deadline()
+        if deadline is None or now < deadline:
+            return
+        if self._ping_sent_at is not None:
+            self.state = State.DISCONNECTED
+            raise KeepAliveTimeout(f"no PINGRESP within {deadline - self._ping_sent_at:g} s")
+        self._send(Pingreq())
+        self._ping_sent_at = now
+
+    # Input.
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Parse ``data``; return the events. A CodecError means: close the connection.
+
+        On a protocol error an MQTT 5 DISCONNECT naming it is queued first
+        (``data_to_send``), as MQTT 5.0 section 4.13 asks.
+        """
+        if self.state is State.DISCONNECTED:
+            return []
+        self._reader.feed(data)
+        events: list[Event] = []
+        try:
+            while self._reading():
+                packet = self._reader.next_packet()
+                if packet is None:
+                    break
+                if self.trace is not None:
+                    self.trace("received", packet)
+                if packet.packet_type not in _ALLOWED[self.state]:
+                    raise ProtocolError(f"unexpected {type(packet).__name__.upper()}")
+                self._handle(packet, events)
+        except CodecError as exc:
+            if self.state is State.CONNECTED and self.version == MQTT_5:
+                self._send(Disconnect(exc.reason_code, reason_string=exc.message[:200]))
+            self.state = State.DISCONNECTED
+            raise
+        return events
+
+    def _reading(self) -> bool:
+        # A DISCONNECT or refused CONNACK ends the connection: ignore what follows it.
+        return self.state is not State.DISCONNECTED
+
+    def _handle(self, packet: Packet, events: list[Event]) -> None:
+        if isinstance(packet, Publish):
+            self._on_publish(packet, events)
+        elif isinstance(packet, Puback):
+            self._complete(packet.packet_id, 1, packet, events)
+        elif isinstance(packet, Pubrec):
+            self._on_pubrec(packet, events)
+        elif isinstance(packet, Pubrel):
+            self._on_pubrel(packet)
+        elif isinstance(packet, Pubcomp):
+            self._complete(packet.packet_id, 2, packet, events)
+        elif isinstance(packet, Suback | Unsuback):
+            self._on_request_ack(packet, events)
+        elif isinstance(packet, Connack):
+            self._on_connack(packet, events)
+        elif isinstance(packet, Disconnect):
+            self.state = State.DISCONNECTED
+            events.append(ServerDisconnected(packet))
+        elif isinstance(packet, Auth):
+            events.append(AuthReceived(packet))
+        else:  # PINGRESP
+            self._ping_sent_at = None
+
+    def _on_connack(self, packet: Connack, events: list[Event]) -> None:
+        if packet.reason_code:
+            self.state = State.DISCONNECTED
+            events.append(ConnectRefused(packet))
+            return
+        self.state = State.CONNECTED
+        self.connack = packet
+        if packet.server_keep_alive is not None:
+            self.keep_alive = packet.server_keep_alive  # [MQTT-3.1.2-21]
+        self.send_quota = packet.receive_maximum or _U16_MAX
+        completed: list[PublishCompleted] = []
+        if packet.session_present:
+            self._resend()
+        else:
+            self._restart_session(completed)
+        for request in self._requests.values():
+            self._send(request)
+        self._pump()
+        events.append(Connected(packet, packet.session_present, tuple(completed)))
+
+    def _resend(self) -> None:
+        """Resend PUBLISH (DUP) and PUBREL in their original order [MQTT-4.4.0-1]."""
+        queue: list[int] = []
+        inflight = 0
+        for packet_id, out in self._outgoing.items():
+            if out.state == _AWAIT_COMP:
+                self._send(Pubrel(packet_id))
+                inflight += 1
+            elif out.state == _AWAIT_ACK and inflight < self.send_quota:
+                self._send(replace(out.publish, dup=True))
+                inflight += 1
+            else:
+                out.state = _QUEUED
+                queue.append(packet_id)
+        # Messages not yet sent keep their place behind those that were.
+        requeued = set(queue)
+        queue.extend(pid for pid in self._queue if pid not in requeued)
+        self._queue = deque(queue)
+        self._inflight = inflight
+
+    def _restart_session(self, completed: list[PublishCompleted]) -> None:
+        """The server has no session for us: what we owe is sent again as new messages."""
+        self._awaiting_pubrel.clear()
+        self._inflight = 0
+        queue: list[int] = []
+        for packet_id, out in list(self._outgoing.items()):
+            if out.state == _AWAIT_COMP:
+                # PUBREC said the server had the message; it was delivered.
+                del self._outgoing[packet_id]
+                completed.append(PublishCompleted(packet_id, 2))
+                continue
+            out.state = _QUEUED
+            out.sent = False
+            queue.append(packet_id)
+        self._queue = deque(queue)
+
+    def _on_publish(self, packet: Publish, events: list[Event]) -> None:
+        if self.version == MQTT_5:
+            self._resolve_alias(packet)
+        qos = packet.qos
+        packet_id = packet.packet_id
+        if qos == 1:
+            self._send(Puback(packet_id))
+        elif qos == 2:
+            awaiting = self._awaiting_pubrel
+            if packet_id in awaiting:
+                # A resend of a message already delivered to the caller (method B of
+                # MQTT 5.0 section 4.3.3): acknowledge again, deliver once.
+                self._send(Pubrec(packet_id))
+                return
+            maximum = self._connect.receive_maximum or _U16_MAX
+            if len(awaiting) >= maximum:
+                raise ReceiveMaximumExceeded("the server exceeded our Receive Maximum")
+            awaiting.add(packet_id)
+            self._send(Pubrec(packet_id))
+        events.append(MessageReceived(packet))
+
+    def _resolve_alias(self, packet: Publish) -> None:
+        alias = packet.topic_alias
+        if alias is None:
+            return
+        if alias > (self._connect.topic_alias_maximum or 0):
+            raise TopicAliasInvalid(f"topic alias {alias} above our maximum")  # [MQTT-3.3.2-9]
+        if packet.topic:
+            self._aliases_in[alias] = packet.topic
+        else:
+            topic = self._aliases_in.get(alias)
+            if topic is None:
+                raise ProtocolError(f"topic alias {alias} was never set")
+            packet.topic = topic
+
+    def _on_pubrec(self, packet: Pubrec, events: list[Event]) -> None:
+        out = self._outgoing.get(packet.packet_id)
+        if out is None or out.publish.qos != 2:
+            if self.version == MQTT_5 and packet.reason_code < 0x80:
+                self._send(Pubrel(packet.packet_id, 0x92))  # Packet Identifier not found
+            return
+        if packet.reason_code >= 0x80:
+            # A failure PUBREC ends the exchange (MQTT 5.0 section 4.3.3): no PUBREL, and
+            # the packet identifier is free again.
+            self._complete(packet.packet_id, 2, packet, events)
+            return
+        if out.state == _AWAIT_ACK:
+            out.state = _AWAIT_COMP
+        self._send(Pubrel(packet.packet_id))
+
+    def _on_pubrel(self, packet: Pubrel) -> None:
+        if packet.packet_id in self._awaiting_pubrel:
+            self._awaiting_pubrel.discard(packet.packet_id)
+            self._send(Pubcomp(packet.packet_id))
+        elif self.version == MQTT_5:
+            self._send(Pubcomp(packet.packet_id, 0x92))
+        else:
+            self._send(Pubcomp(packet.packet_id))
+
+    def _complete(
+        self, packet_id: int, qos: int, ack: Puback | Pubrec | Pubcomp, events: list[Event]
+    ) -> None:
+        out = self._outgoing.get(packet_id)
+        if out is None or out.publish.qos != qos or out.state == _QUEUED:
+            return  # a late or stray acknowledgement: nothing is waiting for it
+        if isinstance(ack, Pubcomp) and out.state != _AWAIT_COMP:
+            return
+        del self._outgoing[packet_id]
+        self._inflight -= 1
+        events.append(
+            PublishCompleted(
+                packet_id, qos, ack.reason_code, ack.reason_string, ack.user_properties
+            )
+        )
+        self._pump()
+
+    def _on_request_ack(self, packet: Suback | Unsuback, events: list[Event]) -> None:
+        request = self._requests.get(packet.packet_id)
+        expected = Subscribe if isinstance(packet, Suback) else Unsubscribe
+        if not isinstance(request, expected):
+            return
+        del self._requests[packet.packet_id]
+        if isinstance(packet, Suback):
+            events.append(SubscribeCompleted(packet.packet_id, packet))
+        else:
+            events.append(UnsubscribeCompleted(packet.packet_id, packet))

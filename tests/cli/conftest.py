@@ -1,0 +1,14 @@
+"""Async tests and the broker fixtures, shared with tests/client (see servers.py there)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.client.servers import client_log, mosquitto, roost, run_async_test, server
+
+__all__ = ["client_log", "mosquitto", "roost", "server"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    return run_async_test(pyfuncitem)
