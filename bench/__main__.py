@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import codec
+from bench import codec, load
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,10 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-COMMANDS: tuple[Command, ...] = (Command("codec", codec.HELP, codec.add_arguments, codec.run),)
+COMMANDS: tuple[Command, ...] = (
+    Command("codec", codec.HELP, codec.add_arguments, codec.run),
+    Command("load", load.HELP, load.add_arguments, load.run),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
