@@ -6,13 +6,15 @@ BIN := $(VENV)/bin
 # Debian packages the tests talk to: real clients (and a real broker) we did not write.
 DEB_PACKAGES := mosquitto mosquitto-clients
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# MQTT.js (npm `mqtt`), the browsers' client library, run under Node by the WebSocket tests.
+NODE_DIR := tests/interop/js
 
-.PHONY: run test lint typecheck pytest bench deps-debian venv clean
+.PHONY: run test lint typecheck pytest bench deps-debian deps-node venv clean
 
 run: $(BIN)/.installed
 	$(BIN)/roost broker $(ARGS)
 
-test: deps-debian $(BIN)/.installed-dev lint typecheck pytest
+test: deps-debian deps-node $(BIN)/.installed-dev lint typecheck pytest
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check .
@@ -36,6 +38,12 @@ deps-debian:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+deps-node: $(NODE_DIR)/node_modules/.installed
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -50,3 +58,4 @@ $(BIN)/.installed-dev: $(VENV)/bin/python pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(NODE_DIR)/node_modules

@@ -8,6 +8,14 @@ import pytest
 
 from roost.broker.config import BrokerConfig
 from tests.support.broker_thread import BrokerThread
+from tests.support.cleanup import close_all
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    """Close what the support helpers opened (raw sockets, paho, mosquitto_sub), pass or fail."""
+    yield
+    close_all()
 
 
 @pytest.fixture
@@ -16,14 +24,18 @@ def make_broker() -> Iterator[Callable[..., BrokerThread]]:
     started: list[BrokerThread] = []
 
     def start(**overrides: object) -> BrokerThread:
+        overrides.setdefault("persistence", "memory")  # tests/persistence asks for "sqlite"
         config = BrokerConfig(**overrides)  # type: ignore[arg-type]
         thread = BrokerThread(config).start()
         started.append(thread)
         return thread
 
     yield start
-    for thread in started:
-        thread.stop()
+    try:
+        close_all()  # the clients go first, while their broker still runs
+    finally:
+        for thread in started:
+            thread.stop()
 
 
 @pytest.fixture

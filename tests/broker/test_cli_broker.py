@@ -21,7 +21,8 @@ STARTUP_TIMEOUT = 15.0
 class BrokerProcess:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "roost", "broker", "-p", "0", *args],
+            # In memory: these tests must not write (or share) a ./roost-data database.
+            [sys.executable, "-m", "roost", "broker", "-p", "0", "--no-persistence", *args],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -124,7 +125,15 @@ def test_config_error_names_file_line_key_and_problem_and_refuses_to_start(
 
 def test_port_in_use_is_a_clear_error(broker_process: BrokerProcess) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "roost", "broker", "-p", str(broker_process.port)],
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "broker",
+            "--no-persistence",
+            "-p",
+            str(broker_process.port),
+        ],
         capture_output=True,
         text=True,
         timeout=STARTUP_TIMEOUT,

@@ -22,6 +22,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 # wrong field (or not at all) shows up as a difference.
 COMPLETE_TOML = """\
 allow_anonymous = false
+max_connections = 5000
 max_packet_size = 65536
 connect_timeout = 2.5
 max_client_id_length = 128
@@ -39,19 +40,56 @@ max_session_expiry_interval = 86400
 retain_available = false
 max_retained_messages = 10
 sys_interval = 0
+password_file = "passwords"
+acl_file = "acl"
+scram_file = "scram"
+auth_plugin = "tests.auth.plugins:AllowList"
+auth_plugin_options = { users = ["alice"], realm = "test" }
+allow_sys_publish = ["$SYS/broker/connection/+/state"]
+persistence = "memory"
+data_dir = "/var/lib/roost"
+commit_policy = "batched"
+commit_window_ms = 25
 
 [[listeners]]
 host = "0.0.0.0"
 port = 1883
+max_connections = 100
+allow_anonymous = true
 
 [[listeners]]
 host = "::1"
 port = 8883
+type = "wss"
+path = "/ws"
+certfile = "server.crt"
+keyfile = "server.key"
+cafile = "ca.crt"
+require_certificate = true
+use_identity_as_username = "san"
+crlfile = "ca.crl"
+tls_version = "1.3"
 """
 
 COMPLETE_CONFIG = BrokerConfig(
-    listeners=[ListenerConfig("0.0.0.0", 1883), ListenerConfig("::1", 8883)],
+    listeners=[
+        ListenerConfig("0.0.0.0", 1883, max_connections=100, allow_anonymous=True),
+        ListenerConfig(
+            "::1",
+            8883,
+            type="wss",
+            path="/ws",
+            certfile="server.crt",
+            keyfile="server.key",
+            cafile="ca.crt",
+            require_certificate=True,
+            use_identity_as_username="san",
+            crlfile="ca.crl",
+            tls_version="1.3",
+        ),
+    ],
     allow_anonymous=False,
+    max_connections=5000,
     max_packet_size=65536,
     connect_timeout=2.5,
     max_client_id_length=128,
@@ -69,6 +107,16 @@ COMPLETE_CONFIG = BrokerConfig(
     retain_available=False,
     max_retained_messages=10,
     sys_interval=0.0,
+    password_file="passwords",  # noqa: S106  (a file name, not a password)
+    acl_file="acl",
+    scram_file="scram",
+    auth_plugin="tests.auth.plugins:AllowList",
+    auth_plugin_options={"users": ["alice"], "realm": "test"},
+    allow_sys_publish=["$SYS/broker/connection/+/state"],
+    persistence="memory",
+    data_dir="/var/lib/roost",
+    commit_policy="batched",
+    commit_window_ms=25.0,
 )
 
 

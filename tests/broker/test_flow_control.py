@@ -6,7 +6,7 @@ After each misbehaving client is disconnected, the tests check that the others c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 
 import pytest
 
@@ -15,7 +15,6 @@ from roost.codec import (
     MQTT_5,
     Connack,
     Disconnect,
-    Packet,
     Puback,
     Pubcomp,
     Publish,
@@ -27,32 +26,21 @@ from roost.codec import (
 )
 from roost.codec.primitives import encode_varint
 from tests.support.broker_thread import BrokerThread
-from tests.support.pubsub_helpers import (
-    close_all,
+from tests.support.raw import (
     connect,
     open_client,
-    packets_until_closed,
+    persistent,
     publish,
+    publishes,
     receive_all,
     recv_publish,
     settle,
     subscribe,
     sync,
-    wait_offline,
 )
+from tests.support.waiting import wait_offline
 
 VERSIONS = pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5], ids=["v311", "v5"])
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    close_all()
-
-
-def publishes(packets: Sequence[Packet]) -> list[Publish]:
-    assert all(isinstance(p, Publish) for p in packets), packets
-    return [p for p in packets if isinstance(p, Publish)]
 
 
 # The client's Receive Maximum: what the broker may have in flight towards it.
@@ -134,8 +122,7 @@ def test_resumed_session_respects_the_new_receive_maximum(broker: BrokerThread) 
     """The Receive Maximum is per Network Connection: a session resumed with a smaller one
     gets at most that many of its unacknowledged messages resent at once [MQTT-3.3.4-9],
     each with DUP=1 and its original id [MQTT-4.4.0-1]; the rest follow as acks arrive."""
-    persistent = {"clean_start": False, "session_expiry_interval": 60}
-    sub = connect(broker.port, MQTT_5, "sub", receive_maximum=4, **persistent)
+    sub = connect(broker.port, MQTT_5, "sub", receive_maximum=4, **persistent(MQTT_5))
     subscribe(sub, Subscription("res/t", 1))
     pub = connect(broker.port, MQTT_5, "pub")
     for i in range(4):
@@ -143,7 +130,7 @@ def test_resumed_session_respects_the_new_receive_maximum(broker: BrokerThread) 
     originals = [recv_publish(sub) for _ in range(4)]
     sub.close()
     wait_offline(broker, "sub")
-    sub = connect(broker.port, MQTT_5, "sub", present=True, receive_maximum=2, **persistent)
+    sub = connect(broker.port, MQTT_5, "sub", present=True, receive_maximum=2, **persistent(MQTT_5))
     resent = publishes(sync(sub))
     assert resent == [
         Publish("res/t", m.payload, 1, dup=True, packet_id=m.packet_id) for m in originals[:2]
@@ -158,8 +145,7 @@ def test_resumed_qos2_pubrel_holds_a_slot_but_is_not_held_back(broker: BrokerThr
     """A QoS 2 message whose PUBREC arrived before the reconnection is owed a PUBREL: it is
     resent at once (not a PUBLISH [MQTT-3.3.4-10]) but keeps its Receive Maximum slot
     until PUBCOMP [MQTT-3.3.4-9]."""
-    persistent = {"clean_start": False, "session_expiry_interval": 60}
-    sub = connect(broker.port, MQTT_5, "sub", receive_maximum=4, **persistent)
+    sub = connect(broker.port, MQTT_5, "sub", receive_maximum=4, **persistent(MQTT_5))
     subscribe(sub, Subscription("res/t", 2))
     pub = connect(broker.port, MQTT_5, "pub")
     for i in range(3):
@@ -169,7 +155,7 @@ def test_resumed_qos2_pubrel_holds_a_slot_but_is_not_held_back(broker: BrokerThr
     assert sub.recv() == Pubrel(m0.packet_id)
     sub.close()
     wait_offline(broker, "sub")
-    sub = connect(broker.port, MQTT_5, "sub", present=True, receive_maximum=2, **persistent)
+    sub = connect(broker.port, MQTT_5, "sub", present=True, receive_maximum=2, **persistent(MQTT_5))
     assert sync(sub) == [
         Pubrel(m0.packet_id),
         Publish("res/t", b"1", 2, dup=True, packet_id=m1.packet_id),
@@ -184,8 +170,7 @@ def test_resend_larger_than_the_new_maximum_packet_size_is_discarded(
     """[MQTT-3.1.2-24] holds for resends too: a resumed client with a smaller Maximum Packet
     Size does not get an in-flight message that no longer fits; it is discarded as if
     delivered [MQTT-3.1.2-25] and not resent later either."""
-    persistent = {"clean_start": False, "session_expiry_interval": 60}
-    sub = connect(broker.port, MQTT_5, "sub", **persistent)
+    sub = connect(broker.port, MQTT_5, "sub", **persistent(MQTT_5))
     subscribe(sub, Subscription("mps/t", 1))
     pub = connect(broker.port, MQTT_5, "pub")
     publish(pub, Publish("mps/t", b"x" * 100, 1, packet_id=1))
@@ -193,12 +178,14 @@ def test_resend_larger_than_the_new_maximum_packet_size_is_discarded(
     big, small = recv_publish(sub), recv_publish(sub)
     sub.close()
     wait_offline(broker, "sub")
-    sub = connect(broker.port, MQTT_5, "sub", present=True, maximum_packet_size=64, **persistent)
+    sub = connect(
+        broker.port, MQTT_5, "sub", present=True, maximum_packet_size=64, **persistent(MQTT_5)
+    )
     assert sync(sub) == [Publish("mps/t", b"small", 1, dup=True, packet_id=small.packet_id)]
     sub.send(Puback(small.packet_id))
     sub.close()
     wait_offline(broker, "sub")
-    sub = connect(broker.port, MQTT_5, "sub", present=True, **persistent)
+    sub = connect(broker.port, MQTT_5, "sub", present=True, **persistent(MQTT_5))
     assert sync(sub) == []
     assert big.payload == b"x" * 100
 
@@ -229,7 +216,7 @@ def test_server_receive_maximum_is_advertised_and_enforced(
     bad.send(Publish("srm/t", b"4", 2, packet_id=4))
     assert bad.recv() == Pubrec(4)
     bad.send(Publish("srm/t", b"excess", excess_qos, packet_id=5))
-    packets = packets_until_closed(bad)
+    packets = bad.expect_closed_with_sizes()
     assert [(type(p), getattr(p, "reason_code", None)) for p, _size in packets] == [
         (Disconnect, 0x93)
     ]
@@ -250,7 +237,7 @@ def test_broker_disconnect_fits_the_client_maximum_packet_size(
     bad.send(Publish("t", b"", 2, packet_id=1))
     assert bad.recv() == Pubrec(1, 0x10)
     bad.send(Publish("t", b"", 2, packet_id=2))
-    packets = packets_until_closed(bad)
+    packets = bad.expect_closed_with_sizes()
     assert [(type(p), getattr(p, "reason_code", None)) for p, _size in packets] == [
         (Disconnect, 0x93)
     ]
@@ -301,7 +288,7 @@ def test_broker_max_packet_size(make_broker: Callable[..., BrokerThread], versio
     assert len(exact.encode(version)) == 128
     publish(bad, exact)
     bad.send(Publish("big/t", b"y" * (129 - overhead)))
-    packets = packets_until_closed(bad)
+    packets = bad.expect_closed_with_sizes()
     if version == MQTT_5:
         assert [(type(p), getattr(p, "reason_code", None)) for p, _ in packets] == [
             (Disconnect, 0x95)
@@ -322,5 +309,5 @@ def test_oversized_packet_is_refused_from_its_fixed_header(
     broker = make_broker(max_packet_size=1024)
     bad = connect(broker.port, MQTT_5, "bad")
     bad.send(b"\x30" + encode_varint(10_000_000) + b"\x00\x01t")
-    packets = packets_until_closed(bad)
+    packets = bad.expect_closed_with_sizes()
     assert [(type(p), getattr(p, "reason_code", None)) for p, _ in packets] == [(Disconnect, 0x95)]

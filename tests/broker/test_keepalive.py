@@ -7,7 +7,7 @@ The broker's sweep runs every 0.5 s, so a keep-alive of 1 s is enforced within a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -19,36 +19,16 @@ from roost.codec import (
     Disconnect,
     Pingreq,
     Publish,
+    Subscription,
     Will,
 )
 from tests.support.broker_thread import BrokerThread
-from tests.support.connect_helpers import (
-    PahoClient,
-    RawFactory,
-    raw_clients,
-    subscribe,
-    without_reason_string,
-)
-from tests.support.raw import RawClient
+from tests.support.paho import PahoClient
+from tests.support.raw import RawClient, connect, open_client, subscribe, without_reason_string
 
 LEVELS = [MQTT_3_1_1, MQTT_5]
 PINGRESP = b"\xd0\x00"  # type 13, remaining length 0 (3.1.1 and 5.0 section 3.13)
 CLOSE_BOUND = 6.0  # seconds: keep-alive 1 s x 1.5 + the sweep, with a wide margin
-
-
-@pytest.fixture
-def raw() -> Iterator[RawFactory]:
-    yield from raw_clients()
-
-
-def connected(
-    raw: RawFactory, port: int, client_id: str, version: int, **fields: object
-) -> RawClient:
-    client = raw(port, version)
-    connack = client.connect(client_id, **fields)
-    assert isinstance(connack, Connack)
-    assert connack.reason_code == 0
-    return client
 
 
 def ping(client: RawClient) -> None:
@@ -68,16 +48,16 @@ def assert_keep_alive_close(client: RawClient, version: int) -> None:
 
 @pytest.mark.parametrize("version", LEVELS)
 def test_silent_client_is_disconnected_and_its_will_published(
-    broker: BrokerThread, raw: RawFactory, version: int
+    broker: BrokerThread, version: int
 ) -> None:
     """No control packet within 1.5x the Keep Alive: the server MUST close the connection
     as if the network had failed (3.1.1 [MQTT-3.1.2-24], 5.0 [MQTT-3.1.2-22]); with no
     Server Keep Alive the client's value is the one used [MQTT-3.2.2-22]. The connection
     did not end with DISCONNECT, so the will is published (3.1.1 section 3.1.2.5 lists
     this case; [MQTT-3.1.2-8])."""
-    watcher = connected(raw, broker.port, "ka-watch", MQTT_3_1_1, keep_alive=0)
-    subscribe(watcher, "ka/will", qos=0)
-    silent = raw(broker.port, version)
+    watcher = connect(broker.port, MQTT_3_1_1, "ka-watch", keep_alive=0)
+    subscribe(watcher, Subscription("ka/will", 0))
+    silent = open_client(broker.port, version)
     connack = silent.connect("ka-silent", keep_alive=1, will=Will("ka/will", b"timed out"))
     assert isinstance(connack, Connack)
     assert connack.server_keep_alive is None
@@ -85,14 +65,12 @@ def test_silent_client_is_disconnected_and_its_will_published(
     assert watcher.recv() == Publish("ka/will", b"timed out")
 
 
-def test_any_control_packet_keeps_the_connection_alive(
-    broker: BrokerThread, raw: RawFactory
-) -> None:
+def test_any_control_packet_keeps_the_connection_alive(broker: BrokerThread) -> None:
     """Keep Alive counts any control packet from the client (3.1.1 section 3.1.2.10): here
     PINGREQ and QoS 0 PUBLISH alternate every 0.5 s for 3 s, twice 1.5x the keep-alive.
     Both levels run side by side to share the wait."""
     clients = {
-        version: connected(raw, broker.port, f"ka-busy-{version}", version, keep_alive=1)
+        version: connect(broker.port, version, f"ka-busy-{version}", keep_alive=1)
         for version in LEVELS
     }
     for round_ in range(6):
@@ -108,7 +86,7 @@ def test_any_control_packet_keeps_the_connection_alive(
 def test_paho_pings_and_stays_connected(broker: BrokerThread) -> None:
     """paho-mqtt sends PINGREQ on its own and is never disconnected. Keep-alive 2, not 1:
     paho checks its timer about once a second, which would leave too thin a margin."""
-    client = PahoClient(broker.port, "paho-ka", MQTT_3_1_1, keepalive=2).connect()
+    client = PahoClient(broker.port, "paho-ka", MQTT_3_1_1, keepalive=2)
     try:
         # An absence: paho reports no disconnection for longer than 1.5x its keep-alive.
         assert not client.disconnected.wait(4.0)
@@ -120,21 +98,19 @@ def test_paho_pings_and_stays_connected(broker: BrokerThread) -> None:
 
 
 @pytest.mark.parametrize("version", LEVELS)
-def test_pingresp_is_exact(broker: BrokerThread, raw: RawFactory, version: int) -> None:
+def test_pingresp_is_exact(broker: BrokerThread, version: int) -> None:
     """[MQTT-3.12.4-1]: each PINGREQ gets a PINGRESP (0xD0 0x00), pipelined ones included."""
-    client = connected(raw, broker.port, f"pingresp-{version}", version)
+    client = connect(broker.port, version, f"pingresp-{version}")
     ping(client)
     client.send(Pingreq().encode() * 3)
     assert client.recv_bytes(6) == PINGRESP * 3
     client.expect_silence(0.1)
 
 
-def test_keep_alive_zero_means_no_timeout(broker: BrokerThread, raw: RawFactory) -> None:
+def test_keep_alive_zero_means_no_timeout(broker: BrokerThread) -> None:
     """Keep Alive 0 turns the mechanism off (3.1.1 and 5.0 section 3.1.2.10): silent clients
     of both levels are still connected well after any 1.5x deadline could have passed."""
-    clients = [
-        connected(raw, broker.port, f"ka0-{version}", version, keep_alive=0) for version in LEVELS
-    ]
+    clients = [connect(broker.port, version, f"ka0-{version}", keep_alive=0) for version in LEVELS]
     clients[0].expect_silence(2.5)  # covers both: they were silent over the same window
     for client in clients:
         client.expect_silence(0.01)
@@ -142,7 +118,7 @@ def test_keep_alive_zero_means_no_timeout(broker: BrokerThread, raw: RawFactory)
 
 
 def test_server_keep_alive_lowers_the_client_value_5(
-    make_broker: Callable[..., BrokerThread], raw: RawFactory
+    make_broker: Callable[..., BrokerThread],
 ) -> None:
     """5.0 section 3.2.2.3.14: a server may answer with a Server Keep Alive, which the client
     MUST use instead of its own ([MQTT-3.2.2-21], [MQTT-3.1.2-21]), and which the server
@@ -152,7 +128,7 @@ def test_server_keep_alive_lowers_the_client_value_5(
     broker = make_broker(max_keep_alive=1)
     clients = []
     for requested, answered in [(60, 1), (0, 1), (1, None)]:
-        client = raw(broker.port, MQTT_5)
+        client = open_client(broker.port, MQTT_5)
         connack = client.connect(f"ska-{requested}", keep_alive=requested)
         assert isinstance(connack, Connack)
         assert (connack.reason_code, connack.server_keep_alive) == (0, answered)
@@ -165,7 +141,7 @@ def test_paho_follows_the_server_keep_alive(make_broker: Callable[..., BrokerThr
     """paho-mqtt adopts Server Keep Alive 2 although it asked for 60, and so stays connected
     ([MQTT-3.2.2-21] on the client side)."""
     broker = make_broker(max_keep_alive=2)
-    client = PahoClient(broker.port, "paho-ska", MQTT_5, keepalive=60).connect()
+    client = PahoClient(broker.port, "paho-ska", MQTT_5, keepalive=60)
     try:
         assert client.connack_properties.ServerKeepAlive == 2
         assert not client.disconnected.wait(4.0)
@@ -175,15 +151,15 @@ def test_paho_follows_the_server_keep_alive(make_broker: Callable[..., BrokerThr
 
 @pytest.mark.parametrize("requested", [60, 0])
 def test_keep_alive_above_the_maximum_is_refused_3_1_1(
-    make_broker: Callable[..., BrokerThread], raw: RawFactory, requested: int
+    make_broker: Callable[..., BrokerThread], requested: int
 ) -> None:
     """3.1.1 cannot tell a client another keep-alive; like Mosquitto, the broker refuses
     with CONNACK 0x02 (identifier rejected) and closes (3.1.1 section 3.1.4 point 3,
     [MQTT-3.2.2-4], [MQTT-3.2.2-5]). Within the maximum the client is accepted."""
     broker = make_broker(max_keep_alive=30)
-    client = raw(broker.port, MQTT_3_1_1)
+    client = open_client(broker.port, MQTT_3_1_1)
     client.send(Connect("ka-over", MQTT_3_1_1, keep_alive=requested))
     assert client.recv_bytes(4) == b"\x20\x02\x00\x02"
     assert client.expect_closed() == []
-    within = raw(broker.port, MQTT_3_1_1)
+    within = open_client(broker.port, MQTT_3_1_1)
     assert within.connect("ka-within", keep_alive=30) == Connack(False, 0)

@@ -7,7 +7,7 @@ are MQTT 5.0's unless marked "3.1.1".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -25,8 +25,7 @@ from roost.codec import (
     Unsubscribe,
 )
 from tests.support.broker_thread import BrokerThread
-from tests.support.pubsub_helpers import (
-    close_all,
+from tests.support.raw import (
     connect,
     drain,
     open_client,
@@ -39,12 +38,6 @@ from tests.support.pubsub_helpers import (
 )
 
 VERSIONS = pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5], ids=["v311", "v5"])
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    close_all()
 
 
 # (topic filter, topics it matches, topics it does not match), from MQTT 5.0 section

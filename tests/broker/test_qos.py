@@ -6,7 +6,7 @@ Statement ids are MQTT 5.0's unless marked "3.1.1"; the QoS flows are the same i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -24,44 +24,28 @@ from roost.codec import (
     Subscription,
 )
 from tests.support.broker_thread import BrokerThread
-from tests.support.pubsub_helpers import (
+from tests.support.mosquitto_tools import (
     MOSQUITTO_VERSIONS,
-    PahoClient,
-    close_all,
-    connect,
-    drain,
     finish,
     mosquitto_pub,
+    start_mosquitto_sub,
+)
+from tests.support.paho import PahoClient
+from tests.support.raw import (
+    connect,
+    drain,
+    persistent,
     publish,
+    publishes,
     receive_all,
     recv_publish,
     settle,
-    start_mosquitto_sub,
     subscribe,
     sync,
-    wait_offline,
-    wait_subscribed,
 )
+from tests.support.waiting import wait_offline, wait_subscribed
 
 VERSIONS = pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5], ids=["v311", "v5"])
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    close_all()
-
-
-def persistent(version: int) -> dict[str, object]:
-    """CONNECT fields for a session that outlives its connection, at either level."""
-    if version == MQTT_5:
-        return {"clean_start": False, "session_expiry_interval": 60}
-    return {"clean_start": False}
-
-
-def only_publishes(packets: list[Packet]) -> list[Publish]:
-    assert all(isinstance(p, Publish) for p in packets), packets
-    return [p for p in packets if isinstance(p, Publish)]
 
 
 # Client -> broker.
@@ -286,7 +270,7 @@ def test_pubrec_with_a_failure_code_ends_the_flow(broker: BrokerThread) -> None:
     assert m1.payload == b"m1"
     assert sync(sub) == []  # m2 waits for the only slot
     sub.send(Pubrec(m1.packet_id, 0x80))
-    (m2,) = only_publishes(sync(sub))  # no PUBREL for m1; m2 takes the slot
+    (m2,) = publishes(sync(sub))  # no PUBREL for m1; m2 takes the slot
     assert m2.payload == b"m2"
     sub.send(Pubrec(m2.packet_id))
     assert sub.recv() == Pubrel(m2.packet_id)
@@ -357,17 +341,13 @@ def test_paho_end_to_end(broker: BrokerThread, version: int, qos: int) -> None:
     the subscribed QoS; paho's own acknowledgement handling completes every flow."""
     sub = PahoClient(broker.port, "paho-sub", version)
     pub = PahoClient(broker.port, "paho-pub", version)
-    try:
-        sub.subscribe("e2e/paho", qos)
-        payloads = [b"message %d" % i for i in range(20)]
-        pub.publish_all("e2e/paho", payloads, qos)
-        got = sub.take(20)
-        assert [m.payload for m in got] == payloads
-        assert {m.qos for m in got} == {qos}
-        assert sub.messages.empty()
-    finally:
-        pub.stop()
-        sub.stop()
+    sub.subscribe("e2e/paho", qos)
+    payloads = [b"message %d" % i for i in range(20)]
+    pub.publish_all("e2e/paho", payloads, qos)
+    got = sub.take(20)
+    assert [m.payload for m in got] == payloads
+    assert {m.qos for m in got} == {qos}
+    assert sub.messages.empty()
 
 
 @pytest.mark.parametrize("version", [MQTT_3_1, MQTT_3_1_1, MQTT_5], ids=["v31", "v311", "v5"])
@@ -383,7 +363,7 @@ def test_mosquitto_clients_end_to_end(broker: BrokerThread, version: int, qos: i
     lines = "".join(f"line {i}\n" for i in range(5))
     mosquitto_pub(
         broker.port, "-V", level, "-i", "mpub", "-t", "e2e/mosq", "-q", str(qos), "-l",
-        stdin=lines,
+        input_text=lines,
     )  # fmt: skip
     assert finish(sub) == [f"{qos} line {i}" for i in range(5)]
 
@@ -397,22 +377,19 @@ def test_v31_publisher_to_v5_subscriber(broker: BrokerThread) -> None:
         broker.port, "-V", "mqttv5", "-i", "msub5", "-t", "x/v", "-q", "2", "-C", "1",
         "-F", "%q %r %p",
     )  # fmt: skip
-    try:
-        paho_sub.subscribe("x/v", 2)
-        wait_subscribed(broker, "msub5", "x/v")
-        mosquitto_pub(
-            broker.port, "-V", "mqttv31", "-i", "old", "-t", "x/v", "-q", "1", "-r", "-m", "hi"
-        )
-        (message,) = paho_sub.take(1)
-        assert (message.topic, message.payload, message.qos, message.retain) == (
-            "x/v",
-            b"hi",
-            1,
-            False,
-        )
-        assert finish(mosq_sub) == ["1 0 hi"]
-    finally:
-        paho_sub.stop()
+    paho_sub.subscribe("x/v", 2)
+    wait_subscribed(broker, "msub5", "x/v")
+    mosquitto_pub(
+        broker.port, "-V", "mqttv31", "-i", "old", "-t", "x/v", "-q", "1", "-r", "-m", "hi"
+    )
+    (message,) = paho_sub.take(1)
+    assert (message.topic, message.payload, message.qos, message.retain) == (
+        "x/v",
+        b"hi",
+        1,
+        False,
+    )
+    assert finish(mosq_sub) == ["1 0 hi"]
 
 
 def test_v5_publisher_to_v31_subscriber(broker: BrokerThread) -> None:
@@ -423,9 +400,6 @@ def test_v5_publisher_to_v31_subscriber(broker: BrokerThread) -> None:
     )  # fmt: skip
     wait_subscribed(broker, "msub31", "x/#")
     pub = PahoClient(broker.port, "paho-v5-pub", MQTT_5)
-    try:
-        pub.publish_all("x/a", [b"one"], 2)
-        pub.publish_all("x/b", [b"two"], 1)
-    finally:
-        pub.stop()
+    pub.publish_all("x/a", [b"one"], 2)
+    pub.publish_all("x/b", [b"two"], 1)
     assert finish(sub) == ["2 x/a one", "1 x/b two"]

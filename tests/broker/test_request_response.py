@@ -15,25 +15,18 @@ import pytest
 
 from roost.codec import MQTT_3_1_1, MQTT_5, Publish, Subscription
 from tests.support.broker_thread import BrokerThread
-from tests.support.messaging_helpers import (
-    PahoClient,
+from tests.support.mosquitto_tools import finish, mosquitto_pub, start_mosquitto_sub
+from tests.support.paho import PahoClient, prop, user_properties
+from tests.support.raw import (
     acknowledge,
-    broker_now,
-    close_clients,  # noqa: F401  (an autouse fixture: closes the clients)
     connect,
-    finish,
-    mosquitto_pub,
-    prop,
+    persistent,
     publish,
     recv_publish,
-    start_mosquitto_sub,
-    subscribe,
+    subscribe_and_sync,
     sync,
-    user_properties,
-    wait_for_clock,
-    wait_offline,
-    wait_until,
 )
+from tests.support.waiting import broker_now, wait_for_clock, wait_matched, wait_offline
 
 # Duplicates and order are part of what must survive [MQTT-3.3.2-17], [MQTT-3.3.2-18].
 USER_PROPERTIES = (("z", "last?"), ("a", "1"), ("dup", "x"), ("a", "0"), ("dup", "x"), ("é", "ü"))
@@ -56,7 +49,7 @@ def test_request_properties_are_forwarded_unaltered(broker: BrokerThread, qos: i
     """[MQTT-3.3.2-4], [MQTT-3.3.2-15], [MQTT-3.3.2-16], [MQTT-3.3.2-17],
     [MQTT-3.3.2-18], [MQTT-3.3.2-20]: what the publisher sent, byte for byte, in order."""
     sub = connect(broker.port, MQTT_5, "responder")
-    subscribe(sub, Subscription("rr/request", 2))
+    subscribe_and_sync(sub, Subscription("rr/request", 2))
     pub = connect(broker.port, MQTT_5, "requester")
     publish(pub, request(Publish("rr/request", b'{"q": 1}', qos, packet_id=qos and 9)))
     got = recv_publish(sub)
@@ -68,21 +61,23 @@ def test_properties_reach_every_subscriber_and_retained_copies(broker: BrokerThr
     """The same properties for each subscriber ("to all subscribers receiving the
     Application Message") and for the retained copy sent on a later subscription."""
     first = connect(broker.port, MQTT_5, "first")
-    subscribe(first, Subscription("rr/+"))
+    subscribe_and_sync(first, Subscription("rr/+"))
     second = connect(broker.port, MQTT_5, "second")
-    subscribe(second, Subscription("rr/#"), identifier=5)
+    subscribe_and_sync(second, Subscription("rr/#"), identifier=5)
     pub = connect(broker.port, MQTT_5, "pub")
     publish(pub, request(Publish("rr/x", b"m", retain=True)))
     assert recv_publish(first) == request(Publish("rr/x", b"m"))
     assert recv_publish(second) == request(Publish("rr/x", b"m", subscription_identifiers=(5,)))
     late = connect(broker.port, MQTT_5, "late")
-    assert subscribe(late, Subscription("rr/x")) == [request(Publish("rr/x", b"m", retain=True))]
+    assert subscribe_and_sync(late, Subscription("rr/x")) == [
+        request(Publish("rr/x", b"m", retain=True))
+    ]
 
 
 def test_v3_subscriber_gets_the_payload_without_properties(broker: BrokerThread) -> None:
     """MQTT 3.1.1 has no properties: its subscribers get topic and payload only."""
     sub = connect(broker.port, MQTT_3_1_1, "old")
-    subscribe(sub, Subscription("rr/old", 1))
+    subscribe_and_sync(sub, Subscription("rr/old", 1))
     pub = connect(broker.port, MQTT_5, "pub")
     publish(pub, request(Publish("rr/old", b"m", 1, packet_id=1, message_expiry_interval=60)))
     got = recv_publish(sub)
@@ -94,7 +89,7 @@ def test_message_expiry_interval_of_a_prompt_delivery(broker: BrokerThread) -> N
     """[MQTT-3.3.2-6]: the interval sent is the received one minus the time waited;
     delivered at once, that rounds back up to the received value."""
     sub = connect(broker.port, MQTT_5, "sub")
-    subscribe(sub, Subscription("exp/now"))
+    subscribe_and_sync(sub, Subscription("exp/now"))
     pub = connect(broker.port, MQTT_5, "pub")
     publish(pub, Publish("exp/now", b"m", message_expiry_interval=30))
     assert recv_publish(sub) == Publish("exp/now", b"m", message_expiry_interval=30)
@@ -107,7 +102,7 @@ def test_expired_messages_are_not_delivered_to_a_returning_subscriber(
     Interval passes before delivery starts is deleted; [MQTT-3.3.2-6]: one still alive
     goes out with the interval reduced by the time it waited."""
     sub = connect(broker.port, MQTT_5, "offline", session_expiry_interval=60)
-    subscribe(sub, Subscription("exp/q", 1))
+    subscribe_and_sync(sub, Subscription("exp/q", 1))
     sub.close()
     wait_offline(broker, "offline")
     pub = connect(broker.port, MQTT_5, "pub")
@@ -116,7 +111,7 @@ def test_expired_messages_are_not_delivered_to_a_returning_subscriber(
     publish(pub, Publish("exp/q", b"long", 1, packet_id=2, message_expiry_interval=100))
     publish(pub, Publish("exp/q", b"forever", 1, packet_id=3))
     wait_for_clock(broker, queued_at + 1.2)
-    back = connect(broker.port, MQTT_5, "offline", clean_start=False, session_expiry_interval=60)
+    back = connect(broker.port, MQTT_5, "offline", present=True, **persistent(MQTT_5))
     long = recv_publish(back)
     assert long == Publish(
         "exp/q",
@@ -141,7 +136,7 @@ def test_expired_message_waiting_behind_receive_maximum_is_dropped(
     """[MQTT-3.3.2-5] for an online subscriber too: a message queued behind the
     client's Receive Maximum that expires before it can be sent is never sent."""
     sub = connect(broker.port, MQTT_5, "slow", receive_maximum=1)
-    subscribe(sub, Subscription("exp/slow", 1))
+    subscribe_and_sync(sub, Subscription("exp/slow", 1))
     pub = connect(broker.port, MQTT_5, "pub")
     queued_at = broker_now(broker)
     publish(pub, Publish("exp/slow", b"first", 1, packet_id=1))
@@ -195,7 +190,7 @@ def test_mosquitto_clients_see_the_properties(broker: BrokerThread) -> None:
     sub = start_mosquitto_sub(
         broker.port, "-V", "mqttv5", "-t", "mq/rr", "-C", "1", "-F", "%R|%C|%F|%P|%p"
     )
-    wait_until(lambda: broker.call(lambda: len(broker.broker.router.tree.match("mq/rr")[0]) == 1))
+    wait_matched(broker, "mq/rr", 1)
     mosquitto_pub(
         broker.port,
         "-V",

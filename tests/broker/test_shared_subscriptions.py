@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import pytest
 
-from roost.codec import MQTT_3_1_1, MQTT_5, Disconnect, Puback, Publish, Subscribe, Subscription
+from roost.codec import MQTT_3_1_1, MQTT_5, Puback, Publish, Subscribe, Subscription
 from tests.support.broker_thread import BrokerThread
-from tests.support.messaging_helpers import (
-    PahoClient,
+from tests.support.mosquitto_tools import finish, start_mosquitto_sub
+from tests.support.paho import PahoClient
+from tests.support.raw import (
+    RawClient,
     acknowledge,
-    close_clients,  # noqa: F401  (an autouse fixture: closes the clients)
     connect,
     drop,
-    finish,
-    protocol_of,
+    expect_disconnect,
+    persistent,
     publish,
     recv_publish,
-    start_mosquitto_sub,
-    subscribe,
+    subscribe_and_sync,
     sync,
-    wait_offline,
-    wait_session_gone,
-    wait_until,
 )
-from tests.support.raw import RawClient
+from tests.support.waiting import wait_offline, wait_session_gone, wait_until
 
 VERSIONS = [MQTT_3_1_1, MQTT_5]
 
@@ -48,7 +45,7 @@ def member(
     broker: BrokerThread, client_id: str, share: str, qos: int = 0, **fields: object
 ) -> RawClient:
     client = connect(broker.port, MQTT_5, client_id, **fields)
-    subscribe(client, Subscription(share, qos))
+    subscribe_and_sync(client, Subscription(share, qos))
     return client
 
 
@@ -61,9 +58,9 @@ def test_each_message_goes_to_one_member_in_turn(broker: BrokerThread, version: 
     """4.8.2: each message goes to only one of the group's sessions; Roost picks them
     round-robin."""
     a = connect(broker.port, version, "a")
-    subscribe(a, Subscription("$share/g/sh/t"))
+    subscribe_and_sync(a, Subscription("$share/g/sh/t"))
     b = connect(broker.port, version, "b")
-    subscribe(b, Subscription("$share/g/sh/t"))
+    subscribe_and_sync(b, Subscription("$share/g/sh/t"))
     pub = connect(broker.port, version, "pub")
     for n in range(6):
         publish(pub, Publish("sh/t", b"%d" % n))
@@ -92,9 +89,9 @@ def test_shared_and_non_shared_subscriptions_on_one_topic(broker: BrokerThread) 
     """4.8.2 (non-normative example): a non-shared subscriber gets every message; a
     client with both a shared and a non-shared subscription gets a copy for each."""
     plain = connect(broker.port, MQTT_5, "plain")
-    subscribe(plain, Subscription("sh/t"))
+    subscribe_and_sync(plain, Subscription("sh/t"))
     both = connect(broker.port, MQTT_5, "both")
-    subscribe(both, Subscription("sh/t"), Subscription("$share/g/sh/t"))
+    subscribe_and_sync(both, Subscription("sh/t"), Subscription("$share/g/sh/t"))
     pub = connect(broker.port, MQTT_5, "pub")
     publish(pub, Publish("sh/t", b"m"))
     assert recv_publish(plain) == Publish("sh/t", b"m")
@@ -110,9 +107,9 @@ def test_retained_messages_are_not_sent_to_a_shared_subscription(
     pub = connect(broker.port, version, "pub")
     publish(pub, Publish("sh/r", b"retained", retain=True))
     a = connect(broker.port, version, "a")
-    assert subscribe(a, Subscription("$share/g/sh/r")) == []
-    assert subscribe(a, Subscription("$share/g/sh/#"), packet_id=2) == []
-    assert subscribe(a, Subscription("sh/#"), packet_id=3) == [
+    assert subscribe_and_sync(a, Subscription("$share/g/sh/r")) == []
+    assert subscribe_and_sync(a, Subscription("$share/g/sh/#"), packet_id=2) == []
+    assert subscribe_and_sync(a, Subscription("sh/#"), packet_id=3) == [
         Publish("sh/r", b"retained", retain=True)
     ]
 
@@ -122,10 +119,7 @@ def test_no_local_on_a_shared_subscription_is_a_protocol_error(broker: BrokerThr
     DISCONNECT 0x82 (4.13)."""
     client = connect(broker.port, MQTT_5, "a")
     client.send(Subscribe(1, (Subscription("$share/g/sh/t", no_local=True),)))
-    packets = client.expect_closed()
-    assert len(packets) == 1
-    assert isinstance(packets[0], Disconnect)
-    assert packets[0].reason_code == 0x82
+    expect_disconnect(client, 0x82)
     assert members(broker, "sh/t") == {}
 
 
@@ -192,7 +186,7 @@ def test_unfinished_qos2_is_completed_when_the_member_reconnects(broker: BrokerT
     first = recv_publish(a)
     drop(a)
     wait_offline(broker, "a")
-    back = connect(broker.port, MQTT_5, "a", clean_start=False, session_expiry_interval=60)
+    back = connect(broker.port, MQTT_5, "a", present=True, **persistent(MQTT_5))
     resent = recv_publish(back)
     assert resent == Publish("sh/r2", b"first", 2, dup=True, packet_id=first.packet_id)
     acknowledge(back, resent)
@@ -237,11 +231,10 @@ def test_mosquitto_sub_shared_members(broker: BrokerThread) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_paho_shared_members(broker: BrokerThread, version: int) -> None:
     """paho-mqtt clients as members of one group and as the publisher."""
-    protocol = protocol_of(version)
-    clients = [PahoClient(broker.port, f"paho-{n}", protocol) for n in range(2)]
+    clients = [PahoClient(broker.port, f"paho-{n}", version) for n in range(2)]
     for client in clients:
         client.subscribe("$share/workers/paho/jobs", qos=1)
-    publisher = PahoClient(broker.port, "paho-pub", protocol)
+    publisher = PahoClient(broker.port, "paho-pub", version)
     for n in range(4):
         publisher.publish("paho/jobs", b"job %d" % n, qos=1)
     got = [[m.payload for m in client.take(2)] for client in clients]

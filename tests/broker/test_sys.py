@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 
 from roost import __version__
 from roost.codec import Publish, Subscribe, Subscription
 from tests.support.broker_thread import BrokerThread
-from tests.support.raw import RawClient
+from tests.support.mosquitto_tools import mosquitto_sub
+from tests.support.raw import RawClient, open_client
 
 
 def read_sys(client: RawClient, wanted: set[str]) -> dict[str, str]:
@@ -24,13 +24,13 @@ def test_sys_topics_report_version_clients_and_messages(
     make_broker: Callable[..., BrokerThread],
 ) -> None:
     broker = make_broker(sys_interval=1.0)
-    watcher = RawClient(broker.port)
+    watcher = open_client(broker.port)
     watcher.connect("watcher")
     watcher.send(Subscribe(1, (Subscription("$SYS/broker/#"),)))
     watcher.recv()  # SUBACK
     first = read_sys(watcher, {"$SYS/broker/version", "$SYS/broker/clients/connected"})
     assert first["$SYS/broker/version"] == f"roost version {__version__}"
-    publisher = RawClient(broker.port)
+    publisher = open_client(broker.port)
     publisher.connect("publisher")
     for _ in range(3):
         publisher.send(Publish("some/topic", b"x"))
@@ -47,32 +47,12 @@ def test_sys_topics_report_version_clients_and_messages(
 
 def test_sys_topics_are_not_matched_by_a_leading_wildcard(broker: BrokerThread) -> None:
     """[MQTT-4.7.2-1]: '#' alone does not match $SYS topics."""
-    result = subprocess.run(
-        ["mosquitto_sub", "-p", str(broker.port), "-t", "#", "-W", "2", "-v"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+    result = mosquitto_sub(broker.port, "-t", "#", "-W", "2", "-v", check=False)
     assert "$SYS" not in result.stdout
 
 
 def test_sys_version_is_retained_for_mosquitto_sub(broker: BrokerThread) -> None:
-    result = subprocess.run(
-        [
-            "mosquitto_sub",
-            "-p",
-            str(broker.port),
-            "-t",
-            "$SYS/broker/version",
-            "-C",
-            "1",
-            "-W",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
+    result = mosquitto_sub(
+        broker.port, "-t", "$SYS/broker/version", "-C", "1", "-W", "5", check=False
     )
     assert result.stdout.strip() == f"roost version {__version__}"

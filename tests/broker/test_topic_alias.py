@@ -12,22 +12,21 @@ from collections.abc import Callable
 
 import pytest
 
-from roost.codec import MQTT_3_1_1, MQTT_5, Connack, Disconnect, Publish, Subscription
+from roost.codec import MQTT_3_1_1, MQTT_5, Connack, Publish, Subscription
 from tests.support.broker_thread import BrokerThread
-from tests.support.messaging_helpers import (
-    close_clients,  # noqa: F401  (an autouse fixture: closes the clients)
+from tests.support.mosquitto_tools import finish, mosquitto_pub, start_mosquitto_sub
+from tests.support.raw import (
+    RawClient,
     connect,
-    finish,
-    mosquitto_pub,
+    expect_disconnect,
+    open_client,
+    persistent,
     publish,
     recv_publish,
-    start_mosquitto_sub,
-    subscribe,
+    subscribe_and_sync,
     sync,
-    wait_offline,
-    wait_until,
 )
-from tests.support.raw import RawClient
+from tests.support.waiting import wait_matched, wait_offline
 
 TOPIC_ALIAS_INVALID = 0x94
 PROTOCOL_ERROR = 0x82
@@ -35,16 +34,8 @@ PROTOCOL_ERROR = 0x82
 
 def subscriber(broker: BrokerThread, version: int = MQTT_5) -> RawClient:
     client = connect(broker.port, version, "sub")
-    subscribe(client, Subscription("ta/#", 1))
+    subscribe_and_sync(client, Subscription("ta/#", 1))
     return client
-
-
-def expect_disconnect(client: RawClient, reason_code: int) -> None:
-    """The broker sends DISCONNECT with ``reason_code`` and closes the connection."""
-    packets = client.expect_closed()
-    assert len(packets) == 1, packets
-    assert isinstance(packets[0], Disconnect), packets
-    assert packets[0].reason_code == reason_code
 
 
 @pytest.mark.parametrize("qos", [0, 1])
@@ -53,7 +44,7 @@ def test_alias_is_set_then_used_with_an_empty_topic(broker: BrokerThread, qos: i
     empty topic name takes the alias's topic. Subscribers get the real topic name and
     no alias, having sent no Topic Alias Maximum ([MQTT-3.1.2-27])."""
     sub = subscriber(broker)
-    pub = RawClient(broker.port, MQTT_5)
+    pub = open_client(broker.port, MQTT_5)
     connack = pub.connect("pub")
     assert isinstance(connack, Connack)
     assert connack.topic_alias_maximum == 10
@@ -114,7 +105,7 @@ def test_any_alias_is_refused_when_the_maximum_is_0(
     """[MQTT-3.2.2-18]: Topic Alias Maximum 0 means no aliases at all; one is above
     the maximum, so DISCONNECT 0x94 (3.3.4)."""
     broker = make_broker(topic_alias_maximum=0)
-    pub = RawClient(broker.port, MQTT_5)
+    pub = open_client(broker.port, MQTT_5)
     connack = pub.connect("pub")
     assert isinstance(connack, Connack)
     assert not connack.topic_alias_maximum
@@ -160,7 +151,7 @@ def test_aliases_do_not_carry_over_to_a_new_connection(broker: BrokerThread) -> 
     assert recv_publish(sub).topic == "ta/kept?"
     first.close()
     wait_offline(broker, "pub")
-    second = connect(broker.port, MQTT_5, "pub", clean_start=False, session_expiry_interval=60)
+    second = connect(broker.port, MQTT_5, "pub", present=True, **persistent(MQTT_5))
     second.send(Publish("", b"2", topic_alias=4))
     expect_disconnect(second, PROTOCOL_ERROR)
     assert sync(sub) == []
@@ -171,11 +162,7 @@ def test_mosquitto_pub_topic_alias_for_repeated_lines(broker: BrokerThread) -> N
     alias, and then only the alias (an empty topic name); the subscriber, here
     mosquitto_sub, gets the real topic for every line ([MQTT-3.3.2-12])."""
     sub = start_mosquitto_sub(broker.port, "-V", "mqttv5", "-t", "ta/mq", "-C", "3", "-v")
-
-    def subscribed() -> bool:
-        return broker.call(lambda: len(broker.broker.router.tree.match("ta/mq")[0]) == 1)
-
-    wait_until(subscribed)
+    wait_matched(broker, "ta/mq", 1)
     lines = "one\ntwo\nthree\n"
     mosquitto_pub(
         broker.port,

@@ -22,25 +22,26 @@ from roost.codec import (
     Will,
 )
 from tests.support.broker_thread import BrokerThread
-from tests.support.messaging_helpers import (
-    SWEEP_MARGIN,
-    PahoClient,
+from tests.support.paho import PahoClient
+from tests.support.raw import (
+    RawClient,
     acknowledge,
-    close_clients,  # noqa: F401  (an autouse fixture: closes the clients)
     connect,
     drop,
-    protocol_of,
+    expect_disconnect,
+    persistent,
     publish,
     recv_publish,
-    session_of,
-    subscribe,
+    subscribe_and_sync,
     sync,
+)
+from tests.support.waiting import (
+    SWEEP_MARGIN,
+    session_of,
     wait_for_clock,
     wait_offline,
     wait_session_gone,
-    wait_until,
 )
-from tests.support.raw import RawClient
 
 ALL_VERSIONS = [MQTT_3_1, MQTT_3_1_1, MQTT_5]
 WILL = Will("will/topic", b"gone")
@@ -48,7 +49,7 @@ WILL = Will("will/topic", b"gone")
 
 def watcher(broker: BrokerThread, qos: int = 0, version: int = MQTT_5) -> RawClient:
     client = connect(broker.port, version, "watcher")
-    subscribe(client, Subscription("will/#", qos))
+    subscribe_and_sync(client, Subscription("will/#", qos))
     return client
 
 
@@ -119,13 +120,7 @@ def test_will_is_published_after_a_protocol_violation(broker: BrokerThread, vers
     watch = watcher(broker)
     client = connect(broker.port, version, "rude", will=WILL)
     client.send(Connect("rude", version))
-    packets = client.expect_closed()
-    if version == MQTT_5:
-        assert len(packets) == 1
-        assert isinstance(packets[0], Disconnect)
-        assert packets[0].reason_code == 0x82
-    else:
-        assert packets == []
+    expect_disconnect(client, 0x82, version)
     assert recv_publish(watch) == Publish("will/topic", b"gone")
     watch.close()
 
@@ -153,7 +148,7 @@ def test_will_retain_flag(broker: BrokerThread, version: int, retain: bool) -> N
     assert recv_publish(watch) == Publish("will/r", b"bye")
     late = connect(broker.port, version, "late")
     retained = [Publish("will/r", b"bye", retain=True)] if retain else []
-    assert subscribe(late, Subscription("will/r")) == retained
+    assert subscribe_and_sync(late, Subscription("will/r")) == retained
     watch.close()
     late.close()
 
@@ -232,7 +227,7 @@ def test_reconnecting_within_the_will_delay_cancels_the_will(broker: BrokerThrea
     assert session is not None
     deadline = broker.call(lambda: session.will_at)
     assert deadline is not None
-    back = connect(broker.port, MQTT_5, "flaky", clean_start=False, session_expiry_interval=60)
+    back = connect(broker.port, MQTT_5, "flaky", present=True, **persistent(MQTT_5))
     wait_for_clock(broker, deadline + SWEEP_MARGIN)
     sent = marker(broker)
     assert recv_publish(watch) == sent
@@ -273,13 +268,7 @@ def test_will_is_published_on_session_takeover(broker: BrokerThread, version: in
     watch = watcher(broker)
     first = connect(broker.port, version, "twin", will=Will("will/twin", b"first"))
     second = connect(broker.port, version, "twin", will=Will("will/twin", b"second"))
-    packets = first.expect_closed()
-    if version == MQTT_5:
-        assert len(packets) == 1
-        assert isinstance(packets[0], Disconnect)
-        assert packets[0].reason_code == 0x8E
-    else:
-        assert packets == []
+    expect_disconnect(first, 0x8E, version)
     assert recv_publish(watch) == Publish("will/twin", b"first")
     # The new connection's will is its own, and still pending.
     assert sync(second) == []
@@ -291,12 +280,9 @@ def test_will_is_published_on_session_takeover(broker: BrokerThread, version: in
 @pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])
 def test_paho_will_is_published_when_its_socket_drops(broker: BrokerThread, version: int) -> None:
     """paho-mqtt's will_set, published when paho's socket is closed under it."""
-    protocol = protocol_of(version)
-    listener = PahoClient(broker.port, "paho-watch", protocol)
+    listener = PahoClient(broker.port, "paho-watch", version)
     listener.subscribe("paho/will", qos=1)
-    dying = PahoClient(
-        broker.port, "paho-dying", protocol, will=("paho/will", b"paho gone", 1, False, None)
-    )
+    dying = PahoClient(broker.port, "paho-dying", version, will=("paho/will", b"paho gone", 1))
     # Stop paho's loop and close its socket without DISCONNECT.
     dying.client.loop_stop()
     sock = dying.client.socket()
@@ -305,4 +291,4 @@ def test_paho_will_is_published_when_its_socket_drops(broker: BrokerThread, vers
     got = listener.next_message()
     assert (got.topic, got.payload, got.qos) == ("paho/will", b"paho gone", 1)
     listener.stop()
-    wait_until(lambda: session_of(broker, "paho-dying") is None)
+    wait_session_gone(broker, "paho-dying")

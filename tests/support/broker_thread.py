@@ -20,7 +20,8 @@ T = TypeVar("T")
 
 class BrokerThread:
     def __init__(self, config: BrokerConfig | None = None) -> None:
-        self.config = config or BrokerConfig()
+        # In-memory state unless a test asks for a store: no test shares a database.
+        self.config = config or BrokerConfig(persistence="memory")
         self.config.listeners = [ListenerConfig(host="127.0.0.1", port=0)]
         self.broker = Broker(self.config)
         self.loop = asyncio.new_event_loop()

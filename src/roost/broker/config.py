@@ -15,24 +15,52 @@ import os
 import re
 import string
 import tomllib
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar, get_args, get_origin, get_type_hints
 
+from roost.codec import CodecError
+from roost.protocol.topics import validate_topic_filter
+
 QueueFullPolicy = Literal["drop_newest", "drop_oldest"]
+Persistence = Literal["sqlite", "memory"]
+CommitPolicy = Literal["sync", "batched", "off"]
+ListenerType = Literal["tcp", "tls", "ws", "wss"]
+IdentitySource = Literal["", "cn", "san"]  # "": the username comes from CONNECT
+TlsVersion = Literal["1.2", "1.3"]
+
+TLS_LISTENER_TYPES = ("tls", "wss")
+WEBSOCKET_LISTENER_TYPES = ("ws", "wss")
 
 
 @dataclass(slots=True)
 class ListenerConfig:
     host: str = "127.0.0.1"
     port: int = 1883
+    type: ListenerType = "tcp"
+    # WebSocket listeners (ws, wss).
+    path: str = "/mqtt"
+    # TLS listeners (tls, wss). Files are read at start and again on SIGHUP.
+    certfile: str = ""
+    keyfile: str = ""  # "": the key is in certfile
+    cafile: str = ""  # CA for client certificates; set: they are asked for
+    require_certificate: bool = False
+    use_identity_as_username: IdentitySource = ""
+    crlfile: str = ""
+    tls_version: TlsVersion = "1.2"  # the lowest version accepted
+    # Limits and access.
+    max_connections: int = 0  # 0: no limit of this listener's own
+    allow_anonymous: bool | None = None  # None: the broker's allow_anonymous
 
 
 @dataclass(slots=True)
 class BrokerConfig:
     listeners: list[ListenerConfig] = field(default_factory=lambda: [ListenerConfig()])
-    allow_anonymous: bool = True
+    # None: anonymous clients only on listeners bound to loopback addresses.
+    allow_anonymous: bool | None = None
+    max_connections: int = 0  # all listeners together; 0: no limit
     # Limits on what clients may send.
     max_packet_size: int = 1_048_576
     connect_timeout: float = 10.0
@@ -55,6 +83,19 @@ class BrokerConfig:
     max_retained_messages: int = 100_000
     # $SYS topics.
     sys_interval: float = 10.0  # seconds; 0 disables $SYS publishing
+    # Authentication and authorization (roost.broker.auth); files are re-read on SIGHUP.
+    password_file: str | None = None  # Mosquitto format ($7$ / $6$), `roost passwd`
+    acl_file: str | None = None  # Mosquitto format: user / topic / pattern lines
+    scram_file: str | None = None  # SCRAM-SHA-256/512 credentials, `roost scram`
+    auth_plugin: str | None = None  # "package.module:Attribute"
+    auth_plugin_options: dict[str, object] = field(default_factory=dict)
+    # $-topic filters clients may publish to (others, $SYS included, are refused).
+    allow_sys_publish: list[str] = field(default_factory=list)
+    # Durable state (sessions, queues, retained messages): docs/configuration.md.
+    persistence: Persistence = "sqlite"
+    data_dir: str = "roost-data"  # relative paths are relative to the working directory
+    commit_policy: CommitPolicy = "sync"
+    commit_window_ms: float = 10.0  # "batched": the longest a change waits for its commit
 
 
 # --------------------------------------------------------------------------------------
@@ -87,9 +128,11 @@ _RANGES: dict[type, dict[str, _Range]] = {
     ListenerConfig: {
         "host": _Range(low=1),  # "" binds every interface in asyncio: say "0.0.0.0" or "::"
         "port": _Range(0, _U16),  # 0: the OS picks a free port (what the tests use)
+        "max_connections": _Range(low=0),
     },
     BrokerConfig: {
         "listeners": _Range(low=1),  # a broker with no listener cannot be reached
+        "max_connections": _Range(low=0),
         "max_packet_size": _Range(2, _MAX_PACKET_SIZE),  # 2: the smallest packet (PINGREQ)
         "connect_timeout": _Range(low=0, low_exclusive=True),
         # MQTT-3.1.3-5: a server MUST accept client ids of 1 to 23 bytes.
@@ -107,8 +150,24 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "max_session_expiry_interval": _Range(0, _U32),
         "max_retained_messages": _Range(low=1),  # to store none, set retain_available
         "sys_interval": _Range(low=0),
+        "password_file": _Range(low=1),
+        "acl_file": _Range(low=1),
+        "scram_file": _Range(low=1),
+        "auth_plugin": _Range(low=1),
+        "data_dir": _Range(low=1),
+        "commit_window_ms": _Range(0, 10_000, low_exclusive=True),
     },
 }
+
+_TLS_KEYS = (
+    "certfile",
+    "keyfile",
+    "cafile",
+    "require_certificate",
+    "use_identity_as_username",
+    "crlfile",
+    "tls_version",
+)
 
 # Keys people carry over from other brokers' files, answered with where they belong.
 _MOVED_KEYS = {
@@ -218,7 +277,20 @@ class _Builder:
     def broker_config(self, data: object) -> BrokerConfig:
         config = self._dataclass(BrokerConfig, data, ())
         self._check_distinct_listeners(config)
+        for index, listener in enumerate(config.listeners):
+            self._check_listener(listener, ("listeners", index))
+        self._check_sys_publish(config.allow_sys_publish)
         return config
+
+    def _check_sys_publish(self, filters: list[str]) -> None:
+        for index, topic_filter in enumerate(filters):
+            path = ("allow_sys_publish", index)
+            if not topic_filter.startswith("$"):
+                self._fail(path, f"only $-topics need allowing, got {_show(topic_filter)}")
+            try:
+                validate_topic_filter(topic_filter)
+            except CodecError as exc:
+                self._fail(path, f"not a valid topic filter: {exc}")
 
     def _fail(self, path: _Path, problem: str) -> NoReturn:
         raise ConfigError(
@@ -284,6 +356,11 @@ class _Builder:
             if isinstance(item_hint, type) and is_dataclass(item_hint):
                 return [self._dataclass(item_hint, v, (*path, i)) for i, v in enumerate(value)]
             return [self._value(item_hint, None, v, (*path, i)) for i, v in enumerate(value)]
+        if get_origin(hint) is dict:
+            # A free-form table handed on as it is (auth_plugin_options: the plugin checks it).
+            if not isinstance(value, Mapping):
+                self._fail(path, f"expected {expected}, got {_show(value)}")
+            return dict(value)
         raise TypeError(f"config field type {hint!r} has no loader")  # a bug, not bad input
 
     def _check_distinct_listeners(self, config: BrokerConfig) -> None:
@@ -300,6 +377,28 @@ class _Builder:
                 )
             seen.setdefault(address, index)
 
+    def _check_listener(self, listener: ListenerConfig, path: _Path) -> None:
+        """Settings that only make sense together, or only for some listener types."""
+        kind = listener.type
+        default = ListenerConfig()
+        tls = kind in TLS_LISTENER_TYPES
+        for name in _TLS_KEYS:
+            if not tls and getattr(listener, name) != getattr(default, name):
+                self._fail(
+                    (*path, name), f'only for "tls" and "wss" listeners; this one is {_show(kind)}'
+                )
+        if kind not in WEBSOCKET_LISTENER_TYPES and listener.path != default.path:
+            self._fail(
+                (*path, "path"), f'only for "ws" and "wss" listeners; this one is {_show(kind)}'
+            )
+        if not listener.path.startswith("/"):
+            self._fail((*path, "path"), f'must start with "/", got {_show(listener.path)}')
+        if tls and not listener.certfile:
+            self._fail((*path, "certfile"), f"required for a {_show(kind)} listener")
+        for name in ("require_certificate", "use_identity_as_username", "crlfile"):
+            if getattr(listener, name) and not listener.cafile:
+                self._fail((*path, name), "needs cafile (the CA that signs client certificates)")
+
 
 def _schema(cls: type) -> dict[str, tuple[object, _Range | None]]:
     """Field name -> (resolved annotation, bounds), for one config dataclass."""
@@ -308,6 +407,9 @@ def _schema(cls: type) -> dict[str, tuple[object, _Range | None]]:
     schema: dict[str, tuple[object, _Range | None]] = {}
     for f in fields(cls):
         hint = hints[f.name]
+        if get_origin(hint) is types.UnionType and type(None) in get_args(hint):
+            # TOML has no null: "X | None" fields take X, and None is the unset default.
+            (hint,) = (arg for arg in get_args(hint) if arg is not type(None))
         if hint in (int, float) and f.name not in ranges:
             raise TypeError(f"{cls.__name__}.{f.name} needs a range in _RANGES")
         schema[f.name] = (hint, ranges.get(f.name))
@@ -343,6 +445,8 @@ def _describe(hint: object, bounds: _Range | None, path: _Path) -> str:
         (item_hint,) = get_args(hint)
         kind = "array" if not is_dataclass(item_hint) else f"array of tables ([[{path[-1]}]])"
         return f"a non-empty {kind}" if bounds and bounds.low else f"an {kind}"
+    if get_origin(hint) is dict:
+        return "a table"
     return repr(hint)
 
 

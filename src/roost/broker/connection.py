@@ -3,6 +3,12 @@
 Packets are handled synchronously, in order, straight from ``data_received``; nothing
 here spawns a task per packet. Framing, state and topic aliases are the sans-IO
 ``ServerConnection``'s job; this module decides what the broker does with them.
+
+The one exception is waiting for an authentication backend (a password hash, a plugin,
+an AUTH exchange): then ``_wait`` pauses the connection, its further packets stay
+buffered, unparsed, and once the answer comes the packet that asked is handled again
+(the answer is cached, so this time it goes through) and the buffered packets follow
+in order. Connections with nothing to wait for never take that path.
 """
 
 from __future__ import annotations
@@ -12,12 +18,16 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
+from roost.broker.auth.base import AuthRequest, AuthResult, Challenge, ClientInfo
 from roost.broker.message import Message
 from roost.broker.sessions import Session, SubscriptionRecord
+from roost.broker.tls import certificate_identity
 from roost.broker.transport import BufferedTransport
 from roost.codec import (
     MQTT_3_1,
     MQTT_5,
+    Auth,
+    AuthReasonCode,
     CodecError,
     Connack,
     ConnackReturnCode,
@@ -35,6 +45,7 @@ from roost.codec import (
     Pubrel,
     PubrelReasonCode,
     Suback,
+    SubackReasonCode,
     Subscribe,
     Unsuback,
     UnsubackReasonCode,
@@ -45,35 +56,48 @@ from roost.protocol.server_conn import ServerConnection, State
 from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
+    from roost.broker.auth.access import ClientAccess
+    from roost.broker.auth.base import EnhancedAuthentication
+    from roost.broker.listeners import Listener
     from roost.broker.server import Broker
 
 log = logging.getLogger("roost.broker")
 
 _PINGRESP = b"\xd0\x00"
 _NO_LIMIT = 1 << 30
+_NOTHING_TO_CHECK = AuthResult.accept()
 
 
 class ClientConnection(BufferedTransport):
     __slots__ = (
+        "_auth_result",
+        "_connect",
+        "_exchange",
+        "_waiting",
+        "access",
+        "auth_method",
         "broker",
         "clean_disconnect",
         "client_id",
         "connected_at",
         "keep_alive",
         "last_activity",
+        "listener",
         "maximum_packet_size",
         "peer",
         "protocol",
         "send_quota",
         "session",
+        "username",
         "version",
     )
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, listener: Listener) -> None:
         super().__init__(broker.coalescer)
         self.broker = broker
+        self.listener = listener
         config = broker.config
         self.protocol = ServerConnection(config.max_packet_size, config.topic_alias_maximum)
         self.session: Session | None = None
@@ -85,6 +109,16 @@ class ClientConnection(BufferedTransport):
         self.clean_disconnect = False
         self.peer = "?"
         self.connected_at = self.last_activity = broker.now()
+        # Authentication: the identity accepted, what it may do (None: unrestricted), the
+        # MQTT 5 Authentication Method it used, and an AUTH exchange under way.
+        self.username: str | None = None
+        self.access: ClientAccess | None = None
+        self.auth_method: str | None = None
+        self._exchange: EnhancedAuthentication | None = None
+        self._connect: Connect | None = None  # waiting for its authentication
+        self._auth_result: AuthResult | None = None  # that authentication's answer
+        # What packet processing waits for; None: packets are handled as they come.
+        self._waiting: asyncio.Future[object] | None = None
 
     # asyncio.Protocol
 
@@ -93,6 +127,18 @@ class ClientConnection(BufferedTransport):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer = f"{peer[0]}:{peer[1]}"
+        listener = self.listener
+        refusal = listener.refusal()
+        if refusal is not None:
+            # Refused before a byte is read (or a TLS handshake is made): the cheapest
+            # answer to a flood, and Mosquitto's. Clients see the connection closed.
+            log.warning(
+                "Refused connection from %s on listener %s: %s.", self.peer, listener.label, refusal
+            )
+            self.broker.stats.refused_connections += 1
+            transport.close()
+            return
+        listener.connections += 1
         self.broker.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -101,6 +147,11 @@ class ClientConnection(BufferedTransport):
         broker.stats.bytes_received += len(data)
         protocol = self.protocol
         protocol.receive_data(data)
+        if self._waiting is None:
+            self._handle_packets(now)
+
+    def _handle_packets(self, now: float) -> None:
+        protocol = self.protocol
         handlers = _HANDLERS
         try:
             while True:
@@ -108,7 +159,7 @@ class ClientConnection(BufferedTransport):
                 if packet is None:
                     return
                 handlers[packet.packet_type](self, packet, now)
-                if protocol.state is State.CLOSED:
+                if protocol.state is State.CLOSED or self._waiting is not None:
                     return
         except CodecError as exc:
             self._protocol_violation(exc)
@@ -119,8 +170,14 @@ class ClientConnection(BufferedTransport):
 
     def connection_lost(self, exc: Exception | None) -> None:
         broker = self.broker
-        broker.connections.discard(self)
+        if self in broker.connections:
+            broker.connections.remove(self)
+            self.listener.connections -= 1
         self.protocol.close()
+        waiting = self._waiting
+        if waiting is not None:
+            self._waiting = None
+            waiting.cancel()
         session = self.session
         if session is None or session.connection is not self:
             return
@@ -136,10 +193,49 @@ class ClientConnection(BufferedTransport):
         if self.session is not None:
             self.session.pump(self.broker.now())
 
+    # Waiting for an authentication backend.
+
+    def _wait(self, answer: Awaitable[object], then: Callable[[object], None]) -> None:
+        """Pause this connection's packets until ``answer`` is ready, then ``then(it)``."""
+        waiting = self._waiting = asyncio.ensure_future(answer)
+        if self.transport is not None:
+            # Bytes already read stay buffered in the reader; stop reading more.
+            self.transport.pause_reading()
+        waiting.add_done_callback(lambda done: self._answered(done, then))
+
+    def _answered(self, done: asyncio.Future[object], then: Callable[[object], None]) -> None:
+        if self._waiting is not done:
+            # The connection closed meanwhile; a failure now has nobody to tell.
+            if not done.cancelled():
+                done.exception()
+            return
+        self._waiting = None
+        if self.protocol.state is State.CLOSED:
+            return
+        if self.transport is not None:
+            self.transport.resume_reading()
+        try:
+            then(done.result())
+        except CodecError as exc:
+            self._protocol_violation(exc)
+            return
+        except Exception:
+            log.exception("Internal error handling client %s; disconnecting.", self.client_id)
+            self.disconnect(DisconnectReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+            return
+        self._carry_on()
+
+    def _carry_on(self) -> None:
+        # The packets that came while we waited, unless the answer closed or paused us.
+        if self._waiting is None and self.protocol.state is not State.CLOSED:
+            self._handle_packets(self.broker.now())
+
     # Leaving.
 
     def disconnect(self, reason: int, reason_string: str | None = None) -> None:
         """Close from the broker's side; MQTT 5 clients are told why first."""
+        # Packets still waiting for a commit promised nothing: the client resends.
+        self.drop_held()
         if self.version == MQTT_5 and self.session is not None:
             data = Disconnect(reason, reason_string=reason_string).encode(MQTT_5)
             if len(data) > self.maximum_packet_size:
@@ -173,20 +269,31 @@ class ClientConnection(BufferedTransport):
                     packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id"
                 )
                 return
-            client_id = f"auto-{uuid.uuid4()}"
+            # Kept across a wait for authentication, which runs on_connect again.
+            client_id = self.client_id or f"auto-{uuid.uuid4()}"
             assigned = True
         if len(client_id) > config.max_client_id_length:
             self._refuse(
                 packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id too long"
             )
             return
-        if packet.username is None and not config.allow_anonymous:
-            self._refuse(packet, ConnectReasonCode.NOT_AUTHORIZED, "anonymous access not allowed")
-            return
-        if packet.authentication_method is not None:
-            self._refuse(
-                packet, ConnectReasonCode.BAD_AUTHENTICATION_METHOD, "enhanced auth unsupported"
+        identity_source = self.listener.config.use_identity_as_username
+        if identity_source:
+            # The certificate names the client; a username in CONNECT does not count.
+            packet.username = certificate_identity(
+                self.transport and self.transport.get_extra_info("peercert"), identity_source
             )
+            if packet.username is None:
+                self._refuse(
+                    packet, ConnectReasonCode.NOT_AUTHORIZED, "no client certificate identity"
+                )
+                return
+        if (
+            packet.username is None
+            and packet.authentication_method is None
+            and not self.listener.allow_anonymous
+        ):
+            self._refuse(packet, ConnectReasonCode.NOT_AUTHORIZED, "anonymous access not allowed")
             return
         keep_alive = packet.keep_alive
         server_keep_alive = None
@@ -211,10 +318,16 @@ class ClientConnection(BufferedTransport):
             expiry = min(requested, config.max_session_expiry_interval)
         else:
             requested = expiry = 0 if packet.clean_start else config.persistent_session_expiry
+        accepted = self._authenticated(packet)
+        if accepted is None:
+            return  # refused, or waiting for the answer (on_connect then runs again)
         session, present = broker.attach(self, client_id, packet.clean_start, now)
         session.expiry_interval = expiry
         session.will = packet.will
         self.session = session
+        # After attach: taking over a session ends the old one, and its access with it.
+        self.access = broker.auth.access_for(self._client_info(self.username, accepted.attributes))
+        broker.session_connected(session)
         if v5:
             connack = Connack(
                 present,
@@ -230,6 +343,8 @@ class ClientConnection(BufferedTransport):
                 subscription_identifier_available=1,
                 shared_subscription_available=1,
                 server_keep_alive=server_keep_alive,
+                authentication_method=self.auth_method,
+                authentication_data=accepted.data,
             )
             self.send(connack.encode(MQTT_5))
         else:
@@ -241,9 +356,73 @@ class ClientConnection(BufferedTransport):
             version,
             packet.clean_start,
             keep_alive,
-            "" if packet.username is None else f", u'{packet.username}'",
+            "" if self.username is None else f", u'{self.username}'",
         )
         session.resume(now)
+
+    def _authenticated(self, packet: Connect) -> AuthResult | None:
+        """The answer to this CONNECT's credentials, or None if refused or not known yet.
+
+        Not known yet: the connection waits for the backend (or for the client's part of
+        an AUTH exchange) and on_connect runs again with ``_auth_result`` set.
+        """
+        result = self._auth_result
+        method = packet.authentication_method
+        if result is None:
+            auth = self.broker.auth
+            self._connect = packet
+            if method is not None:
+                exchange = auth.start_auth(method, self._client_info(packet.username))
+                if exchange is None:
+                    self._refuse(
+                        packet,
+                        ConnectReasonCode.BAD_AUTHENTICATION_METHOD,
+                        f"authentication method {method!r} not offered",
+                    )
+                    return None
+                self.auth_method = method
+                self._exchange = exchange
+                self._wait(exchange.step(packet.authentication_data), self._auth_step_done)
+                return None
+            # A listener that takes the username from the client certificate has checked
+            # the credential already (and the CONNECT's password is not the user's).
+            certified = bool(self.listener.config.use_identity_as_username)
+            if certified or not auth.needs_authentication(packet.username):
+                result = _NOTHING_TO_CHECK
+            else:
+                request = AuthRequest(self._client_info(packet.username), packet.password)
+                self._wait(auth.authenticate(request), self._credentials_checked)
+                return None
+        self._auth_result = None
+        self._connect = None
+        if not result.allowed:
+            why = result.reason_string or "not authorized"
+            self._refuse(packet, _refusal(result.reason_code), why)
+            return None
+        username = packet.username if result.username is None else result.username
+        if method is not None and packet.username not in (None, username):
+            self._refuse(
+                packet,
+                ConnectReasonCode.NOT_AUTHORIZED,
+                "the username differs from the identity authenticated",
+            )
+            return None
+        self.username = username
+        return result
+
+    def _credentials_checked(self, result: object) -> None:
+        assert isinstance(result, AuthResult)  # noqa: S101
+        assert self._connect is not None  # noqa: S101
+        self._auth_result = result
+        self.on_connect(self._connect, self.broker.now())
+
+    def _client_info(
+        self, username: str | None, attributes: Mapping[str, object] | None = None
+    ) -> ClientInfo:
+        label = self.listener.label
+        if attributes is None:
+            return ClientInfo(self.client_id, username, self.peer, self.version, label)
+        return ClientInfo(self.client_id, username, self.peer, self.version, label, attributes)
 
     def _refuse(self, packet: Connect, reason: ConnectReasonCode, why: str) -> None:
         log.warning(
@@ -257,7 +436,8 @@ class ClientConnection(BufferedTransport):
         if packet.protocol_level == MQTT_5:
             self.send(Connack(False, reason, reason_string=why).encode(MQTT_5))
         else:
-            self.send(Connack(False, _V3_CODES[reason]).encode(packet.protocol_level))
+            code = _V3_CODES.get(reason, ConnackReturnCode.NOT_AUTHORIZED)
+            self.send(Connack(False, code).encode(packet.protocol_level))
         self.protocol.close()
         self.close_transport()
 
@@ -268,6 +448,17 @@ class ClientConnection(BufferedTransport):
         config = broker.config
         session = self.session
         assert session is not None  # noqa: S101  (the state machine only passes PUBLISH after CONNECT)
+        access = self.access
+        if access is None:
+            # Nothing restricts this client but the $-topic rule.
+            allowed = packet.topic[:1] != "$" or broker.auth.sys_publish_allowed(packet.topic)
+        else:
+            decision = access.may_write(packet.topic)
+            if not isinstance(decision, bool):
+                # A plugin is deciding: handle this PUBLISH again once it has (cached).
+                self._wait(decision, lambda _: self.on_publish(packet, self.broker.now()))
+                return
+            allowed = decision
         qos = packet.qos
         broker.stats.messages_received += 1
         if qos > config.maximum_qos:
@@ -277,6 +468,8 @@ class ClientConnection(BufferedTransport):
             self.disconnect(DisconnectReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
             return
         packet_id = packet.packet_id
+        store = broker.store
+        changes = store.op_count
         if qos:
             awaiting = session.awaiting_release
             if qos == 2 and packet_id in awaiting:
@@ -291,12 +484,17 @@ class ClientConnection(BufferedTransport):
                 return
             if qos == 2:
                 awaiting.add(packet_id)
-        if packet.topic.startswith("$"):
-            # Clients may not publish into the broker's own $-topics (e.g. $SYS).
+                if session.store is not None:
+                    session.store.receive_id_added(session, packet_id)
+        if not allowed:
+            # By the ACL or plugin, or a $-topic (the broker's own, e.g. $SYS) not allowed
+            # by allow_sys_publish. MQTT 3.1.1 cannot say no: acknowledged, not delivered.
             log.warning("Client %s denied PUBLISH to %r.", self.client_id, packet.topic)
             if qos == 2 and self.version == MQTT_5:
                 # Our PUBREC 0x87 ends the exchange: the id is free again [MQTT-4.3.3-9].
                 session.awaiting_release.discard(packet_id)
+                if session.store is not None:
+                    session.store.receive_id_removed(session, packet_id)
             self._acknowledge(qos, packet_id, PubackReasonCode.NOT_AUTHORIZED)
             return
         message = Message.from_publish(packet, self.client_id, now)
@@ -305,6 +503,9 @@ class ClientConnection(BufferedTransport):
         delivered = broker.router.publish(message, now)
         broker.stats.messages_sent += delivered
         if qos:
+            if store.op_count != changes:
+                # Acknowledged means durable: the PUBACK/PUBREC waits for the commit.
+                store.hold(self)
             self._acknowledge(
                 qos,
                 packet_id,
@@ -328,6 +529,12 @@ class ClientConnection(BufferedTransport):
         awaiting = self.session.awaiting_release
         if packet.packet_id in awaiting:
             awaiting.discard(packet.packet_id)
+            store = self.session.store
+            if store is not None:
+                # Until the id's removal is durable, PUBCOMP must wait: after a crash
+                # the restored id would make us drop the client's next message with it.
+                store.receive_id_removed(self.session, packet.packet_id)
+                store.hold(self)
             self.send(b"\x70\x02" + packet.packet_id.to_bytes(2, "big"))
         else:
             reason = PubrelReasonCode.PACKET_IDENTIFIER_NOT_FOUND
@@ -355,13 +562,29 @@ class ClientConnection(BufferedTransport):
     def on_subscribe(self, packet: Subscribe, now: float) -> None:
         session = self.session
         assert session is not None  # noqa: S101
+        access = self.access
+        if access is not None:
+            decisions = [
+                access.may_subscribe(_inner(sub.topic_filter)) for sub in packet.subscriptions
+            ]
+            undecided = [decision for decision in decisions if not isinstance(decision, bool)]
+            if undecided:
+                # A plugin is deciding: handle this SUBSCRIBE again once it has (cached).
+                answers = asyncio.gather(*undecided)
+                self._wait(answers, lambda _: self.on_subscribe(packet, self.broker.now()))
+                return
         broker = self.broker
         router = broker.router
         maximum_qos = broker.config.maximum_qos
         codes: list[int] = []
         retained_to_send: list[tuple[SubscriptionRecord, bool]] = []
         for sub in packet.subscriptions:
-            group, _inner = parse_shared(sub.topic_filter)
+            group, inner = parse_shared(sub.topic_filter)
+            if access is not None and access.may_subscribe(inner) is not True:
+                # Refused in the SUBACK, not silently accepted as Mosquitto does.
+                log.warning("Client %s denied SUBSCRIBE to %r.", self.client_id, sub.topic_filter)
+                codes.append(SubackReasonCode.NOT_AUTHORIZED if self.version == MQTT_5 else 0x80)
+                continue
             granted = min(sub.qos, maximum_qos)
             record = SubscriptionRecord(
                 self.client_id,
@@ -375,11 +598,15 @@ class ClientConnection(BufferedTransport):
             )
             is_new = router.tree.add(self.client_id, sub.topic_filter, record)
             session.subscriptions[sub.topic_filter] = record
+            if session.store is not None:
+                session.store.subscription_added(session, record)
             codes.append(granted)
             if group is None and (
                 sub.retain_handling == 0 or (sub.retain_handling == 1 and is_new)
             ):
                 retained_to_send.append((record, is_new))
+        if session.store is not None:
+            session.store.hold(self)
         self.send(Suback(packet.packet_id, tuple(codes)).encode(self.version))
         for record, _is_new in retained_to_send:
             broker.send_retained(session, record, now)
@@ -395,6 +622,10 @@ class ClientConnection(BufferedTransport):
             else:
                 tree.remove(self.client_id, topic_filter)
                 codes.append(UnsubackReasonCode.SUCCESS)
+                if session.store is not None:
+                    session.store.subscription_removed(session, topic_filter)
+        if session.store is not None:
+            session.store.hold(self)
         self.send(Unsuback(packet.packet_id, tuple(codes)).encode(self.version))
 
     # The rest.
@@ -404,7 +635,11 @@ class ClientConnection(BufferedTransport):
 
     def on_disconnect(self, packet: Disconnect, now: float) -> None:
         session = self.session
-        assert session is not None  # noqa: S101
+        if session is None:
+            # The client gave up during an AUTH exchange, before its CONNACK.
+            self.protocol.close()
+            self.close_transport()
+            return
         expiry = packet.session_expiry_interval
         if expiry is not None:
             if session.expiry_interval == 0 and expiry != 0:
@@ -423,8 +658,60 @@ class ClientConnection(BufferedTransport):
         self.protocol.close()
         self.close_transport()
 
-    def on_auth(self, packet: Packet, now: float) -> None:
-        self._protocol_violation(_protocol_error("AUTH without an authentication method"))
+    # Enhanced authentication (MQTT 5.0 section 4.12).
+
+    def on_auth(self, packet: Auth, now: float) -> None:
+        method = self.auth_method
+        if method is None:
+            raise _protocol_error("AUTH without an authentication method")  # [MQTT-3.15.2-1]
+        if packet.authentication_method != method:
+            raise _protocol_error("AUTH with another authentication method")  # [MQTT-4.12.0-5]
+        reason = packet.reason_code
+        if self._exchange is None:
+            if reason != AuthReasonCode.RE_AUTHENTICATE:
+                raise _protocol_error(f"AUTH 0x{reason:02X} outside an authentication exchange")
+            exchange = self.broker.auth.start_auth(method, self._client_info(self.username))
+            if exchange is None:  # the method's backend went away (a reload)
+                self.disconnect(DisconnectReasonCode.NOT_AUTHORIZED, "re-authentication failed")
+                return
+            self._exchange = exchange
+        elif reason != AuthReasonCode.CONTINUE_AUTHENTICATION:
+            raise _protocol_error(f"AUTH 0x{reason:02X} in an authentication exchange")
+        self._wait(self._exchange.step(packet.authentication_data), self._auth_step_done)
+
+    def _auth_step_done(self, step: object) -> None:
+        method = self.auth_method
+        if isinstance(step, Challenge):
+            if self.session is None:
+                self.protocol.authenticating()  # until CONNACK: only AUTH or DISCONNECT
+            self.send(Auth(AuthReasonCode.CONTINUE_AUTHENTICATION, method, step.data).encode())
+            return
+        assert isinstance(step, AuthResult)  # noqa: S101
+        self._exchange = None
+        if self.session is None:
+            assert self._connect is not None  # noqa: S101
+            self.protocol.authenticated()
+            self._auth_result = step
+            self.on_connect(self._connect, self.broker.now())
+            return
+        # Re-authentication: the identity may not change on a connection.
+        if step.allowed and step.username in (None, self.username):
+            log.info("Client %s re-authenticated with %s.", self.client_id, method)
+            self.send(Auth(AuthReasonCode.SUCCESS, method, step.data).encode())
+            return
+        log.warning(
+            "Client %s failed re-authentication with %s: %s; disconnecting.",
+            self.client_id,
+            method,
+            step.reason_string if not step.allowed else "a different identity",
+        )
+        # [MQTT-4.12.1-2]: DISCONNECT with a reason, then close.
+        self.disconnect(DisconnectReasonCode.NOT_AUTHORIZED, "re-authentication failed")
+
+
+def _inner(topic_filter: str) -> str:
+    """What a subscription filter reaches: of a shared one, the filter after the group."""
+    return parse_shared(topic_filter)[1]
 
 
 def _protocol_error(message: str) -> CodecError:
@@ -438,6 +725,15 @@ def _cause(exc: Exception | None) -> str:
 def _unexpected(conn: ClientConnection, packet: Packet, now: float) -> None:
     # ServerConnection refuses these before they get here.
     raise _protocol_error(f"unexpected {type(packet).__name__.upper()}")
+
+
+def _refusal(code: int) -> ConnectReasonCode:
+    """A backend's refusal code as a CONNACK reason; anything not a failure code is 0x87."""
+    try:
+        reason = ConnectReasonCode(code)
+    except ValueError:
+        return ConnectReasonCode.NOT_AUTHORIZED
+    return reason if reason >= 0x80 else ConnectReasonCode.NOT_AUTHORIZED
 
 
 _V3_CODES = {

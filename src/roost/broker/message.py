@@ -23,6 +23,8 @@ class Message:
         "retain",
         "sender",
         "size",
+        "store_id",
+        "store_refs",
         "topic",
         "user_properties",
     )
@@ -53,6 +55,9 @@ class Message:
         self.correlation_data = correlation_data
         self.user_properties = user_properties
         self.size = len(payload) + len(topic)
+        # Its row in a durable store (0: none) and how many stored rows refer to it.
+        self.store_id = 0
+        self.store_refs = 0
         self._templates: dict[int, tuple[bytes, int]] = {}
 
     @classmethod

@@ -3,14 +3,27 @@
 Overlapping subscriptions of one client are merged into one delivery at the highest
 granted QoS with every matching subscription identifier (MQTT 5.0 section 4.8.1 and
 [MQTT-3.3.4-3]); each shared group delivers to one member.
+
+With an ACL file or an authorizing plugin, ``readers`` maps client ids to what they may
+do, and each delivery first checks read access to the topic (a cached answer, one dict
+lookup); a session without an entry there gets nothing (fail closed). With neither,
+``readers`` is None and nothing is checked.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from roost.broker.message import Message
 from roost.broker.retained import RetainedStore
 from roost.broker.sessions import Outgoing, Session, SubscriptionRecord
 from roost.broker.subscriptions import SubscriptionTree
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from roost.broker.auth.access import ClientAccess
+    from roost.broker.persistence.store import Store
 
 
 def _has_room(client_id: str, record: SubscriptionRecord, sessions: dict[str, Session]) -> bool:
@@ -39,13 +52,31 @@ class _Delivery:
             self.ids = (*self.ids, identifier)
 
 
+def _may_read(readers: dict[str, ClientAccess], client_id: str, topic: str) -> bool:
+    access = readers.get(client_id)
+    return access is not None and access.may_read(topic) is True
+
+
+def deliver_later(
+    session: Session, message: Message, qos: int, retain: bool, ids: tuple[int, ...]
+) -> Callable[[float], None]:
+    """A delivery to make once read access is known (``ClientAccess.defer_delivery``)."""
+
+    def deliver(now: float) -> None:
+        session.deliver(message, qos, retain, ids, now)
+
+    return deliver
+
+
 class Router:
-    __slots__ = ("retained", "sessions", "tree")
+    __slots__ = ("readers", "retained", "sessions", "store", "tree")
 
     def __init__(self, sessions: dict[str, Session], max_retained_messages: int) -> None:
         self.sessions = sessions
         self.tree: SubscriptionTree[SubscriptionRecord] = SubscriptionTree()
         self.retained: RetainedStore[Message] = RetainedStore(max_retained_messages)
+        self.store: Store | None = None  # where retained messages are kept, if durable
+        self.readers: dict[str, ClientAccess] | None = None  # set when access is restricted
 
     def publish(self, message: Message, now: float) -> int:
         """Deliver ``message`` to every matching subscriber; returns how many got it."""
@@ -65,10 +96,29 @@ class Router:
                 else:
                     delivery.merge(record.qos, retain, record.identifier)
             qos = message.qos
+            readers = self.readers
             for client_id, delivery in merged.items():
                 session = sessions.get(client_id)
                 if session is not None:
                     granted = delivery.qos
+                    if readers is not None:
+                        access = readers.get(client_id)
+                        readable = False if access is None else access.may_read(message.topic)
+                        if readable is not True:
+                            if readable is None and access is not None:
+                                # A plugin is deciding: delivered (in order) if it says yes.
+                                access.defer_delivery(
+                                    message.topic,
+                                    deliver_later(
+                                        session,
+                                        message,
+                                        min(qos, granted),
+                                        delivery.retain,
+                                        delivery.ids,
+                                    ),
+                                )
+                                delivered += 1
+                            continue
                     session.deliver(
                         message,
                         qos if qos < granted else granted,
@@ -77,8 +127,19 @@ class Router:
                         now,
                     )
                     delivered += 1
+        readers = self.readers
+        topic = message.topic
         for group in groups:
-            picked = group.pick(lambda cid, rec: _has_room(cid, rec, sessions)) or group.pick()
+            if readers is None:
+                picked = group.pick(lambda cid, rec: _has_room(cid, rec, sessions)) or group.pick()
+            else:
+                # Only to members known to be allowed to read it (a member whose plugin
+                # answer is still coming is passed over this time).
+                picked = group.pick(
+                    lambda cid, rec: (
+                        _may_read(readers, cid, topic) and _has_room(cid, rec, sessions)
+                    )
+                ) or group.pick(lambda cid, rec: _may_read(readers, cid, topic))
             if picked is None:
                 continue
             client_id, record = picked
@@ -95,19 +156,39 @@ class Router:
 
     def store_retained(self, message: Message) -> bool:
         """Keep (or, for an empty payload, delete) the retained message of its topic."""
+        topic = message.topic
         if not message.payload:
-            self.retained.delete(message.topic)
+            self.delete_retained(topic)
             return True
-        return self.retained.set(message.topic, message)
+        if not self.retained.set(topic, message):
+            return False
+        # $-topics are the broker's own ($SYS), rebuilt after a restart.
+        if self.store is not None and not topic.startswith("$"):
+            self.store.retained_set(topic, message)
+        return True
+
+    def delete_retained(self, topic: str) -> None:
+        self.retained.delete(topic)
+        if self.store is not None:
+            self.store.retained_deleted(topic)
 
     def publish_to_share(self, item: Outgoing, now: float) -> None:
         """Hand a shared-subscription message its old member did not finish to another."""
-        _matches, groups = self.tree.match(item.message.topic)
+        topic = item.message.topic
+        _matches, groups = self.tree.match(topic)
+        readers = self.readers
         for group in groups:
             if f"$share/{group.name}/{group.topic_filter}" != item.share_group:
                 continue
-            picked = group.pick(lambda cid, rec: _has_room(cid, rec, self.sessions))
-            picked = picked or group.pick()
+            if readers is None:
+                picked = group.pick(lambda cid, rec: _has_room(cid, rec, self.sessions))
+                picked = picked or group.pick()
+            else:
+                picked = group.pick(
+                    lambda cid, rec: (
+                        _may_read(readers, cid, topic) and _has_room(cid, rec, self.sessions)
+                    )
+                ) or group.pick(lambda cid, rec: _may_read(readers, cid, topic))
             if picked is None:
                 return
             client_id, record = picked

@@ -13,11 +13,15 @@ import contextlib
 import logging
 from types import TracebackType
 
+from roost.broker.auth.manager import AuthManager
 from roost.broker.config import BrokerConfig
 from roost.broker.connection import ClientConnection
+from roost.broker.listeners import Listener, anonymous_summary
 from roost.broker.message import Message
 from roost.broker.metrics import SysTopics
-from roost.broker.router import Router
+from roost.broker.persistence import make_store
+from roost.broker.persistence.restore import restore
+from roost.broker.router import Router, deliver_later
 from roost.broker.sessions import Session, SubscriptionRecord
 from roost.broker.stats import Stats
 from roost.broker.timers import Sweeper
@@ -25,6 +29,11 @@ from roost.broker.transport import WriteCoalescer
 from roost.codec import DisconnectReasonCode, Will
 
 log = logging.getLogger("roost.broker")
+
+# Seconds between sweeps of offline sessions' queues for expired messages (each sweep
+# walks every queued message, so not on every timer tick).
+PURGE_INTERVAL = 60.0
+STORE_FLUSH_TIMEOUT = 10.0  # seconds a shutdown waits for held acknowledgements
 
 
 class Broker:
@@ -35,13 +44,19 @@ class Broker:
         # Disconnected sessions that will expire, or have a delayed will to publish.
         self.offline: set[Session] = set()
         self.router = Router(self.sessions, self.config.max_retained_messages)
+        # Reads the password, ACL and SCRAM files and loads the plugin: fails early.
+        self.auth = AuthManager(self.config)
+        if self.auth.authorizes:
+            self.router.readers = self.auth.accesses
+        self.store = make_store(self.config)
         self.stats = Stats()
-        self._servers: list[asyncio.Server] = []
+        self.listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._coalescer: WriteCoalescer | None = None
         self._sweeper: Sweeper | None = None
         self.started_at = 0.0
         self.sys_topics: SysTopics | None = None
+        self._purge_at = 0.0  # the first sweep purges what expired while we were down
 
     # Lifecycle.
 
@@ -49,34 +64,72 @@ class Broker:
         loop = self._loop = asyncio.get_running_loop()
         self._coalescer = WriteCoalescer(loop)
         self.started_at = loop.time()
-        for listener in self.config.listeners:
-            server = await loop.create_server(
-                lambda: ClientConnection(self), listener.host, listener.port
-            )
-            self._servers.append(server)
-            for sock in server.sockets:
-                log.info("Listening on %s:%d (MQTT over TCP).", *sock.getsockname()[:2])
+        store = self.store
+        # State first, then listeners: no client may see the broker before its sessions.
+        state = store.open(loop)
+        log.info("Persistence: %s.", store.description)
+        if store.durable:
+            self.router.store = store
+            restore(self, state, self.started_at)
+        # Every listener's TLS files load before any socket is bound: a bad file stops
+        # the start with nothing half open.
+        try:
+            listeners = [Listener(self, conf, i) for i, conf in enumerate(self.config.listeners)]
+            for listener in listeners:
+                await listener.start()
+                self.listeners.append(listener)
+        except BaseException:
+            for listener in self.listeners:
+                listener.close()
+            self.listeners.clear()
+            await store.close()
+            raise
+        log.info("%s", anonymous_summary(self.listeners))
+        log.info("Authentication and authorization: %s.", self.auth.describe())
         self.sys_topics = SysTopics(self, self.started_at)
         self._sweeper = Sweeper(self)
         self._sweeper.start()
 
     async def stop(self) -> None:
         """Stop listening, tell clients we are going, then close every connection."""
-        for server in self._servers:
-            server.close()
+        for listener in self.listeners:
+            listener.close()
         if self._sweeper is not None:
             await self._sweeper.stop()
-        now = self.now()
+        # Acknowledgements waiting for a commit go out before clients hear we are going
+        # (unless the disk fails them: then they are never sent, and clients resend).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.store.flush(), STORE_FLUSH_TIMEOUT)
         for conn in list(self.connections):
             conn.disconnect(DisconnectReasonCode.SERVER_SHUTTING_DOWN)
-        # A shutdown ends in-memory sessions: pending wills go out now [MQTT-3.1.2-8].
-        for session in list(self.sessions.values()):
-            self._publish_pending_will(session, now)
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5)
-        self._servers.clear()
+        # Let each connection end as if its client had gone: wills are published or,
+        # if delayed, scheduled, and durable sessions record their expiry deadlines.
+        await self._connections_closed()
+        if not self.store.durable:
+            # A shutdown ends in-memory sessions: pending wills go out now [MQTT-3.1.2-8].
+            now = self.now()
+            for session in list(self.sessions.values()):
+                self._publish_pending_will(session, now)
+        for listener in self.listeners:
+            if listener.server is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(listener.server.wait_closed(), 5)
+        self.listeners.clear()
+        await self.store.close()
         log.info("Broker stopped.")
+
+    async def _connections_closed(self, grace: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.connections:
+            if loop.time() >= deadline:
+                # Clients that do not read keep a transport's buffer full, and so open.
+                for conn in list(self.connections):
+                    if conn.transport is not None:
+                        conn.transport.abort()
+                await asyncio.sleep(0)
+                return
+            await asyncio.sleep(0.005)
 
     async def __aenter__(self) -> Broker:
         await self.start()
@@ -93,7 +146,17 @@ class Broker:
     @property
     def port(self) -> int:
         """The port of the first listener (useful with port 0)."""
-        return int(self._servers[0].sockets[0].getsockname()[1])
+        return self.listeners[0].port
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the files that can change under a running broker."""
+        self.reload_tls()
+        self.auth.reload()
+
+    def reload_tls(self) -> None:
+        """Every TLS listener reads its certificate, key, CA and CRL files again."""
+        for listener in self.listeners:
+            listener.reload_tls()
 
     @property
     def coalescer(self) -> WriteCoalescer:
@@ -139,6 +202,27 @@ class Broker:
         self.stats.clients_total += 1
         return session, present
 
+    def session_connected(self, session: Session) -> None:
+        """The session's expiry and will are known now: keep it durable if it outlives
+        its connection, stop keeping it if it no longer does."""
+        store = self.store
+        if not store.durable:
+            return
+        if session.expiry_interval == 0:
+            if session.store is not None:
+                session.store.session_ended(session)
+                session.store = None
+            return
+        if session.store is None:
+            session.store = store
+            for record in session.subscriptions.values():
+                store.subscription_added(session, record)
+            for packet_id in session.awaiting_release:
+                store.receive_id_added(session, packet_id)
+            for item in session.queue:
+                store.delivery_queued(session, item)
+        store.session_saved(session)
+
     def detach(
         self, session: Session, publish_will: bool, now: float, ending: bool = False
     ) -> None:
@@ -159,18 +243,24 @@ class Broker:
         else:
             session.expires_at = now + session.expiry_interval
             self.offline.add(session)
+            if session.store is not None:
+                session.store.session_saved(session)
 
     def end_session(self, session: Session, now: float) -> None:
         self._publish_pending_will(session, now)
         self.offline.discard(session)
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+            self.auth.forget(session.client_id)
         tree = self.router.tree
         for topic_filter in session.subscriptions:
             tree.remove(session.client_id, topic_filter)
         # Unfinished shared-subscription messages go to another member (MQTT 5.0 4.8.2).
         for item in session.take_shared_messages():
             self.router.publish_to_share(item, now)
+        if session.store is not None:
+            session.store.session_ended(session)
+            session.store = None
         session.subscriptions.clear()
         session.inflight.clear()
         session.queue.clear()
@@ -180,6 +270,8 @@ class Broker:
         if will is not None and session.will_at is not None:
             session.will = None
             session.will_at = None
+            if session.store is not None:
+                session.store.session_saved(session)
             self.publish_will(session.client_id, will, now)
 
     def publish_will(self, client_id: str, will: Will, now: float) -> None:
@@ -205,13 +297,23 @@ class Broker:
         """Deliver the retained messages matching a new subscription, retain flag set."""
         ids = () if record.identifier is None else (record.identifier,)
         expired = []
+        readers = self.router.readers
+        access = None if readers is None else readers.get(session.client_id)
         for topic, message in self.router.retained.match(record.topic_filter):
             if message.expired(now):
                 expired.append(topic)
                 continue
-            session.deliver(message, min(message.qos, record.qos), True, ids, now)
+            qos = min(message.qos, record.qos)
+            if readers is not None:
+                # Read access, as for any delivery (no access known: nothing).
+                readable = False if access is None else access.may_read(topic)
+                if readable is None and access is not None:
+                    access.defer_delivery(topic, deliver_later(session, message, qos, True, ids))
+                if not readable:
+                    continue
+            session.deliver(message, qos, True, ids, now)
         for topic in expired:
-            self.router.retained.delete(topic)
+            self.router.delete_retained(topic)
 
     # The sweep.
 
@@ -232,6 +334,10 @@ class Broker:
             if session.expires_at is not None and now >= session.expires_at:
                 log.info("Session of client %s expired.", session.client_id)
                 self.end_session(session, now)
+        if now >= self._purge_at:
+            self._purge_at = now + PURGE_INTERVAL
+            for session in self.offline:
+                session.purge_expired(now)
         sys_topics = self.sys_topics
         if config.sys_interval and sys_topics is not None and now >= sys_topics.next_at:
             sys_topics.next_at = now + config.sys_interval
@@ -239,14 +345,16 @@ class Broker:
 
 
 async def serve(config: BrokerConfig) -> None:
-    """Run a broker until SIGINT or SIGTERM, then shut it down cleanly."""
+    """Run a broker until SIGINT or SIGTERM, then shut it down cleanly; SIGHUP reloads
+    the TLS certificates."""
     import signal  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with Broker(config):
+    async with Broker(config) as broker:
+        loop.add_signal_handler(signal.SIGHUP, broker.reload)
         log.info("Roost broker running.")
         await stop.wait()
         log.info("Shutting down.")

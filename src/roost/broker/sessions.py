@@ -11,11 +11,16 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from roost.broker.config import BrokerConfig
 from roost.broker.message import Message
 from roost.codec import Pubrel, Will
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from roost.broker.persistence.store import Store
 
 log = logging.getLogger("roost.broker")
 
@@ -29,6 +34,10 @@ class Sink(Protocol):
     writable: bool  # False while the transport's buffer is above its high-water mark
 
     def send(self, data: bytes) -> None: ...
+
+    # Holding packets until a store commit (see roost.broker.persistence.store.Holder).
+    def hold(self, batch: int) -> None: ...
+    def release(self, committed: int) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -46,7 +55,15 @@ class SubscriptionRecord:
 class Outgoing:
     """One message on its way to this session's client."""
 
-    __slots__ = ("message", "qos", "released", "retain", "share_group", "subscription_ids")
+    __slots__ = (
+        "message",
+        "qos",
+        "released",
+        "retain",
+        "share_group",
+        "store_id",
+        "subscription_ids",
+    )
 
     def __init__(
         self,
@@ -62,6 +79,7 @@ class Outgoing:
         self.subscription_ids = subscription_ids
         self.share_group = share_group
         self.released = False  # QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+        self.store_id = 0  # its row in the session's store; 0: none
 
 
 class Session:
@@ -78,6 +96,7 @@ class Session:
         "inflight",
         "queue",
         "queued_bytes",
+        "store",
         "subscriptions",
         "will",
         "will_at",
@@ -97,6 +116,9 @@ class Session:
         self.will: Will | None = None
         self.will_at: float | None = None  # deadline of a delayed will
         self.dropped = 0
+        # Where changes are recorded: set only while the session outlives its connection
+        # (expiry interval > 0) and the broker's store is durable.
+        self.store: Store | None = None
         self._next_packet_id = 1
         # Ids in flight from an earlier connection, not yet resent on this one because
         # the client's Receive Maximum had no room (an ordered set).
@@ -147,11 +169,15 @@ class Session:
                 old = self.queue.popleft()
                 self.queued_bytes -= old.message.size
                 self.dropped += 1
+                if self.store is not None:
+                    self.store.delivery_removed(self, old)
             else:
                 self.dropped += 1
                 return
         self.queue.append(item)
         self.queued_bytes += size
+        if self.store is not None:
+            self.store.delivery_queued(self, item)
 
     def _allocate_packet_id(self) -> int:
         packet_id = self._next_packet_id
@@ -163,7 +189,10 @@ class Session:
 
     def _send_new(self, conn: Sink, item: Outgoing, now: float) -> None:
         message = item.message
+        store = self.store
         if message.expires_at is not None and now >= message.expires_at:
+            if store is not None:
+                store.delivery_removed(self, item)
             return
         if item.qos == 0:
             data = message.encode(
@@ -171,6 +200,8 @@ class Session:
             )
             if len(data) <= conn.maximum_packet_size:
                 conn.send(data)
+            if store is not None:
+                store.delivery_removed(self, item)
             return
         packet_id = self._allocate_packet_id()
         data = message.encode(
@@ -178,8 +209,12 @@ class Session:
         )
         if len(data) > conn.maximum_packet_size:
             # MQTT 5 [MQTT-3.1.2-25]: discard, as if delivery completed.
+            if store is not None:
+                store.delivery_removed(self, item)
             return
         self.inflight[packet_id] = item
+        if store is not None:
+            store.delivery_sent(self, item, packet_id)
         conn.send(data)
 
     def pump(self, now: float) -> None:
@@ -228,14 +263,18 @@ class Session:
         if len(data) > conn.maximum_packet_size:
             # Too large for this connection's client: discard, as if delivered [MQTT-3.1.2-25].
             del self.inflight[packet_id]
+            if self.store is not None:
+                self.store.delivery_removed(self, item)
             return False
         conn.send(data)
         return True
 
     def _complete(self, packet_id: int, now: float) -> None:
         """The delivery of ``packet_id`` is over: free its slot for what waits."""
-        del self.inflight[packet_id]
+        item = self.inflight.pop(packet_id)
         self._unsent.pop(packet_id, None)
+        if self.store is not None:
+            self.store.delivery_removed(self, item)
         self.pump(now)
 
     def puback(self, packet_id: int, now: float) -> bool:
@@ -256,6 +295,8 @@ class Session:
             self._complete(packet_id, now)
             return False
         item.released = True
+        if self.store is not None:
+            self.store.delivery_released(self, item, packet_id)
         return True
 
     def pubcomp(self, packet_id: int, now: float) -> bool:
@@ -264,6 +305,41 @@ class Session:
             return False
         self._complete(packet_id, now)
         return True
+
+    def restore(
+        self,
+        queued: Iterable[Outgoing],
+        inflight: Iterable[tuple[int, Outgoing]],
+        receive_ids: Iterable[int],
+    ) -> None:
+        """Put back what a store kept: queued and in-flight messages, QoS 2 ids received."""
+        for item in queued:
+            self.queue.append(item)
+            self.queued_bytes += item.message.size
+        for packet_id, item in inflight:
+            self.inflight[packet_id] = item
+            self._next_packet_id = packet_id % 0xFFFF + 1
+        self.awaiting_release.update(receive_ids)
+
+    def purge_expired(self, now: float) -> int:
+        """Drop queued messages whose Message Expiry Interval has passed; how many."""
+        queue = self.queue
+        if not queue:
+            return 0
+        kept: deque[Outgoing] = deque()
+        dropped = 0
+        for item in queue:
+            expires_at = item.message.expires_at
+            if expires_at is None or now < expires_at:
+                kept.append(item)
+                continue
+            dropped += 1
+            self.queued_bytes -= item.message.size
+            if self.store is not None:
+                self.store.delivery_removed(self, item)
+        if dropped:
+            self.queue = kept
+        return dropped
 
     def pending_messages(self) -> int:
         return len(self.inflight) + len(self.queue)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 
+from roost.broker.auth.manager import AuthSetupError
 from roost.broker.config import BrokerConfig, ConfigError, ListenerConfig, load_config
+from roost.broker.persistence import StoreError
 from roost.broker.server import serve
 
 
@@ -16,11 +19,40 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "broker",
         help="run the MQTT broker",
         description="Run the Roost MQTT broker. With no options it listens on "
-        "127.0.0.1:1883 and allows anonymous clients there.",
+        "127.0.0.1:1883, allows anonymous clients there, and keeps persistent sessions "
+        "and retained messages in ./roost-data/roost.db (docs/persistence.md).",
+        epilog="Listeners (tcp, tls, ws and wss: MQTT over TCP, TLS, WebSocket and "
+        "WebSocket with TLS), certificates, connection limits and anonymous access are set "
+        "in the configuration file (docs/configuration.md). Anonymous clients are allowed "
+        "only on listeners bound to loopback addresses unless allow_anonymous says "
+        "otherwise. Password, ACL and SCRAM files and an auth plugin (password_file, "
+        "acl_file, scram_file, auth_plugin; docs/auth.md) are set there too. SIGHUP reloads "
+        "the TLS certificates and the password, ACL and SCRAM files without dropping "
+        "connections (a broken file is reported and the old one kept); SIGINT and SIGTERM "
+        "stop the broker.",
     )
     parser.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
-    parser.add_argument("--host", help="address to listen on (overrides the config's listeners)")
-    parser.add_argument("-p", "--port", type=int, help="port to listen on (0: any free port)")
+    parser.add_argument(
+        "--host",
+        help="address to listen on: replaces the first listener's host and drops the others",
+    )
+    parser.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        help="port to listen on (0: any free port): replaces the first listener's port and "
+        "drops the others",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory of the state database (default: the config's data_dir, ./roost-data)",
+    )
+    parser.add_argument(
+        "--no-persistence",
+        action="store_true",
+        help="keep all state in memory only: sessions and retained messages end with the process",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.set_defaults(run=run)
 
@@ -40,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
         first = config.listeners[0] if config.listeners else ListenerConfig()
         host = args.host if args.host is not None else first.host
         port = args.port if args.port is not None else first.port
-        config.listeners = [ListenerConfig(host=host, port=port)]
+        # The first listener keeps its type, TLS files and limits; only the address changes.
+        config.listeners = [dataclasses.replace(first, host=host, port=port)]
+    if args.data_dir is not None:
+        config.data_dir = args.data_dir
+    if args.no_persistence:
+        config.persistence = "memory"
     try:
         import uvloop  # noqa: PLC0415
     except ImportError:
@@ -50,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(config))
-    except OSError as exc:
+    except (OSError, StoreError, AuthSetupError) as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 1
     return 0

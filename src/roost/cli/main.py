@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from roost import __version__
-from roost.cli import broker, passwd, pub, rr, sub
+from roost.cli import broker, passwd, pub, rr, scram, sub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(commands)
     rr.add_parser(commands)
     passwd.add_parser(commands)
+    scram.add_parser(commands)
     return parser
 
 

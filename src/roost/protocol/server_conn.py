@@ -2,8 +2,8 @@
 
 ``ServerConnection`` turns received bytes into validated packets. It owns what is
 per network connection and independent of sessions, routing and auth: the framing,
-the state (waiting for CONNECT, connected, closed), the protocol level agreed at
-CONNECT, and the client's MQTT 5 topic aliases. It does not own clocks, sockets,
+the state (waiting for CONNECT, authenticating, connected, closed), the protocol level
+agreed at CONNECT, and the client's MQTT 5 topic aliases. It does not own clocks, sockets,
 sessions or authorization: the caller feeds bytes and acts on packets.
 
 Every refusal is a ``CodecError`` carrying the reason code for the DISCONNECT (MQTT 5)
@@ -26,13 +26,16 @@ from roost.codec import (
     TopicAliasInvalid,
 )
 from roost.codec.framing import PROTOCOL_MAX_PACKET_SIZE
-from roost.codec.packets import AUTH, CONNACK, PINGRESP, SUBACK, UNSUBACK
+from roost.codec.packets import AUTH, CONNACK, DISCONNECT, PINGRESP, SUBACK, UNSUBACK
 
 
 class State(Enum):
     AWAITING_CONNECT = 1
     CONNECTED = 2
     CLOSED = 3
+    # An MQTT 5 AUTH exchange before CONNACK: the client may send only AUTH or
+    # DISCONNECT [MQTT-3.1.2-30]. Entered and left by the caller, which runs the exchange.
+    AUTHENTICATING = 4
 
 
 # Packets only a server sends; receiving one from a client is a protocol error.
@@ -91,6 +94,10 @@ class ServerConnection:
         if packet_type in _SERVER_ONLY:
             self.state = State.CLOSED
             raise ProtocolError(f"{type(packet).__name__.upper()} sent by a client")
+        if self.state is State.AUTHENTICATING and packet_type not in (AUTH, DISCONNECT):
+            self.state = State.CLOSED
+            name = type(packet).__name__.upper()
+            raise ProtocolError(f"{name} before the authentication exchange ended")
         if packet_type == AUTH and self._reader.version != MQTT_5:
             self.state = State.CLOSED
             raise ProtocolError("AUTH before MQTT 5")
@@ -115,6 +122,16 @@ class ServerConnection:
                 raise ProtocolError(f"topic alias {alias} was never set")
             publish.topic = topic
         publish.topic_alias = None
+
+    def authenticating(self) -> None:
+        """An AUTH exchange has begun after CONNECT: only AUTH and DISCONNECT until it ends."""
+        if self.state is State.CONNECTED:
+            self.state = State.AUTHENTICATING
+
+    def authenticated(self) -> None:
+        """The AUTH exchange is over (CONNACK follows): back to normal packet flow."""
+        if self.state is State.AUTHENTICATING:
+            self.state = State.CONNECTED
 
     def close(self) -> None:
         self.state = State.CLOSED

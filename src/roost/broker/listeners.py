@@ -1,0 +1,180 @@
+"""The broker's listeners at run time: one server socket each, with its own transport
+stack, connection limit, anonymous-access rule and (for tls/wss) TLS context.
+
+Which layers a connection gets is decided once, here, by the listener's type:
+
+    tcp   socket -> ClientConnection
+    tls   socket -> TlsLayer -> ClientConnection
+    ws    socket -> WebSocketLayer -> ClientConnection
+    wss   socket -> TlsLayer -> WebSocketLayer -> ClientConnection
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import TYPE_CHECKING
+
+from roost.broker.config import TLS_LISTENER_TYPES, ListenerConfig
+from roost.broker.connection import ClientConnection
+from roost.broker.tls import TlsFilesError, TlsLayer, server_context
+from roost.broker.websocket import WebSocketLayer
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable
+
+    from roost.broker.server import Broker
+
+log = logging.getLogger("roost.broker")
+
+_TRANSPORTS = {
+    "tcp": "MQTT over TCP",
+    "tls": "MQTT over TLS",
+    "ws": "MQTT over WebSocket",
+    "wss": "MQTT over WebSocket with TLS",
+}
+
+
+class ListenerError(OSError):
+    """A listener that cannot start (its TLS files, for one); the message says which."""
+
+
+class Listener:
+    __slots__ = (
+        "allow_anonymous",
+        "broker",
+        "config",
+        "connections",
+        "index",
+        "label",
+        "server",
+        "ssl_context",
+    )
+
+    def __init__(self, broker: Broker, config: ListenerConfig, index: int) -> None:
+        self.broker = broker
+        self.config = config
+        self.index = index
+        self.connections = 0  # admitted ClientConnections, counted by them
+        self.server: asyncio.Server | None = None
+        self.label = f"{config.type} {_address(config.host, config.port)}"
+        self.allow_anonymous = False  # decided in start(), once the bound address is known
+        self.ssl_context: ssl.SSLContext | None = None
+        if config.type in TLS_LISTENER_TYPES:
+            try:
+                self.ssl_context = server_context(config)
+            except TlsFilesError as exc:
+                raise ListenerError(f"listeners[{index}] ({self.label}): {exc}") from exc
+
+    async def start(self) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self.server = server = await loop.create_server(
+            self._protocol_factory(), config.host, config.port
+        )
+        addresses = [sock.getsockname() for sock in server.sockets]
+        self.label = f"{config.type} {_address(addresses[0][0], addresses[0][1])}"
+        anonymous = config.allow_anonymous
+        if anonymous is None:
+            anonymous = self.broker.config.allow_anonymous
+        if anonymous is None:
+            anonymous = all(_is_loopback(address[0]) for address in addresses)
+        self.allow_anonymous = anonymous
+        for address in addresses:
+            log.info("Listening on %s:%d (%s).", address[0], address[1], self.describe())
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None  # noqa: S101  (set by start)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def describe(self) -> str:
+        config = self.config
+        parts = [_TRANSPORTS[config.type]]
+        if config.type in ("ws", "wss"):
+            parts[0] += f" at {config.path}"
+        if config.cafile:
+            required = "required" if config.require_certificate else "optional"
+            parts.append(f"client certificates {required}")
+        if config.use_identity_as_username:
+            parts.append(f"username from the certificate's {config.use_identity_as_username}")
+        parts.append(f"anonymous clients {'allowed' if self.allow_anonymous else 'refused'}")
+        if config.max_connections:
+            parts.append(f"at most {config.max_connections} connections")
+        return ", ".join(parts)
+
+    def refusal(self) -> str | None:
+        """Why a new connection must be refused now, or None to admit it."""
+        limit = self.config.max_connections
+        if limit and self.connections >= limit:
+            return f"the listener's max_connections ({limit}) is reached"
+        limit = self.broker.config.max_connections
+        if limit and len(self.broker.connections) >= limit:
+            return f"the broker's max_connections ({limit}) is reached"
+        return None
+
+    def reload_tls(self) -> None:
+        """Read the TLS files again; new connections get them, open ones keep theirs."""
+        if self.ssl_context is None:
+            return
+        try:
+            self.ssl_context = server_context(self.config)
+        except TlsFilesError as exc:
+            log.error(  # noqa: TRY400  (the message says all; no traceback wanted)
+                "Listener %s: TLS files not reloaded, the previous ones stay in use: %s.",
+                self.label,
+                exc,
+            )
+            return
+        log.info("Listener %s: TLS certificates reloaded.", self.label)
+
+    def _protocol_factory(self) -> Callable[[], asyncio.Protocol]:
+        broker = self.broker
+        kind = self.config.type
+        path = self.config.path
+        max_frame = broker.config.max_packet_size
+        if kind == "tcp":
+            return lambda: ClientConnection(broker, self)
+        if kind == "ws":
+            return lambda: WebSocketLayer(ClientConnection(broker, self), self, path, max_frame)
+        if kind == "tls":
+            return lambda: TlsLayer(self._context(), ClientConnection(broker, self), self)
+        return lambda: TlsLayer(
+            self._context(),
+            WebSocketLayer(ClientConnection(broker, self), self, path, max_frame),
+            self,
+        )
+
+    def _context(self) -> ssl.SSLContext:
+        # Read per connection, not captured once: SIGHUP replaces it.
+        assert self.ssl_context is not None  # noqa: S101  (tls and wss listeners have one)
+        return self.ssl_context
+
+
+def anonymous_summary(listeners: list[Listener]) -> str:
+    """One line for the log: which listeners let clients in without a username."""
+    allowed = [listener.label for listener in listeners if listener.allow_anonymous]
+    refused = [listener.label for listener in listeners if not listener.allow_anonymous]
+    parts = []
+    if allowed:
+        parts.append("allowed on " + ", ".join(allowed))
+    if refused:
+        parts.append("refused on " + ", ".join(refused))
+    return "Anonymous clients: " + "; ".join(parts) + "."
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,118 @@
+"""The Store protocol: what the broker tells its storage, and what it gets back at start.
+
+The broker calls a store from its synchronous packet handlers to record each change to
+durable state: a session saved (created, its expiry or will changed) or ended, a
+subscription added or removed, a message queued, sent (in flight), released (QoS 2
+PUBREL sent) or removed (acknowledged, dropped, expired), a QoS 2 packet id received
+or released, a retained message set or deleted. Recording never blocks: a store
+collects changes and writes them elsewhere (``sqlite.py``), or drops them
+(``memory.py``).
+
+Only sessions that outlive their connection (expiry interval > 0) are recorded; the
+broker gives ``Session.store`` only to those, so clean sessions cost nothing.
+
+Deadlines passed in and handed back are loop times (``loop.time()``); a store keeps
+wall-clock times, since the loop's clock starts again with each process.
+
+``hold(conn)`` is how "acknowledged means durable" is kept: with a store that holds
+(the SQLite store with commit policy "sync"), every packet sent on ``conn`` from that
+call on waits until the changes recorded so far are committed. ``op_count`` counts the
+changes recorded, so a handler can tell whether its packet caused any.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from roost.broker.message import Message
+    from roost.broker.sessions import Outgoing, Session, SubscriptionRecord
+    from roost.codec import Will
+
+
+class StoreError(Exception):
+    """Storage Roost cannot use; ``str()`` names the file and says what to do."""
+
+
+class Holder(Protocol):
+    """A connection whose outgoing packets can wait for a commit."""
+
+    def hold(self, batch: int) -> None:
+        """Keep every packet sent from now on until commit ``batch`` is durable."""
+
+    def release(self, committed: int) -> bool:
+        """Send what waited for commits up to ``committed``; True if some still waits."""
+
+
+@dataclass(slots=True)
+class StoredDelivery:
+    """One message on its way to a stored session: queued, or in flight."""
+
+    store_id: int
+    message: Message
+    qos: int
+    retain: bool
+    subscription_ids: tuple[int, ...]
+    share_group: str | None
+    packet_id: int | None  # None: queued, not yet sent
+    released: bool  # QoS 2: PUBREL sent, awaiting PUBCOMP
+
+
+@dataclass(slots=True)
+class StoredSession:
+    client_id: str
+    expiry_interval: int
+    expires_at: float | None  # None: the client was connected when the broker stopped
+    will: Will | None
+    will_at: float | None  # deadline of a delayed will; None with a will: connected
+    subscriptions: list[SubscriptionRecord] = field(default_factory=list)
+    deliveries: list[StoredDelivery] = field(default_factory=list)  # in recorded order
+    receive_ids: list[int] = field(default_factory=list)  # QoS 2 ids awaiting PUBREL
+
+
+@dataclass(slots=True)
+class StoredState:
+    sessions: list[StoredSession] = field(default_factory=list)
+    retained: list[tuple[str, Message]] = field(default_factory=list)
+
+
+class Store(Protocol):
+    durable: bool  # False: nothing is kept; the broker records nothing
+    op_count: int  # changes recorded so far
+    description: str  # for the startup log line
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> StoredState:
+        """Open the storage and return what it holds; raises StoreError."""
+
+    async def flush(self) -> None:
+        """Return once every change recorded so far is committed."""
+
+    async def close(self) -> None:
+        """Commit what is recorded and close; nothing may be recorded after."""
+
+    def hold(self, conn: Holder) -> None:
+        """Hold ``conn``'s packets sent from now on until the changes so far commit."""
+
+    # Sessions. ``session_saved`` records the session's own fields: expiry interval,
+    # expiry deadline, will and will deadline (a will scheduled or cancelled).
+    def session_saved(self, session: Session) -> None: ...
+    def session_ended(self, session: Session) -> None: ...
+    def subscription_added(self, session: Session, record: SubscriptionRecord) -> None: ...
+    def subscription_removed(self, session: Session, topic_filter: str) -> None: ...
+
+    # Outgoing messages.
+    def delivery_queued(self, session: Session, item: Outgoing) -> None: ...
+    def delivery_sent(self, session: Session, item: Outgoing, packet_id: int) -> None: ...
+    def delivery_released(self, session: Session, item: Outgoing, packet_id: int) -> None: ...
+    def delivery_removed(self, session: Session, item: Outgoing) -> None: ...
+
+    # Incoming QoS 2: packet ids received and not yet released by PUBREL.
+    def receive_id_added(self, session: Session, packet_id: int) -> None: ...
+    def receive_id_removed(self, session: Session, packet_id: int) -> None: ...
+
+    # Retained messages.
+    def retained_set(self, topic: str, message: Message) -> None: ...
+    def retained_deleted(self, topic: str) -> None: ...
