@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import codec, load
+from bench import codec, load, persistence
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,7 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("codec", codec.HELP, codec.add_arguments, codec.run),
     Command("load", load.HELP, load.add_arguments, load.run),
+    Command("persistence", persistence.HELP, persistence.add_arguments, persistence.run),
 )
 
 
