@@ -62,7 +62,9 @@ class BrokerSpec:
 
     def command(self, port: int, workdir: Path, tag: str) -> list[str]:
         if self.kind == "roost":
-            return [self.executable, "broker", "-p", str(port)]
+            # In memory, like the Mosquitto side's `persistence false`; clean sessions
+            # would write nothing anyway, but two runs must not share a data directory.
+            return [self.executable, "broker", "-p", str(port), "--no-persistence"]
         config = workdir / f"{tag}.conf"
         config.write_text(self.mosquitto_config(port), encoding="utf-8")
         return [self.executable, "-c", str(config)]
