@@ -7,10 +7,11 @@ Expected packets come from the OASIS texts: MQTT 3.1.1 (section 3.1, 3.2) and MQ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 
+from roost.broker.auth.base import AuthRequest, AuthResult
 from roost.codec import (
     MQTT_3_1,
     MQTT_3_1_1,
@@ -52,6 +53,16 @@ def assert_alive(client: RawClient) -> None:
     assert client.recv() == Pingresp()
 
 
+def assert_accepted(client: RawClient, version: int) -> None:
+    """The next packet is a CONNACK accepting a new session."""
+    if version == MQTT_3_1:
+        assert client.recv_bytes(4) == CONNACK_ACCEPTED
+        return
+    connack = client.recv()
+    assert isinstance(connack, Connack)
+    assert (connack.session_present, connack.reason_code) == (False, 0)
+
+
 # Accepted connections at every level.
 
 
@@ -90,6 +101,9 @@ def test_mosquitto_clients_connect_at_each_level(broker: BrokerThread, version: 
 
 @pytest.mark.parametrize("version", ALL_LEVELS)
 def test_paho_connects_at_each_level(broker: BrokerThread, version: int) -> None:
+    """A client we did not write connects, subscribes and publishes at each level using
+    only what the specification defines: Roost needs no extension to interoperate
+    (3.1.1) [MQTT-7.0.0-2]."""
     client = PahoClient(broker.port, f"paho-{version}", version)
     try:
         assert client.connect_reason == 0
@@ -148,8 +162,9 @@ def test_first_packet_not_connect_is_closed(broker: BrokerThread, first: bytes) 
 @pytest.mark.parametrize("version", LEVELS)
 def test_second_connect_is_a_protocol_error(broker: BrokerThread, version: int) -> None:
     """[MQTT-3.1.0-2]: a second CONNECT is a protocol violation and the client is
-    disconnected; 5.0 says so first with DISCONNECT 0x82 (section 4.13). The connection
-    did not end with DISCONNECT, so the will is published ([MQTT-3.1.2-8])."""
+    disconnected; 5.0 says so first with DISCONNECT 0x82 (section 4.13), never with a
+    second CONNACK [MQTT-3.2.0-2] (5.0). The connection did not end with DISCONNECT, so
+    the will is published ([MQTT-3.1.2-8])."""
     watcher = open_client(broker.port)
     assert watcher.connect("watcher") == Connack(False, 0)
     subscribe(watcher, Subscription("second/will", 0))
@@ -188,6 +203,20 @@ def test_malformed_connect_flags_close_the_connection(
     else:
         assert packets == []
     assert not has_session(broker, "flags")
+
+
+def test_connack_acknowledge_flags_carry_only_session_present(broker: BrokerThread) -> None:
+    """[MQTT-3.2.2-1] (5.0): in the Connect Acknowledge Flags only bit 0, Session Present,
+    may be set; bits 7-1 are 0, with a session present and without."""
+    for clean_start, flags in ((False, 0x00), (False, 0x01), (True, 0x00)):
+        client = open_client(broker.port, MQTT_5)
+        client.send(Connect("flags", MQTT_5, clean_start=clean_start, session_expiry_interval=60))
+        first, length = client.recv_bytes(2)
+        assert first == 0x20
+        body = client.recv_bytes(length)
+        assert body[:2] == bytes((flags, 0x00))
+        client.send(Disconnect())
+        assert client.expect_closed() == []
 
 
 def test_password_without_user_name_is_malformed_in_3_1_1(broker: BrokerThread) -> None:
@@ -327,6 +356,122 @@ def test_paho_receives_the_assigned_client_identifier(broker: BrokerThread) -> N
         client.disconnect()
 
 
+# A will the broker could not publish as asked.
+
+
+@pytest.mark.parametrize("version", ALL_LEVELS)
+@pytest.mark.parametrize(("maximum_qos", "will_qos"), [(0, 1), (0, 2), (1, 2)])
+def test_will_qos_above_the_maximum_qos_is_refused(
+    make_broker: Callable[..., BrokerThread], version: int, maximum_qos: int, will_qos: int
+) -> None:
+    """5.0 [MQTT-3.2.2-12]: a Will QoS above what the server supports is refused with
+    CONNACK 0x9B (QoS not supported), Session Present 0 [MQTT-3.2.2-6], then the
+    connection closes [MQTT-3.2.2-7]. No 3.1.1 return code says so: the connection
+    closes without a CONNACK (3.1.1 [MQTT-3.2.2-6]). Nothing of the refused client stays,
+    its will included; a will at the maximum QoS is accepted."""
+    broker = make_broker(maximum_qos=maximum_qos)
+    watcher = open_client(broker.port)
+    assert watcher.connect("watcher") == Connack(False, 0)
+    subscribe(watcher, Subscription("willq/#", 0))
+    client = open_client(broker.port, version)
+    client.send(Connect("willq", version, will=Will("willq/t", b"w", qos=will_qos)))
+    packets = client.expect_closed()
+    if version == MQTT_5:
+        assert [without_reason_string(p) for p in packets] == [Connack(False, 0x9B)]
+    else:
+        assert packets == []
+    assert not has_session(broker, "willq")
+    accepted = open_client(broker.port, version)
+    accepted.send(Connect("willq", version, will=Will("willq/t", b"ok", qos=maximum_qos)))
+    assert_accepted(accepted, version)
+    accepted.close()
+    assert watcher.recv() == Publish("willq/t", b"ok")  # the only will published
+
+
+@pytest.mark.parametrize("version", ALL_LEVELS)
+def test_will_retain_without_retain_support_is_refused(
+    make_broker: Callable[..., BrokerThread], version: int
+) -> None:
+    """5.0 [MQTT-3.2.2-13]: with retained messages unsupported, a will with Will Retain 1
+    is refused with CONNACK 0x9A (Retain not supported) and the connection closes. No
+    3.1.1 return code says so: closed without a CONNACK (3.1.1 [MQTT-3.2.2-6]). A will
+    without Will Retain is accepted."""
+    broker = make_broker(retain_available=False)
+    client = open_client(broker.port, version)
+    client.send(Connect("willr", version, will=Will("willr/t", b"w", retain=True)))
+    packets = client.expect_closed()
+    if version == MQTT_5:
+        assert [without_reason_string(p) for p in packets] == [Connack(False, 0x9A)]
+    else:
+        assert packets == []
+    assert not has_session(broker, "willr")
+    accepted = open_client(broker.port, version)
+    accepted.send(Connect("willr", version, will=Will("willr/t", b"w")))
+    assert_accepted(accepted, version)
+    assert has_session(broker, "willr")
+
+
+def test_a_refusal_reason_string_fits_the_client_maximum_packet_size(
+    make_broker: Callable[..., BrokerThread],
+) -> None:
+    """5.0 [MQTT-3.2.2-19]: a refusing CONNACK leaves its Reason String out when it would
+    exceed the Maximum Packet Size in the CONNECT; it never carries a User Property
+    [MQTT-3.2.2-20]. Here the refusal is 0x85 for a client id over the broker's limit."""
+    broker = make_broker(max_client_id_length=23)
+    too_long = "x" * 24
+    roomy = open_client(broker.port, MQTT_5)
+    roomy.send(Connect(too_long, MQTT_5))
+    (connack,) = roomy.expect_closed()
+    assert isinstance(connack, Connack)
+    assert connack.reason_code == 0x85
+    assert connack.reason_string  # room for it: the broker does say why
+    assert connack.user_properties == ()
+    tight = open_client(broker.port, MQTT_5)
+    tight.send(Connect(too_long, MQTT_5, maximum_packet_size=5))
+    # Type 2, remaining length 3, flags 0, reason 0x85, property length 0.
+    assert tight.recv_bytes(5) == b"\x20\x03\x00\x85\x00"
+    assert tight.expect_closed() == []
+
+
+class RefuseWith:
+    """An auth plugin (loaded by dotted path) that refuses every client with the
+    reason code in its options, whatever it is."""
+
+    def __init__(self, options: Mapping[str, object]) -> None:
+        code = options["code"]
+        assert isinstance(code, int)
+        self.code = code
+
+    async def authenticate(self, request: AuthRequest) -> AuthResult:
+        return AuthResult.refuse(self.code, "refused")
+
+
+@pytest.mark.parametrize(
+    ("code", "sent"),
+    [
+        (0x00, 0x87),  # not a refusal at all
+        (0x10, 0x87),  # a PUBACK code
+        (0x8E, 0x87),  # Session taken over: a DISCONNECT code
+        (0x92, 0x87),  # Packet Identifier not found: a PUBREL/PUBCOMP code
+        (0x8A, 0x8A),  # Banned: a Connect Reason Code, kept
+        (0x9F, 0x9F),  # Connection rate exceeded, kept
+    ],
+)
+def test_a_refusal_uses_a_connect_reason_code(
+    make_broker: Callable[..., BrokerThread], code: int, sent: int
+) -> None:
+    """5.0 [MQTT-3.2.2-8]: whatever code an authentication backend refuses with, the
+    CONNACK carries one of the Connect Reason Codes (0x87 Not authorized in place of any
+    other)."""
+    broker = make_broker(
+        auth_plugin="tests.broker.test_connect:RefuseWith", auth_plugin_options={"code": code}
+    )
+    client = open_client(broker.port, MQTT_5)
+    client.send(Connect("refused", MQTT_5, username="u", password=b"p"))
+    packets = client.expect_closed()
+    assert [without_reason_string(p) for p in packets] == [Connack(False, sent)]
+
+
 # Authentication.
 
 
@@ -347,6 +492,40 @@ def test_anonymous_client_refused_when_not_allowed(
         assert client.recv_bytes(4) == CONNACK_NOT_AUTHORIZED
     assert client.expect_closed() == []
     assert not has_session(broker, "anon")
+
+
+class FailingBackend:
+    """An auth plugin whose user database is down: authenticating a user name raises."""
+
+    def __init__(self, options: Mapping[str, object]) -> None:
+        pass
+
+    async def authenticate(self, request: AuthRequest) -> AuthResult | None:
+        if request.username is None:
+            return None  # anonymous: not this backend's to decide
+        raise ConnectionError("the user database is down")
+
+
+@pytest.mark.parametrize("version", [MQTT_3_1, MQTT_3_1_1, MQTT_5])
+def test_a_transient_error_closes_only_its_own_connection(
+    make_broker: Callable[..., BrokerThread], version: int
+) -> None:
+    """(3.1.1) [MQTT-4.8.0-2]: a Transient Error while handling an inbound packet (here the
+    authentication backend failing on a CONNECT) closes the connection that packet came
+    on: CONNACK 3 (5.0: 0x88), Server unavailable, then the close. Other clients are not
+    affected (3.1.1 section 4.8: the server "SHOULD NOT disconnect or have any other
+    effect on its interactions with any other Client")."""
+    broker = make_broker(auth_plugin="tests.broker.test_connect:FailingBackend")
+    bystander = open_client(broker.port)
+    assert bystander.connect("bystander") == Connack(False, 0)
+    client = open_client(broker.port, version)
+    client.send(Connect("unlucky", version, username="u", password=b"p"))
+    if version == MQTT_5:
+        assert [without_reason_string(p) for p in client.expect_closed()] == [Connack(False, 0x88)]
+    else:
+        assert client.recv_bytes(4) == b"\x20\x02\x00\x03"
+        assert client.expect_closed() == []
+    assert_alive(bystander)
 
 
 @pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])

@@ -6,14 +6,17 @@ After each misbehaving client is disconnected, the tests check that the others c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 
+from roost.broker.auth.base import Access, AuthResult, Challenge, ClientInfo
 from roost.codec import (
     MQTT_3_1_1,
     MQTT_5,
+    Auth,
     Connack,
+    Connect,
     Disconnect,
     Puback,
     Pubcomp,
@@ -23,6 +26,7 @@ from roost.codec import (
     Suback,
     Subscribe,
     Subscription,
+    Unsubscribe,
 )
 from roost.codec.primitives import encode_varint
 from tests.support.broker_thread import BrokerThread
@@ -51,7 +55,8 @@ def test_client_receive_maximum_limits_unacknowledged_publishes(
     broker: BrokerThread, qos: int
 ) -> None:
     """[MQTT-3.3.4-9], [MQTT-4.9.0-2]: never more than Receive Maximum (2) QoS > 0
-    PUBLISHes without PUBACK / PUBCOMP; the rest follow, in order, as slots free up. A
+    PUBLISHes without PUBACK / PUBCOMP, and the initial send quota is that, not 0
+    [MQTT-4.9.0-1]; the rest follow, in order, as slots free up. A
     QoS 2 slot is freed by PUBCOMP, not by PUBREC. PINGRESP is never held back
     [MQTT-3.3.4-10], [MQTT-4.9.0-3]."""
     sub = connect(broker.port, MQTT_5, "sub", receive_maximum=2)
@@ -167,7 +172,7 @@ def test_resumed_qos2_pubrel_holds_a_slot_but_is_not_held_back(broker: BrokerThr
 def test_resend_larger_than_the_new_maximum_packet_size_is_discarded(
     broker: BrokerThread,
 ) -> None:
-    """[MQTT-3.1.2-24] holds for resends too: a resumed client with a smaller Maximum Packet
+    """[MQTT-3.1.2-24] (5.0) holds for resends too: a resumed client with a smaller Maximum Packet
     Size does not get an in-flight message that no longer fits; it is discarded as if
     delivered [MQTT-3.1.2-25] and not resent later either."""
     sub = connect(broker.port, MQTT_5, "sub", **persistent(MQTT_5))
@@ -229,7 +234,7 @@ def test_server_receive_maximum_is_advertised_and_enforced(
 def test_broker_disconnect_fits_the_client_maximum_packet_size(
     make_broker: Callable[..., BrokerThread],
 ) -> None:
-    """[MQTT-3.1.2-24]: nothing the broker sends may exceed the client's Maximum Packet
+    """[MQTT-3.1.2-24] (5.0): nothing the broker sends may exceed the client's Maximum Packet
     Size; a DISCONNECT's Reason String must be left out if it would not fit
     [MQTT-3.14.2-3]."""
     broker = make_broker(receive_maximum=1)
@@ -248,7 +253,7 @@ def test_broker_disconnect_fits_the_client_maximum_packet_size(
 
 
 def test_client_maximum_packet_size_drops_larger_publishes(broker: BrokerThread) -> None:
-    """[MQTT-3.1.2-24]: no PUBLISH larger than the client's Maximum Packet Size (64 here,
+    """[MQTT-3.1.2-24] (5.0): no PUBLISH larger than the client's Maximum Packet Size (64 here,
     counted over the whole packet); [MQTT-3.1.2-25]: such a message is discarded for that
     client as if delivered, so a dropped QoS 1 message takes no Receive Maximum slot.
     A client with no limit gets everything."""
@@ -311,3 +316,116 @@ def test_oversized_packet_is_refused_from_its_fixed_header(
     bad.send(b"\x30" + encode_varint(10_000_000) + b"\x00\x01t")
     packets = bad.expect_closed_with_sizes()
     assert [(type(p), getattr(p, "reason_code", None)) for p, _ in packets] == [(Disconnect, 0x95)]
+
+
+# What the broker leaves out of its acknowledgements.
+
+
+class Strict:
+    """An auth plugin (loaded by dotted path): nothing under "denied/" is allowed, and the
+    Authentication Method "ECHO" asks b"?" and takes b"!" for an answer."""
+
+    def __init__(self, options: Mapping[str, object]) -> None:
+        pass
+
+    def authorize(self, client: ClientInfo, access: Access, topic: str) -> bool:
+        return not topic.startswith("denied/")
+
+    def start_auth(self, method: str, client: ClientInfo) -> Echo | None:
+        return Echo() if method == "ECHO" else None
+
+
+class Echo:
+    def __init__(self) -> None:
+        self.asked = False
+
+    async def step(self, data: bytes | None) -> Challenge | AuthResult:
+        if not self.asked:
+            self.asked = True
+            return Challenge(b"?")
+        return AuthResult.accept() if data == b"!" else AuthResult.refuse(0x87)
+
+
+STRICT = "tests.broker.test_flow_control:Strict"
+# AUTH 0x18 (Continue authentication) and 0x00 (Success) with only the Authentication
+# Method "ECHO" (property 0x15) and, for 0x18, the Authentication Data b"?" (0x16).
+AUTH_CONTINUE = b"\xf0\x0d\x18\x0b\x15\x00\x04ECHO\x16\x00\x01?"
+AUTH_SUCCESS = b"\xf0\x09\x00\x07\x15\x00\x04ECHO"
+
+
+@pytest.mark.parametrize("problem_information", [0, 1])
+def test_acknowledgements_carry_no_reason_string_or_user_property(
+    make_broker: Callable[..., BrokerThread], problem_information: int
+) -> None:
+    """[MQTT-3.1.2-29] (5.0): with Request Problem Information 0 the broker sends no
+    Reason String or User Property except on PUBLISH, CONNACK and DISCONNECT. It sends
+    none with 1 either, so in 5.0 nothing it sends can outgrow the client's Maximum
+    Packet Size (24 here, what its CONNACK takes) by them: PUBACK [MQTT-3.4.2-2]
+    [MQTT-3.4.2-3], PUBREC [MQTT-3.5.2-2] [MQTT-3.5.2-3], PUBREL [MQTT-3.6.2-2]
+    [MQTT-3.6.2-3], PUBCOMP [MQTT-3.7.2-2] [MQTT-3.7.2-3], SUBACK [MQTT-3.9.2-1]
+    [MQTT-3.9.2-2], UNSUBACK [MQTT-3.11.2-1] [MQTT-3.11.2-2], DISCONNECT [MQTT-3.14.2-4],
+    each with a failure or non-zero code where it has one. The bytes are exact."""
+    broker = make_broker(auth_plugin=STRICT)
+    client = connect(
+        broker.port,
+        MQTT_5,
+        "terse",
+        maximum_packet_size=24,
+        request_problem_information=problem_information,
+    )
+    exchanges: list[tuple[Publish | Pubrel | Pubrec | Subscribe | Unsubscribe, bytes]] = [
+        (Publish("nobody/t", b"", 1, packet_id=1), b"\x40\x03\x00\x01\x10"),
+        (Publish("denied/t", b"", 1, packet_id=2), b"\x40\x03\x00\x02\x87"),
+        (Publish("nobody/t", b"", 2, packet_id=3), b"\x50\x03\x00\x03\x10"),
+        (Pubrel(3), b"\x70\x02\x00\x03"),
+        (Publish("denied/t", b"", 2, packet_id=4), b"\x50\x03\x00\x04\x87"),
+        (Pubrel(99), b"\x70\x03\x00\x63\x92"),
+        (Pubrec(77), b"\x62\x03\x00\x4d\x92"),
+        (
+            Subscribe(5, (Subscription("denied/t", 1), Subscription("ok/t", 1))),
+            b"\x90\x05\x00\x05\x00\x87\x01",
+        ),
+        (Unsubscribe(6, ("ok/t", "none/t")), b"\xb0\x05\x00\x06\x00\x00\x11"),
+    ]
+    for packet, answer in exchanges:
+        client.send(packet)
+        assert client.recv_bytes(len(answer)) == answer, packet
+    assert sync(client) == []
+    # A protocol error (QoS 1 with Packet Identifier 0): DISCONNECT 0x82, its Reason
+    # String only if it fits [MQTT-3.14.2-3], never a User Property.
+    client.send(b"\x32\x06\x00\x01t\x00\x00\x00")
+    [(disconnect, size)] = client.expect_closed_with_sizes()
+    assert isinstance(disconnect, Disconnect)
+    assert (disconnect.reason_code, disconnect.user_properties) == (0x82, ())
+    assert size <= 24
+
+
+def test_auth_carries_no_reason_string_or_user_property(
+    make_broker: Callable[..., BrokerThread],
+) -> None:
+    """The broker's AUTH packets use the Authenticate Reason Codes [MQTT-3.15.2-1]
+    (0x18 Continue authentication, 0x00 Success) and carry no Reason String
+    [MQTT-3.15.2-2] and no User Property [MQTT-3.15.2-3], so they never outgrow the
+    client's Maximum Packet Size by them; the client asked for no problem information
+    either [MQTT-3.1.2-29] (5.0). At CONNECT and at re-authentication."""
+    broker = make_broker(auth_plugin=STRICT)
+    client = open_client(broker.port, MQTT_5)
+    client.send(
+        Connect(
+            "echo",
+            MQTT_5,
+            maximum_packet_size=64,
+            request_problem_information=0,
+            authentication_method="ECHO",
+        )
+    )
+    assert client.recv_bytes(len(AUTH_CONTINUE)) == AUTH_CONTINUE
+    client.send(Auth(0x18, "ECHO", b"!"))
+    connack = client.recv()
+    assert isinstance(connack, Connack)
+    assert connack.reason_code == 0
+    client.send(Auth(0x19, "ECHO"))
+    assert client.recv_bytes(len(AUTH_CONTINUE)) == AUTH_CONTINUE
+    client.send(Auth(0x18, "ECHO", b"!"))
+    assert client.recv_bytes(len(AUTH_SUCCESS)) == AUTH_SUCCESS
+    assert sync(client) == []

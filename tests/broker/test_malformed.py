@@ -133,8 +133,8 @@ CASES: tuple[Case, ...] = (
     Case("unsubscribe-packet-id-0", _unsubscribe(string(b"a"), packet_id=0), PROTOCOL_ERROR),
     Case("publish-qos-1-no-packet-id", lambda v: frame(0x32, string(b"a")), MALFORMED),
     # Topic Names: no wildcards [MQTT-3.3.2-2] [MQTT-4.7.0-1] (3.1.1 [MQTT-4.7.1-1]), at
-    # least one character [MQTT-4.7.3-1], well-formed UTF-8 without U+0000
-    # [MQTT-1.5.4-1/2] [MQTT-4.7.3-2] (3.1.1 [MQTT-1.5.3-1/2]).
+    # least one character [MQTT-4.7.3-1], well-formed UTF-8 [MQTT-1.5.4-1/2]
+    # (3.1.1 [MQTT-1.5.3-1/2]) without U+0000 [MQTT-4.7.3-2] (3.1.1 too).
     Case("publish-topic-plus", _publish(0x30, b"a/+"), TOPIC_NAME_INVALID),
     Case("publish-topic-hash", _publish(0x30, b"#"), TOPIC_NAME_INVALID),
     Case("publish-topic-plus-qos-1", _publish(0x32, b"+/b", 7), TOPIC_NAME_INVALID),
@@ -146,7 +146,8 @@ CASES: tuple[Case, ...] = (
     Case("publish-topic-overlong", _publish(0x30, b"a/\xc0\xaf"), MALFORMED),
     Case("publish-topic-nul", _publish(0x30, b"a\x00b"), MALFORMED),
     Case("publish-topic-overruns", lambda v: frame(0x30, u16(40), b"a/b"), MALFORMED),
-    # Topic Filters: '#' last and alone [MQTT-4.7.1-1], '+' a whole level [MQTT-4.7.1-2],
+    # Topic Filters: '#' last and alone [MQTT-4.7.1-1] (3.1.1 [MQTT-4.7.1-2]),
+    # '+' a whole level [MQTT-4.7.1-2] (3.1.1 [MQTT-4.7.1-3]),
     # non-empty [MQTT-4.7.3-1], UTF-8 without U+0000 [MQTT-3.8.3-1] [MQTT-3.10.3-1]. The
     # specification names no reason code for a wildcard misplaced; 0x8F (Topic Filter
     # invalid) is the more specific one section 4.13.1 asks for.
@@ -262,6 +263,20 @@ CASES: tuple[Case, ...] = (
         "publish-response-topic-wildcard",
         _v5_publish(b"\x08" + string(b"r/#")),
         PROTOCOL_ERROR,
+        v3=False,
+    ),
+    # The Response Topic [MQTT-3.3.2-13] and the Content Type [MQTT-3.3.2-19] are UTF-8
+    # Encoded Strings: ill-formed UTF-8 in them is a Malformed Packet [MQTT-1.5.4-1].
+    Case(
+        "publish-response-topic-invalid-utf8",
+        _v5_publish(b"\x08" + string(b"r/\xff")),
+        MALFORMED,
+        v3=False,
+    ),
+    Case(
+        "publish-content-type-invalid-utf8",
+        _v5_publish(b"\x03" + string(b"text/\xc0\xaf")),
+        MALFORMED,
         v3=False,
     ),
     # [MQTT-1.5.7-1] both strings of a pair are UTF-8 Encoded Strings.
@@ -532,8 +547,8 @@ def _valid_stream(version: int) -> tuple[bytes, list[Packet]]:
 def test_valid_stream_split_at_every_byte(broker: BrokerThread, version: int) -> None:
     """Every packet boundary and every position inside a packet can be a read boundary.
 
-    [MQTT-4.2.0-1]: the transport is an ordered stream of bytes; nothing may depend on
-    how it is cut into reads.
+    [MQTT-4.2.0-1] (3.1.1: [MQTT-7.1.1-1]): the transport is an ordered, lossless stream
+    of bytes; nothing may depend on how it is cut into reads.
     """
     stream, replies = _valid_stream(version)
     watcher = Bystander(broker.port, topics=("split/#",), client_id="watcher")

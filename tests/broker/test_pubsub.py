@@ -20,6 +20,7 @@ from roost.codec import (
     Publish,
     Pubrec,
     Pubrel,
+    Subscribe,
     Subscription,
     Unsuback,
     Unsubscribe,
@@ -29,6 +30,7 @@ from tests.support.raw import (
     connect,
     drain,
     open_client,
+    persistent,
     publish,
     receive_all,
     recv_publish,
@@ -36,6 +38,8 @@ from tests.support.raw import (
     subscribe,
     sync,
 )
+from tests.support.waiting import wait_offline
+from tests.support.wire import frame, props, string
 
 VERSIONS = pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5], ids=["v311", "v5"])
 
@@ -294,7 +298,7 @@ def test_maximum_qos_caps_what_subscriptions_are_granted(
 
 
 def test_no_local(broker: BrokerThread) -> None:
-    """[MQTT-3.8.3-3]: with No Local, a client's own messages are not forwarded to it by
+    """[MQTT-3.8.3-3] (5.0): with No Local, a client's own messages are not forwarded to it by
     that subscription; other clients' are, and so are its own through an overlapping
     subscription without No Local."""
     me = connect(broker.port, MQTT_5, "me")
@@ -317,9 +321,9 @@ def test_no_local(broker: BrokerThread) -> None:
 
 def test_retain_as_published_on_normal_delivery(broker: BrokerThread) -> None:
     """A retained message forwarded to existing subscriptions: RETAIN as published when
-    Retain As Published is 1 [MQTT-3.3.1-13], else 0 [MQTT-3.3.1-12]; a 3.1.1 subscriber
-    always gets RETAIN 0 (3.1.1 [MQTT-3.3.1-9]). A new subscription then gets the stored
-    message with RETAIN 1 (3.1.1 [MQTT-3.3.1-8])."""
+    Retain As Published is 1 [MQTT-3.3.1-13] (5.0), else 0 [MQTT-3.3.1-12] (5.0); a
+    3.1.1 subscriber always gets RETAIN 0 (3.1.1 [MQTT-3.3.1-9]). A new subscription then
+    gets the stored message with RETAIN 1 (3.1.1 [MQTT-3.3.1-8])."""
     as_published = connect(broker.port, MQTT_5, "rap1")
     subscribe(as_published, Subscription("r/t", 0, retain_as_published=True))
     cleared = connect(broker.port, MQTT_5, "rap0")
@@ -364,3 +368,183 @@ def test_clients_cannot_publish_to_sys_topics(
     subscribe(watcher, Subscription("ok/t", 0), packet_id=2)
     pub.send(Publish("ok/t", b"fine"))
     assert settle(pub, watcher) == [[Publish("ok/t", b"fine")]]
+
+
+# SUBSCRIBE and UNSUBSCRIBE: their answers, several filters, replacement.
+
+
+@VERSIONS
+def test_suback_and_unsuback_carry_the_request_identifier(
+    broker: BrokerThread, version: int
+) -> None:
+    """[MQTT-3.8.4-1]: a SUBSCRIBE is answered with a SUBACK. A SUBACK and an UNSUBACK
+    carry the Packet Identifier of their SUBSCRIBE and UNSUBSCRIBE: 5.0 [MQTT-2.2.1-6],
+    3.1.1 [MQTT-2.3.1-7] and [MQTT-3.8.4-2]. The bytes are exact: with no properties, a
+    5.0 SUBACK and UNSUBACK have a Property Length of zero [MQTT-2.2.2-1] (5.0)."""
+    client = connect(broker.port, version, "client")
+    client.send(Subscribe(0x1234, (Subscription("ids/a", 1),)))
+    expected = b"\x90\x04\x12\x34\x00\x01" if version == MQTT_5 else b"\x90\x03\x12\x34\x01"
+    assert client.recv_bytes(len(expected)) == expected
+    client.send(Unsubscribe(0xBEEF, ("ids/a",)))
+    expected = b"\xb0\x04\xbe\xef\x00\x00" if version == MQTT_5 else b"\xb0\x02\xbe\xef"
+    assert client.recv_bytes(len(expected)) == expected
+    assert sync(client) == []
+
+
+@VERSIONS
+def test_several_filters_in_one_subscribe_and_one_unsubscribe(
+    broker: BrokerThread, version: int
+) -> None:
+    """[MQTT-3.8.4-5] (5.0) (3.1.1 [MQTT-3.8.4-4]): a SUBSCRIBE with several filters is
+    handled as that many SUBSCRIBEs, with one SUBACK holding a code per filter, in their
+    order (3.1.1 [MQTT-3.9.3-1]).
+
+    An UNSUBSCRIBE with several filters likewise, with one UNSUBACK [MQTT-3.10.4-6];
+    in 5.0 it holds one of the Unsubscribe Reason Codes per filter [MQTT-3.11.3-2] (5.0)."""
+    sub = connect(broker.port, version, "sub")
+    subscribe(
+        sub,
+        Subscription("many/a", 0),
+        Subscription("many/b", 1),
+        Subscription("many/c", 2),
+        packet_id=3,
+    )
+    pub = connect(broker.port, version, "pub")
+    for topic in ("many/a", "many/b", "many/c"):
+        publish(pub, Publish(topic, b"x", 2, packet_id=1))
+    got = receive_all(sub, 3)
+    assert [(m.topic, m.qos) for m in got] == [("many/a", 0), ("many/b", 1), ("many/c", 2)]
+    assert drain(sub) == []
+
+    sub.send(Unsubscribe(4, ("many/a", "many/x", "many/c")))
+    assert sub.recv() == (Unsuback(4, (0x00, 0x11, 0x00)) if version == MQTT_5 else Unsuback(4))
+    for topic in ("many/a", "many/b", "many/c"):
+        publish(pub, Publish(topic, b"y"))
+    assert settle(pub, sub) == [[Publish("many/b", b"y")]]
+
+
+@VERSIONS
+def test_an_identical_filter_replaces_the_subscription(broker: BrokerThread, version: int) -> None:
+    """[MQTT-3.8.4-3] (3.1.1 too): a SUBSCRIBE with the filter of an existing non-shared
+    subscription replaces it: one subscription with the new options (its QoS, and in 5.0
+    its Subscription Identifier), not a second one."""
+    v5 = version == MQTT_5
+    sub = connect(broker.port, version, "sub")
+    subscribe(sub, Subscription("rep/t", 0), packet_id=1, identifier=1 if v5 else None)
+    subscribe(sub, Subscription("rep/t", 2), packet_id=2, identifier=2 if v5 else None)
+    pub = connect(broker.port, version, "pub")
+    publish(pub, Publish("rep/t", b"a", 2, packet_id=1))
+    (got,) = receive_all(sub, 1)
+    ids = (2,) if v5 else ()
+    assert got == Publish("rep/t", b"a", 2, packet_id=got.packet_id, subscription_identifiers=ids)
+    assert drain(sub) == []
+    subscribe(sub, Subscription("rep/t", 1), packet_id=3)
+    publish(pub, Publish("rep/t", b"b", 2, packet_id=2))
+    (got,) = receive_all(sub, 1)
+    assert got == Publish("rep/t", b"b", 1, packet_id=got.packet_id)
+    assert drain(sub) == []
+
+
+@VERSIONS
+def test_unsubscribe_completes_deliveries_already_started(
+    broker: BrokerThread, version: int
+) -> None:
+    """[MQTT-3.10.4-3]: QoS 1 and QoS 2 messages whose delivery had started when the
+    subscription was deleted are still delivered to the end: resent on resuming the
+    session, PUBREL after PUBREC, with nothing new delivered."""
+    sub = connect(broker.port, version, "sub", **persistent(version))
+    subscribe(sub, Subscription("started/t", 2))
+    pub = connect(broker.port, version, "pub")
+    publish(pub, Publish("started/t", b"one", 1, packet_id=1))
+    publish(pub, Publish("started/t", b"two", 2, packet_id=2))
+    one, two = recv_publish(sub), recv_publish(sub)
+    sub.send(Unsubscribe(9, ("started/t",)))
+    assert sub.recv() == (Unsuback(9, (0x00,)) if version == MQTT_5 else Unsuback(9))
+    publish(pub, Publish("started/t", b"after", 1, packet_id=3))
+    sub.close()
+    wait_offline(broker, "sub")
+    sub = connect(broker.port, version, "sub", present=True, **persistent(version))
+    assert sync(sub) == [
+        Publish("started/t", b"one", 1, dup=True, packet_id=one.packet_id),
+        Publish("started/t", b"two", 2, dup=True, packet_id=two.packet_id),
+    ]
+    sub.send(Puback(one.packet_id))
+    sub.send(Pubrec(two.packet_id))
+    assert sub.recv() == Pubrel(two.packet_id)
+    sub.send(Pubcomp(two.packet_id))
+    assert sync(sub) == []
+
+
+# What a delivery carries and who gets it.
+
+
+@VERSIONS
+def test_the_topic_name_comes_first_as_a_utf8_string(broker: BrokerThread, version: int) -> None:
+    """[MQTT-3.3.2-1]: a PUBLISH the broker sends starts its variable header with the Topic
+    Name, a length-prefixed UTF-8 string (here with 2- and 3-byte characters). The bytes
+    are exact."""
+    topic = "naïve/日本/€"
+    sub = connect(broker.port, version, "sub")
+    subscribe(sub, Subscription("naïve/#", 0))
+    pub = connect(broker.port, version, "pub")
+    publish(pub, Publish(topic, b"payload"))
+    expected = frame(0x30, string(topic.encode()), props(version), b"payload")
+    assert sub.recv_bytes(len(expected)) == expected
+    assert sync(sub) == []
+
+
+@VERSIONS
+def test_a_byte_order_mark_is_part_of_the_topic(broker: BrokerThread, version: int) -> None:
+    """EF BB BF is U+FEFF wherever it appears and is never skipped or stripped,
+    [MQTT-1.5.4-3] (5.0), (3.1.1 [MQTT-1.5.3-3]): "\\ufeffbom/t" is a topic of its own,
+    matched only by a filter with the mark, and forwarded with it."""
+    marked = connect(broker.port, version, "marked")
+    subscribe(marked, Subscription("\ufeffbom/t", 0))
+    plain = connect(broker.port, version, "plain")
+    subscribe(plain, Subscription("bom/t", 0))
+    pub = connect(broker.port, version, "pub")
+    publish(pub, Publish("\ufeffbom/t", b"with"))
+    publish(pub, Publish("bom/t", b"without"))
+    expected = frame(0x30, string(b"\xef\xbb\xbfbom/t"), props(version), b"with")
+    assert marked.recv_bytes(len(expected)) == expected
+    assert sync(marked) == []
+    assert sync(plain) == [Publish("bom/t", b"without")]
+
+
+@VERSIONS
+def test_every_matching_subscriber_gets_the_message(broker: BrokerThread, version: int) -> None:
+    """[MQTT-4.5.0-1]: a message the broker has accepted goes to the session of every
+    client with a matching subscription, whichever filter matched, connected or not;
+    not to clients whose subscriptions do not match."""
+    exact = connect(broker.port, version, "exact")
+    subscribe(exact, Subscription("every/a/x", 1))
+    plus = connect(broker.port, version, "plus")
+    subscribe(plus, Subscription("every/+/x", 1))
+    offline = connect(broker.port, version, "offline", **persistent(version))
+    subscribe(offline, Subscription("every/#", 1))
+    offline.close()
+    wait_offline(broker, "offline")
+    other = connect(broker.port, version, "other")
+    subscribe(other, Subscription("every/b/x", 1))
+    pub = connect(broker.port, version, "pub")
+    publish(pub, Publish("every/a/x", b"m", 1, packet_id=1))
+    for client in (exact, plus):
+        assert [(m.topic, m.payload) for m in receive_all(client, 1)] == [("every/a/x", b"m")]
+    assert sync(other) == []
+    offline = connect(broker.port, version, "offline", present=True, **persistent(version))
+    assert [(m.topic, m.payload) for m in receive_all(offline, 1)] == [("every/a/x", b"m")]
+
+
+@VERSIONS
+def test_topic_names_and_filters_of_65535_bytes(broker: BrokerThread, version: int) -> None:
+    """[MQTT-4.7.3-3]: Topic Names and Topic Filters are at most 65,535 bytes, the most
+    a UTF-8 string's length can say; the broker takes and delivers one that long."""
+    topic = "long/" + "x" * (65_535 - len("long/"))
+    sub = connect(broker.port, version, "sub")
+    subscribe(sub, Subscription(topic, 1))
+    pub = connect(broker.port, version, "pub")
+    publish(pub, Publish(topic, b"far", 1, packet_id=1))
+    (got,) = receive_all(sub, 1)
+    assert got == Publish(topic, b"far", 1, packet_id=got.packet_id)
+    sub.send(Unsubscribe(2, (topic,)))
+    assert sub.recv() == (Unsuback(2, (0x00,)) if version == MQTT_5 else Unsuback(2))

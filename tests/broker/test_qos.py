@@ -43,7 +43,14 @@ from tests.support.raw import (
     subscribe,
     sync,
 )
-from tests.support.waiting import wait_offline, wait_subscribed
+from tests.support.waiting import (
+    SWEEP_MARGIN,
+    broker_now,
+    wait_for_clock,
+    wait_offline,
+    wait_subscribed,
+)
+from tests.support.wire import frame, props, string
 
 VERSIONS = pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5], ids=["v311", "v5"])
 
@@ -52,9 +59,68 @@ VERSIONS = pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5], ids=["v311",
 
 
 @VERSIONS
+def test_each_publish_is_answered_as_its_qos_requires(broker: BrokerThread, version: int) -> None:
+    """[MQTT-3.3.4-1]: the receiver of a PUBLISH answers as its QoS requires: nothing for
+    QoS 0, PUBACK for QoS 1, PUBREC for QoS 2 (then PUBCOMP for the PUBREL).
+
+    Each acknowledgement carries the Packet Identifier of the PUBLISH it answers, 5.0
+    [MQTT-2.2.1-5], 3.1.1 [MQTT-2.3.1-6]; so does the PUBREL for the broker's own QoS 2
+    delivery. The bytes are exact: a success acknowledgement is its identifier alone."""
+    sub = connect(broker.port, version, "sub")
+    subscribe(sub, Subscription("ans/t", 2))
+    pub = connect(broker.port, version, "pub")
+    pub.send(Publish("ans/t", b"0"))
+    assert sync(pub) == []
+    pub.send(Publish("ans/t", b"1", 1, packet_id=0x1234))
+    assert pub.recv_bytes(4) == b"\x40\x02\x12\x34"
+    pub.send(Publish("ans/t", b"2", 2, packet_id=0xABCD))
+    assert pub.recv_bytes(4) == b"\x50\x02\xab\xcd"
+    pub.send(Pubrel(0xABCD))
+    assert pub.recv_bytes(4) == b"\x70\x02\xab\xcd"
+    assert sync(pub) == []
+    got = [recv_publish(sub) for _ in range(3)]
+    assert [(m.payload, m.qos) for m in got] == [(b"0", 0), (b"1", 1), (b"2", 2)]
+    sub.send(Puback(got[1].packet_id))
+    sub.send(Pubrec(got[2].packet_id))
+    assert sub.recv_bytes(4) == b"\x62\x02" + got[2].packet_id.to_bytes(2, "big")
+    sub.send(Pubcomp(got[2].packet_id))
+    assert sync(sub) == []
+
+
+@VERSIONS
+def test_pubrec_for_an_unknown_packet_id(broker: BrokerThread, version: int) -> None:
+    """A PUBREC for an id the broker has no QoS 2 delivery under gets a PUBREL with that
+    id; 5.0 says 0x92 Packet Identifier not found, one of the PUBREL Reason Codes
+    [MQTT-3.6.2-1] (5.0)."""
+    client = connect(broker.port, version, "client")
+    client.send(Pubrec(42))
+    expected = b"\x62\x03\x00\x2a\x92" if version == MQTT_5 else b"\x62\x02\x00\x2a"
+    assert client.recv_bytes(len(expected)) == expected
+    assert sync(client) == []
+
+
+def test_qos2_exchange_with_a_publisher_goes_on_after_its_message_expires(
+    broker: BrokerThread,
+) -> None:
+    """[MQTT-4.3.3-13] (5.0): the receiver of a QoS 2 PUBLISH continues the exchange even
+    if the message has expired: its PUBREL, after the Message Expiry Interval, still gets
+    a successful PUBCOMP."""
+    sub = connect(broker.port, MQTT_5, "sub")
+    subscribe(sub, Subscription("exp/in", 0))
+    pub = connect(broker.port, MQTT_5, "pub")
+    pub.send(Publish("exp/in", b"brief", 2, packet_id=5, message_expiry_interval=1))
+    assert pub.recv() == Pubrec(5)
+    wait_for_clock(broker, broker_now(broker) + 1 + SWEEP_MARGIN)
+    pub.send(Pubrel(5))
+    assert pub.recv_bytes(4) == b"\x70\x02\x00\x05"
+    assert sync(pub) == []
+    assert sync(sub) == [Publish("exp/in", b"brief", message_expiry_interval=1)]
+
+
+@VERSIONS
 def test_qos1_puback_and_reuse_of_a_packet_id(broker: BrokerThread, version: int) -> None:
     """[MQTT-4.3.2-4]: PUBACK with the PUBLISH's packet id; after it, the same id is a new
-    message, whatever its DUP flag [MQTT-4.3.2-5]."""
+    message, whatever its DUP flag [MQTT-4.3.2-5] (3.1.1: [MQTT-4.3.2-2])."""
     sub = connect(broker.port, version, "sub")
     subscribe(sub, Subscription("q1/t", 1))
     pub = connect(broker.port, version, "pub")
@@ -181,9 +247,102 @@ def test_publish_above_maximum_qos_is_refused(make_broker: Callable[..., BrokerT
 
 
 @VERSIONS
+def test_qos0_delivery_has_no_packet_identifier_and_dup_0(
+    broker: BrokerThread, version: int
+) -> None:
+    """A QoS 0 PUBLISH carries no Packet Identifier, 5.0 [MQTT-2.2.1-2], 3.1.1
+    [MQTT-2.3.1-5], also when it was published at QoS 1 or 2; its DUP flag is 0
+    [MQTT-4.3.1-1] (3.1.1 too). The bytes are exact. With no properties to send, a 5.0
+    PUBLISH still has a Property Length of zero [MQTT-2.2.2-1] (5.0)."""
+    sub = connect(broker.port, version, "sub")
+    subscribe(sub, Subscription("q0/t", 0))
+    pub = connect(broker.port, version, "pub")
+    for qos, payload in ((0, b"a"), (1, b"b"), (2, b"c")):
+        publish(pub, Publish("q0/t", payload, qos, packet_id=qos))
+    for payload in (b"a", b"b", b"c"):
+        expected = frame(0x30, string(b"q0/t"), props(version), payload)
+        assert sub.recv_bytes(len(expected)) == expected
+    assert sync(sub) == []
+
+
+@VERSIONS
+def test_qos1_delivery_flow(broker: BrokerThread, version: int) -> None:
+    """5.0 [MQTT-4.3.2-1], [MQTT-4.3.2-2]: each new QoS 1 message to a client gets an
+    identifier not in use and goes out as PUBLISH QoS 1, DUP 0. It stays unacknowledged
+    until its PUBACK [MQTT-4.3.2-3] (5.0): on resuming the session only the
+    unacknowledged ones are sent again. (3.1.1 [MQTT-4.3.2-1] says all of it.)"""
+    sub = connect(broker.port, version, "sub", **persistent(version))
+    subscribe(sub, Subscription("q1/out", 1))
+    pub = connect(broker.port, version, "pub")
+    for n in (1, 2, 3):
+        publish(pub, Publish("q1/out", b"m%d" % n, 1, packet_id=n))
+    sent = [recv_publish(sub) for _ in range(3)]
+    ids = [m.packet_id for m in sent]
+    assert 0 not in ids
+    assert len(set(ids)) == 3
+    assert sent == [
+        Publish("q1/out", b"m%d" % n, 1, packet_id=packet_id)
+        for n, packet_id in zip((1, 2, 3), ids, strict=True)
+    ]
+    sub.send(Puback(ids[1]))
+    assert sync(sub) == []
+    sub.close()
+    wait_offline(broker, "sub")
+    sub = connect(broker.port, version, "sub", present=True, **persistent(version))
+    assert sync(sub) == [
+        Publish("q1/out", b"m1", 1, dup=True, packet_id=ids[0]),
+        Publish("q1/out", b"m3", 1, dup=True, packet_id=ids[2]),
+    ]
+    sub.send(Puback(ids[0]))
+    sub.send(Puback(ids[2]))
+    assert sync(sub) == []
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_a_message_in_flight_is_not_expired(broker: BrokerThread, qos: int) -> None:
+    """[MQTT-4.3.3-7] (5.0): once a QoS 2 PUBLISH has been sent, no message expiry applies
+    to it: the resumed session gets it again [MQTT-4.4.0-1] after its Message Expiry
+    Interval has passed (the interval then 0) and the exchange completes. QoS 1 the
+    same: the server deletes an expired copy only when it "has not managed to start
+    onward delivery" [MQTT-3.3.2-5], and every unacknowledged PUBLISH is sent again on
+    resuming [MQTT-4.4.0-1]. A copy still queued when it expires is dropped."""
+    sub = connect(broker.port, MQTT_5, "sub", **persistent(MQTT_5))
+    subscribe(sub, Subscription("exp/out", 2))
+    pub = connect(broker.port, MQTT_5, "pub")
+    publish(pub, Publish("exp/out", b"sent", qos, packet_id=1, message_expiry_interval=1))
+    sent = recv_publish(sub)
+    assert sent == Publish(
+        "exp/out", b"sent", qos, packet_id=sent.packet_id, message_expiry_interval=1
+    )
+    sub.close()
+    wait_offline(broker, "sub")
+    publish(pub, Publish("exp/out", b"queued", qos, packet_id=2, message_expiry_interval=1))
+    wait_for_clock(broker, broker_now(broker) + 1 + SWEEP_MARGIN)
+    sub = connect(broker.port, MQTT_5, "sub", present=True, **persistent(MQTT_5))
+    assert sync(sub) == [
+        Publish(
+            "exp/out",
+            b"sent",
+            qos,
+            dup=True,
+            packet_id=sent.packet_id,
+            message_expiry_interval=0,
+        )
+    ]
+    if qos == 1:
+        sub.send(Puback(sent.packet_id))
+    else:
+        sub.send(Pubrec(sent.packet_id))
+        assert sub.recv() == Pubrel(sent.packet_id)
+        sub.send(Pubcomp(sent.packet_id))
+    assert sync(sub) == []
+
+
+@VERSIONS
 def test_qos2_delivery_flow(broker: BrokerThread, version: int) -> None:
-    """[MQTT-4.3.3-1], [MQTT-4.3.3-2] PUBLISH QoS 2, DUP 0, an unused non-zero id;
-    [MQTT-4.3.3-4] PUBREL with the same id after PUBREC; nothing after PUBCOMP."""
+    """[MQTT-4.3.3-1] (3.1.1 too) an unused non-zero id, PUBLISH QoS 2 and DUP 0
+    [MQTT-4.3.3-2] (5.0); [MQTT-4.3.3-4] PUBREL with the same id after PUBREC; nothing
+    after PUBCOMP."""
     sub = connect(broker.port, version, "sub")
     subscribe(sub, Subscription("out/t", 2))
     pub = connect(broker.port, version, "pub")
@@ -206,7 +365,9 @@ def test_unacknowledged_messages_are_resent_after_reconnect(
     PUBLISHes with DUP=1 [MQTT-3.3.1-1] and their original ids, and PUBRELs for QoS 2
     messages already PUBREC'd, not their PUBLISH [MQTT-4.3.3-6]; a message queued while
     offline then comes with DUP=0 and an id not in use [MQTT-2.2.1-4]. Once everything is
-    acknowledged, nothing is resent on the next reconnection."""
+    acknowledged, nothing is resent on the next reconnection. A PUBLISH stays
+    unacknowledged until its PUBACK [MQTT-4.3.2-3] (5.0) or PUBREC [MQTT-4.3.3-3] (5.0),
+    and the resent PUBLISHes keep their original order (3.1.1 [MQTT-4.6.0-1])."""
     sub = connect(broker.port, version, "sub", **persistent(version))
     subscribe(sub, Subscription("re/t", 2))
     pub = connect(broker.port, version, "pub")
@@ -286,8 +447,8 @@ def test_pubrec_with_a_failure_code_ends_the_flow(broker: BrokerThread) -> None:
 def test_packet_ids_are_non_zero_and_unique_among_those_in_flight(
     broker: BrokerThread, version: int
 ) -> None:
-    """[MQTT-2.2.1-4] (3.1.1: [MQTT-2.3.1-1]): each new QoS > 0 PUBLISH to a client gets a
-    non-zero id not in use, also when the counter wraps past 65535."""
+    """[MQTT-2.2.1-4] (3.1.1: [MQTT-2.3.1-1], [MQTT-2.3.1-4]): each new QoS > 0 PUBLISH to
+    a client gets a non-zero id not in use, also when the counter wraps past 65535."""
     fields: dict[str, object] = {"receive_maximum": 10} if version == MQTT_5 else {}
     sub = connect(broker.port, version, "sub", **fields)
     subscribe(sub, Subscription("id/t", 2))

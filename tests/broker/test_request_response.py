@@ -13,13 +13,14 @@ import dataclasses
 
 import pytest
 
-from roost.codec import MQTT_3_1_1, MQTT_5, Publish, Subscription
+from roost.codec import MQTT_3_1_1, MQTT_5, Connack, Publish, Subscription
 from tests.support.broker_thread import BrokerThread
 from tests.support.mosquitto_tools import finish, mosquitto_pub, start_mosquitto_sub
 from tests.support.paho import PahoClient, prop, user_properties
 from tests.support.raw import (
     acknowledge,
     connect,
+    open_client,
     persistent,
     publish,
     recv_publish,
@@ -42,6 +43,20 @@ def request(message: Publish) -> Publish:
         content_type="application/json; charset=utf-8",
         user_properties=USER_PROPERTIES,
     )
+
+
+@pytest.mark.parametrize("requested", [None, 0, 1])
+def test_no_response_information_unless_requested(
+    broker: BrokerThread, requested: int | None
+) -> None:
+    """[MQTT-3.1.2-28] (5.0): with Request Response Information 0, or absent (which means
+    0), the CONNACK carries no Response Information. With 1 the server MAY return some;
+    Roost never does."""
+    client = open_client(broker.port, MQTT_5)
+    connack = client.connect("asker", request_response_information=requested)
+    assert isinstance(connack, Connack)
+    assert connack.reason_code == 0
+    assert connack.response_information is None
 
 
 @pytest.mark.parametrize("qos", [0, 1, 2])

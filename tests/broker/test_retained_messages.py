@@ -10,12 +10,21 @@ from collections.abc import Callable
 
 import pytest
 
-from roost.codec import MQTT_3_1, MQTT_3_1_1, MQTT_5, Publish, Subscription, Unsuback, Unsubscribe
+from roost.codec import (
+    MQTT_3_1,
+    MQTT_3_1_1,
+    MQTT_5,
+    Disconnect,
+    Publish,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+)
 from tests.support.broker_thread import BrokerThread
 from tests.support.mosquitto_tools import finish, mosquitto_pub, start_mosquitto_sub
 from tests.support.paho import PahoClient
 from tests.support.raw import connect, persistent, publish, recv_publish, subscribe_and_sync, sync
-from tests.support.waiting import broker_now, wait_for_clock, wait_offline
+from tests.support.waiting import broker_now, wait_for_clock, wait_offline, wait_session_gone
 
 ALL_VERSIONS = [MQTT_3_1, MQTT_3_1_1, MQTT_5]
 
@@ -78,6 +87,45 @@ def test_empty_retained_payload_deletes_and_is_forwarded_normally(
     pub.close()
     current.close()
     later.close()
+
+
+@pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])
+def test_a_retained_qos_0_message_replaces_the_previous_one(
+    broker: BrokerThread, version: int
+) -> None:
+    """(3.1.1) [MQTT-3.3.1-7]: a retained QoS 0 message discards the message retained
+    before it on its topic, whatever that one's QoS, and is kept in its place (as
+    (5.0) [MQTT-3.3.1-5] has for every QoS)."""
+    pub = connect(broker.port, version, "pub")
+    publish(pub, Publish("r/z", b"old", 2, retain=True, packet_id=1))
+    publish(pub, Publish("r/z", b"new", 0, retain=True))
+    sub = connect(broker.port, version, "sub")
+    assert subscribe_and_sync(sub, Subscription("r/z", 2)) == [Publish("r/z", b"new", retain=True)]
+    assert retained_count(broker) == 1
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_retained_messages_outlive_the_sessions_around_them(
+    broker: BrokerThread, version: int
+) -> None:
+    """(3.1.1) [MQTT-3.1.2.7]: retained messages are not session state, so the end of a
+    session deletes none: neither the end of the publisher's (Clean Session 1, then
+    DISCONNECT) nor that of a subscriber's that received it."""
+    pub = connect(broker.port, version, "pub")
+    publish(pub, Publish("r/kept", b"stays", retain=True))
+    pub.send(Disconnect())
+    assert pub.expect_closed() == []
+    first = connect(broker.port, version, "first")
+    assert subscribe_and_sync(first, Subscription("r/kept")) == [
+        Publish("r/kept", b"stays", retain=True)
+    ]
+    first.close()
+    wait_session_gone(broker, "pub")
+    wait_session_gone(broker, "first")
+    later = connect(broker.port, version, "later")
+    assert subscribe_and_sync(later, Subscription("r/#")) == [
+        Publish("r/kept", b"stays", retain=True)
+    ]
 
 
 @pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])

@@ -34,9 +34,12 @@ from tests.support.mosquitto_tools import (
     start_mosquitto_sub,
 )
 from tests.support.paho import PahoClient
-from tests.support.raw import RawClient, open_client, subscribe, without_reason_string
+from tests.support.raw import RawClient, open_client, subscribe, sync, without_reason_string
 from tests.support.waiting import (
+    SWEEP_MARGIN,
+    broker_now,
     has_session,
+    wait_for_clock,
     wait_offline,
     wait_session_gone,
     wait_subscribed,
@@ -206,6 +209,54 @@ def test_session_survives_a_network_failure(broker: BrokerThread, version: int) 
     wait_offline(broker, "dropped")
     client, present = connect(broker.port, "dropped", version, clean=False, expiry=keep(version))
     assert present is True
+
+
+@pytest.mark.parametrize("version", LEVELS)
+def test_the_client_id_names_the_session(broker: BrokerThread, version: int) -> None:
+    """[MQTT-3.1.3-2]: the broker keys the session state it holds by ClientID: a client
+    connecting under another ClientID gets none of it (Session Present 0, not its
+    messages), and the same ClientID gets it all back on a new connection."""
+    port = broker.port
+    owner, _ = connect(port, "id-owner", version, clean=False, expiry=keep(version))
+    subscribe(owner, Subscription("ids/#", 1))
+    disconnect(owner)
+    pub, _ = connect(port, "id-pub", MQTT_3_1_1, clean=True)
+    publish_qos(pub, "ids/x", b"for the owner", 1, 1)
+    stranger, present = connect(port, "id-stranger", version, clean=False, expiry=keep(version))
+    assert present is False
+    assert sync(stranger) == []
+    owner, present = connect(port, "id-owner", version, clean=False, expiry=keep(version))
+    assert present is True
+    receive(owner, "ids/x", b"for the owner", 1)
+    assert sync(owner) == []
+
+
+@pytest.mark.parametrize("version", LEVELS)
+def test_session_state_is_kept_while_connected(
+    make_broker: Callable[..., BrokerThread], version: int
+) -> None:
+    """A session's state is not discarded while its connection is open, 5.0
+    [MQTT-4.1.0-1]: here a Session Expiry Interval of 1 s passes while connected, and
+    the subscription, the message in flight and the one queued behind it are all still
+    there. 3.1.1 [MQTT-4.1.0-1], [MQTT-4.1.0-2]: the session lasts at least as long as
+    its connection, Clean Session 1 included."""
+    broker = make_broker(max_inflight_messages=1)
+    expiry = 1 if version == MQTT_5 else None
+    sub, _ = connect(broker.port, "kept", version, clean=True, expiry=expiry)
+    subscribe(sub, Subscription("kept/t", 1))
+    pub, _ = connect(broker.port, "kept-pub", MQTT_3_1_1, clean=True)
+    publish_qos(pub, "kept/t", b"m1", 1, 1)
+    publish_qos(pub, "kept/t", b"m2", 1, 2)
+    first = sub.recv()
+    assert isinstance(first, Publish)
+    assert first.payload == b"m1"
+    assert sync(sub) == []  # m2 waits for the only in-flight slot
+    wait_for_clock(broker, broker_now(broker) + 1 + SWEEP_MARGIN)
+    sub.send(Puback(first.packet_id))
+    receive(sub, "kept/t", b"m2", 1)
+    publish_qos(pub, "kept/t", b"m3", 1, 3)
+    receive(sub, "kept/t", b"m3", 1)
+    assert has_session(broker, "kept")
 
 
 def test_qos0_is_queued_when_configured(make_broker: Callable[..., BrokerThread]) -> None:

@@ -23,6 +23,8 @@ from tests.support.raw import (
     persistent,
     publish,
     recv_publish,
+    settle,
+    subscribe,
     subscribe_and_sync,
     sync,
 )
@@ -97,6 +99,27 @@ def test_shared_and_non_shared_subscriptions_on_one_topic(broker: BrokerThread) 
     assert recv_publish(plain) == Publish("sh/t", b"m")
     assert [recv_publish(both), recv_publish(both)] == [Publish("sh/t", b"m")] * 2
     assert sync(both) == []
+
+
+def test_each_copy_carries_its_own_subscription_identifier(broker: BrokerThread) -> None:
+    """[MQTT-3.3.4-5]: when a client gets several copies of one message (here for its
+    non-shared subscription and for each of its two shared groups), each copy carries the
+    Subscription Identifier of the subscription it is sent for, if that has one."""
+    both = connect(broker.port, MQTT_5, "both")
+    subscribe(both, Subscription("ids/t"), packet_id=1, identifier=1)
+    subscribe(both, Subscription("$share/g/ids/#"), packet_id=2, identifier=2)
+    subscribe(both, Subscription("$share/h/ids/t"), packet_id=3)  # no identifier
+    pub = connect(broker.port, MQTT_5, "pub")
+    publish(pub, Publish("ids/t", b"m"))
+    (got,) = settle(pub, both)
+    assert sorted(got, key=repr) == sorted(
+        [
+            Publish("ids/t", b"m", subscription_identifiers=(1,)),
+            Publish("ids/t", b"m", subscription_identifiers=(2,)),
+            Publish("ids/t", b"m"),
+        ],
+        key=repr,
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -81,6 +81,19 @@ def test_will_is_published_when_the_socket_closes_without_disconnect(
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_no_will_flag_no_will(broker: BrokerThread, version: int) -> None:
+    """(3.1.1) [MQTT-3.1.2-12]: a client that connected with Will Flag 0 has no will:
+    nothing is published when its connection closes without DISCONNECT."""
+    watch = watcher(broker)
+    client = connect(broker.port, version, "willless")
+    drop(client)
+    wait_session_gone(broker, "willless")
+    sent = marker(broker)
+    assert recv_publish(watch) == sent
+    watch.close()
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_no_will_after_a_normal_disconnect(broker: BrokerThread, version: int) -> None:
     """(3.1.1) [MQTT-3.1.2-10], [MQTT-3.14.4-3]; (5.0) [MQTT-3.1.2-10] and
     [MQTT-3.14.4-3]: DISCONNECT (0x00) discards the will."""
@@ -203,7 +216,8 @@ def test_will_properties_are_passed_through(broker: BrokerThread) -> None:
 
 def test_will_delay_interval_delays_the_will(broker: BrokerThread) -> None:
     """(5.0) 3.1.3.2.2 and [MQTT-3.1.2-8]: with a Will Delay Interval the will goes
-    out once that interval has passed after the close, not at the close."""
+    out once that interval has passed after the close, not at the close. Until then it is
+    stored with the session, which outlives the connection (5.0) [MQTT-3.1.2-7]."""
     watch = watcher(broker)
     will = Will("will/delayed", b"late", will_delay_interval=1)
     client = connect(broker.port, MQTT_5, "delayed", will=will, session_expiry_interval=60)
@@ -239,7 +253,8 @@ def test_reconnecting_within_the_will_delay_cancels_the_will(broker: BrokerThrea
 def test_will_is_published_when_the_session_ends_before_the_delay(broker: BrokerThread) -> None:
     """(5.0) 3.1.3.2.2: the will is published when the Will Delay Interval passes "or
     the Session ends, whichever happens first" ([MQTT-3.1.2-8]): here the session
-    expires after 1 s, long before a 300 s delay."""
+    expires after 1 s, long before a 300 s delay. The will belongs to the session
+    (5.0) [MQTT-3.1.2-7], so the session's end publishes it."""
     watch = watcher(broker)
     will = Will("will/session-end", b"ended", will_delay_interval=300)
     client = connect(broker.port, MQTT_5, "brief", will=will, session_expiry_interval=1)

@@ -307,6 +307,17 @@ class ClientConnection(BufferedTransport):
                 )
                 return
             keep_alive = server_keep_alive = config.max_keep_alive
+        will = packet.will
+        if will is not None and will.qos > config.maximum_qos:
+            # [MQTT-3.2.2-12]; 3.1.x has no return code for it (see _V3_UNANSWERED).
+            self._refuse(packet, ConnectReasonCode.QOS_NOT_SUPPORTED, "will QoS not supported")
+            return
+        if will is not None and will.retain and not config.retain_available:
+            # [MQTT-3.2.2-13]; likewise closed without a CONNACK at 3.1.x.
+            self._refuse(
+                packet, ConnectReasonCode.RETAIN_NOT_SUPPORTED, "will retain not supported"
+            )
+            return
         self.client_id = client_id
         self.keep_alive = keep_alive
         if v5:
@@ -434,8 +445,13 @@ class ClientConnection(BufferedTransport):
         )
         self.broker.stats.refused_connections += 1
         if packet.protocol_level == MQTT_5:
-            self.send(Connack(False, reason, reason_string=why).encode(MQTT_5))
-        else:
+            data = Connack(False, reason, reason_string=why).encode(MQTT_5)
+            limit = packet.maximum_packet_size
+            if limit is not None and len(data) > limit:
+                # The reason string goes first if the client could not take it [MQTT-3.2.2-19].
+                data = Connack(False, reason).encode(MQTT_5)
+            self.send(data)
+        elif reason not in _V3_UNANSWERED:
             code = _V3_CODES.get(reason, ConnackReturnCode.NOT_AUTHORIZED)
             self.send(Connack(False, code).encode(packet.protocol_level))
         self.protocol.close()
@@ -495,6 +511,8 @@ class ClientConnection(BufferedTransport):
                 session.awaiting_release.discard(packet_id)
                 if session.store is not None:
                     session.store.receive_id_removed(session, packet_id)
+            if store.op_count != changes:
+                store.hold(self)
             self._acknowledge(qos, packet_id, PubackReasonCode.NOT_AUTHORIZED)
             return
         message = Message.from_publish(packet, self.client_id, now)
@@ -744,6 +762,12 @@ _V3_CODES = {
     ConnectReasonCode.SERVER_UNAVAILABLE: ConnackReturnCode.SERVER_UNAVAILABLE,
     ConnectReasonCode.SERVER_BUSY: ConnackReturnCode.SERVER_UNAVAILABLE,
 }
+
+# Refusals that no 3.1.x return code describes: the connection is closed without a
+# CONNACK (3.1.1 [MQTT-3.2.2-6]), as 3.1.x closes a PUBLISH above these limits.
+_V3_UNANSWERED = frozenset(
+    (ConnectReasonCode.QOS_NOT_SUPPORTED, ConnectReasonCode.RETAIN_NOT_SUPPORTED)
+)
 
 _HANDLERS: tuple[Callable[[ClientConnection, Packet, float], None], ...] = (  # type: ignore[assignment]
     _unexpected,
