@@ -559,3 +559,17 @@ def test_connection_without_connect_is_closed_after_connect_timeout(
     assert silent.expect_closed(timeout=6) == []
     assert partial.expect_closed(timeout=6) == []
     assert_alive(connected)
+
+
+def test_successful_connack_fits_a_tiny_client_maximum_packet_size(broker: BrokerThread) -> None:
+    """[MQTT-3.1.2-24] (5.0): the CONNACK too stays within the client's Maximum Packet Size.
+
+    The full CONNACK is 28 bytes; properties that restate their defaults are left out.
+    """
+    client = open_client(broker.port, MQTT_5)
+    connack = client.connect("tiny", maximum_packet_size=20)
+    assert isinstance(connack, Connack)
+    assert connack.reason_code == 0
+    assert len(connack.encode(MQTT_5)) <= 20
+    assert connack.wildcard_subscription_available is None
+    assert connack.receive_maximum == 100

@@ -357,7 +357,16 @@ class ClientConnection(BufferedTransport):
                 authentication_method=self.auth_method,
                 authentication_data=accepted.data,
             )
-            self.send(connack.encode(MQTT_5))
+            data = connack.encode(MQTT_5)
+            if len(data) > self.maximum_packet_size:
+                # [MQTT-3.1.2-24]: a client with a tiny Maximum Packet Size still gets its
+                # CONNACK; the properties that only restate their defaults go first.
+                connack.retain_available = None if config.retain_available else 0
+                connack.wildcard_subscription_available = None
+                connack.subscription_identifier_available = None
+                connack.shared_subscription_available = None
+                data = connack.encode(MQTT_5)
+            self.send(data)
         else:
             self.send(Connack(present, ConnackReturnCode.ACCEPTED).encode(version))
         log.info(
