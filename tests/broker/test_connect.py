@@ -564,7 +564,7 @@ def test_connection_without_connect_is_closed_after_connect_timeout(
 def test_successful_connack_fits_a_tiny_client_maximum_packet_size(broker: BrokerThread) -> None:
     """[MQTT-3.1.2-24] (5.0): the CONNACK too stays within the client's Maximum Packet Size.
 
-    The full CONNACK is 28 bytes; properties that restate their defaults are left out.
+    The full CONNACK is 24 bytes; properties that restate their defaults are left out.
     """
     client = open_client(broker.port, MQTT_5)
     connack = client.connect("tiny", maximum_packet_size=20)
