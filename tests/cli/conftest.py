@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.client.servers import client_log, mosquitto, roost, run_async_test, server
+from tests.client.servers import (
+    client_log,
+    mosquitto,
+    roost,
+    run_async_test,
+    server,
+    ws_server,
+)
 
-__all__ = ["client_log", "mosquitto", "roost", "server"]
+__all__ = ["client_log", "mosquitto", "roost", "server", "ws_server"]
 
 
 @pytest.hookimpl(tryfirst=True)

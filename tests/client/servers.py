@@ -1,5 +1,6 @@
 """What the client and CLI tests share: async test functions, and the brokers to test
-against (Roost in a thread, a real Mosquitto process), as one parametrized fixture.
+against (Roost in a thread, a real Mosquitto process), as one parametrized fixture;
+the same with WebSocket listeners (ws and wss, certificates made by trustme).
 
 ``async def`` tests run in a fresh event loop each, under a deadline, through the
 ``pytest_pyfunc_call`` hook that the conftest modules of tests/client and tests/cli
@@ -11,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
+from roost.broker.config import BrokerConfig, ListenerConfig
 from tests.support.broker_thread import BrokerThread
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, free_port
 
 TEST_DEADLINE = 30.0  # seconds per async test; each waits on events with its own timeouts
 
@@ -115,3 +120,96 @@ def client_log() -> Iterator[LogWatcher]:
     yield watcher
     logger.removeHandler(watcher)
     logger.setLevel(previous)
+
+
+# WebSocket listeners.
+
+
+@dataclass
+class WsServer:
+    """A broker with a plain MQTT listener (``port``), a ws and a wss listener."""
+
+    kind: str
+    port: int
+    ws_port: int
+    wss_port: int
+    cafile: Path  # the CA that signed the wss listener's certificate (for localhost)
+
+
+def server_certificate(directory: Path) -> tuple[Path, Path]:
+    """(CA file, server certificate chain and key in one PEM) for localhost / 127.0.0.1."""
+    ca = trustme.CA()
+    cafile = directory / "ws-ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    server_pem = directory / "ws-server.pem"
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    return cafile, server_pem
+
+
+def start_roost(*listeners: ListenerConfig, **overrides: Any) -> BrokerThread:
+    """A Roost broker with exactly these listeners (stop it with ``.stop()``)."""
+    overrides.setdefault("persistence", "memory")
+    thread = BrokerThread(BrokerConfig(**overrides))
+    thread.config.listeners = list(listeners)  # BrokerThread's one TCP listener, replaced
+    return thread.start()
+
+
+def listener_port(thread: BrokerThread, index: int) -> int:
+    port: int = thread.broker.listeners[index].port
+    return port
+
+
+def _wait_listening(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)  # not listening yet: look again, until the deadline
+            delay = min(delay * 2, 0.1)
+
+
+def mosquitto_with_websockets(directory: Path, server_pem: Path) -> tuple[Mosquitto, int, int]:
+    """A started Mosquitto with ws and wss listeners: (broker, ws port, wss port).
+
+    Mosquitto 2.0.11 refuses to start with only WebSocket listeners ("Unable to start
+    any listening sockets"), so the usual MQTT listener stays first.
+    """
+    ws_port, wss_port = free_port(), free_port()
+    config = (
+        f"listener {ws_port} 127.0.0.1\nprotocol websockets\n"
+        f"listener {wss_port} 127.0.0.1\nprotocol websockets\n"
+        f"certfile {server_pem}\nkeyfile {server_pem}\n"
+    )
+    broker = Mosquitto(directory, config).start()
+    for port in (ws_port, wss_port):
+        _wait_listening(port)
+    return broker, ws_port, wss_port
+
+
+@pytest.fixture(params=["roost", "mosquitto"])
+def ws_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WsServer]:
+    cafile, server_pem = server_certificate(tmp_path)
+    if request.param == "roost":
+        thread = start_roost(
+            ListenerConfig(port=0),
+            ListenerConfig(port=0, type="ws"),
+            ListenerConfig(port=0, type="wss", certfile=str(server_pem)),
+            allow_anonymous=True,
+        )
+        try:
+            tcp, ws, wss = (listener_port(thread, index) for index in range(3))
+            yield WsServer("roost", tcp, ws, wss, cafile)
+        finally:
+            thread.stop()
+        return
+    broker, ws_port, wss_port = mosquitto_with_websockets(tmp_path, server_pem)
+    try:
+        yield WsServer("mosquitto", broker.port, ws_port, wss_port, cafile)
+    finally:
+        broker.stop()

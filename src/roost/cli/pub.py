@@ -7,8 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-from roost.client import Client, PublishResult
-from roost.client.commandline import (
+from roost.cli.common import (
     EXIT_CODES_HELP,
     EXIT_OK,
     UsageError,
@@ -18,6 +17,7 @@ from roost.client.commandline import (
     read_message,
     run_tool,
 )
+from roost.client import Client, PublishResult
 
 # QoS 1/2 lines of -l in flight at once: enough to keep the connection busy, few enough
 # that a broker's Receive Maximum (which the client honours anyway) is not the limit.

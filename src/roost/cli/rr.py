@@ -15,8 +15,7 @@ import secrets
 import sys
 from typing import Any
 
-from roost.client import Client, ConnectionLost, Message
-from roost.client.commandline import (
+from roost.cli.common import (
     EXIT_CODES_HELP,
     EXIT_OK,
     EXIT_TIMEOUT,
@@ -27,7 +26,8 @@ from roost.client.commandline import (
     read_message,
     run_tool,
 )
-from roost.client.formatting import json_line
+from roost.cli.formatting import json_line
+from roost.client import Client, ConnectionLost, Message
 from roost.protocol.topics import validate_topic_filter, validate_topic_name
 
 

@@ -9,8 +9,7 @@ import json
 import sys
 from typing import Any
 
-from roost.client import Client, Message, SubscribeError
-from roost.client.commandline import (
+from roost.cli.common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
     EXIT_OK,
@@ -21,7 +20,8 @@ from roost.client.commandline import (
     parse_properties,
     run_tool,
 )
-from roost.client.formatting import Piece, compile_format, json_line, render
+from roost.cli.formatting import Piece, compile_format, json_line, render
+from roost.client import Client, Message, SubscribeError
 from roost.protocol.topics import topic_matches, validate_topic_filter
 
 

@@ -8,8 +8,10 @@
         await client.publish("greeting", "hello", qos=1)
 """
 
+from roost.client.auth import Authenticator, ScramAuth
 from roost.client.client import Client
 from roost.client.errors import (
+    AuthenticationError,
     ClientClosed,
     ConnectError,
     ConnectionLost,
@@ -22,6 +24,7 @@ from roost.client.errors import (
     SubscribeError,
     TLSError,
     UnsubscribeError,
+    WebSocketError,
     reason_name,
 )
 from roost.client.inbox import MessageStream
@@ -31,6 +34,8 @@ from roost.client.tls import tls_context
 from roost.codec import Subscription, Will
 
 __all__ = [
+    "AuthenticationError",
+    "Authenticator",
     "Client",
     "ClientClosed",
     "ConnectError",
@@ -44,11 +49,13 @@ __all__ = [
     "PublishResult",
     "ReasonCodeError",
     "ReconnectPolicy",
+    "ScramAuth",
     "ServerDisconnected",
     "SubscribeError",
     "Subscription",
     "TLSError",
     "UnsubscribeError",
+    "WebSocketError",
     "Will",
     "reason_name",
     "tls_context",

@@ -1,8 +1,11 @@
 """The asyncio MQTT client: the public API over the sans-IO ``ClientConnection``.
 
 Packets are handled synchronously in ``Link.data_received``; the only tasks are the
-caller's own and, with a reconnect policy, one reconnect loop. Keep-alive is a single
-``loop.call_at`` timer re-armed from the state machine's next deadline.
+caller's own, with a reconnect policy one reconnect loop, and with enhanced
+authentication one short task per step of an exchange (the authenticator's methods are
+coroutines). Keep-alive is a single ``loop.call_at`` timer re-armed from the state
+machine's next deadline. The byte stream runs over TCP, TLS, or a WebSocket
+(``WebSocketLink``) over either.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import re
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
+from roost.client.auth import Authenticator
+from roost.client.connecting import TRANSPORTS, Endpoint, default_port, open_link, ssl_text
 from roost.client.errors import (
+    AuthenticationError,
     ClientClosed,
-    ConnectError,
     ConnectionLost,
     ConnectRefused,
     ConnectTimeout,
@@ -37,6 +41,7 @@ from roost.client.transport import Link
 from roost.codec import (
     MQTT_3_1,
     MQTT_5,
+    Auth,
     CodecError,
     Connack,
     Connect,
@@ -50,16 +55,19 @@ from roost.codec import (
 )
 from roost.protocol import client_conn as proto
 from roost.protocol.topics import validate_topic_filter, validate_topic_name
+from roost.protocol.websocket_client import check_headers, check_path
 
 log = logging.getLogger("roost.client")
 packet_log = logging.getLogger("roost.client.packets")
 
 Payload = str | bytes | bytearray | memoryview | int | float
 UserProperties = Sequence[tuple[str, str]] | Mapping[str, str]
+Headers = Sequence[tuple[str, str]] | Mapping[str, str]
 
 # Refusals that another attempt cannot fix: stop reconnecting.
 _PERMANENT_REFUSALS = frozenset((0x01, 0x02, 0x04, 0x05, 0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C))
 _SESSION_TAKEN_OVER = 0x8E
+_UNSPECIFIED_ERROR = 0x80  # what a client's DISCONNECT may say when the server fails auth
 
 
 def _pairs(value: UserProperties) -> tuple[tuple[str, str], ...]:
@@ -73,17 +81,6 @@ def _payload(value: Payload) -> bytes:
     if isinstance(value, int | float):
         return str(value).encode()
     return bytes(value)
-
-
-def _os_error_text(exc: OSError) -> str:
-    """ "connection refused" rather than asyncio's "Connect call failed ('::1', 1883, 0, 0)"."""
-    if exc.errno:
-        return os.strerror(exc.errno).lower()
-    # Several addresses failed (e.g. ::1 and 127.0.0.1): name the errno if they agree.
-    errnos = set(re.findall(r"\[Errno (\d+)\]", str(exc)))
-    if len(errnos) == 1:
-        return os.strerror(int(errnos.pop())).lower()
-    return str(exc)
 
 
 class Client:
@@ -123,6 +120,10 @@ class Client:
         ping_timeout: float | None = None,
         reconnect: ReconnectPolicy | bool = False,
         max_queued_messages: int = 0,
+        transport: str = "tcp",
+        websocket_path: str = "/mqtt",
+        websocket_headers: Headers = (),
+        auth: Authenticator | None = None,
     ) -> None:
         if version not in (MQTT_3_1, 4, MQTT_5):
             raise ValueError(f"version must be 3 (3.1), 4 (3.1.1) or 5, not {version!r}")
@@ -138,10 +139,18 @@ class Client:
             raise ValueError("MQTT 5 properties need version=5")
         if not 0 <= keep_alive <= 65535:
             raise ValueError("keep_alive must be 0..65535 seconds")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be 'tcp' or 'websockets', not {transport!r}")
+        if auth is not None and version != MQTT_5:
+            raise ValueError("enhanced authentication (auth=) needs version=5")
         if isinstance(tls, bool):
             tls = ssl.create_default_context() if tls else None
         self.host = host
-        self.port = port if port is not None else (8883 if tls else 1883)
+        self.port = port if port is not None else default_port(transport, tls is not None)
+        self.transport = transport
+        self.websocket_path = check_path(websocket_path)
+        self.websocket_headers = tuple(check_headers(_pairs(websocket_headers)))
+        self.auth = auth
         self.version = version
         self.client_id = client_id
         self.clean_start = clean_start
@@ -176,6 +185,8 @@ class Client:
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._auth_tasks: set[asyncio.Task[None]] = set()
+        self._reauth: asyncio.Future[None] | None = None
         self._closing = False
         self._failure: BaseException | None = None
         self._loss: BaseException | None = None
@@ -214,7 +225,8 @@ class Client:
         await self.disconnect()
 
     async def connect(self) -> Connack:
-        """Open the connection; raises ConnectError, TLSError, ConnectTimeout, ConnectRefused."""
+        """Open the connection; raises ConnectError (TLSError, WebSocketError),
+        ConnectTimeout, ConnectRefused, AuthenticationError."""
         if self._link is not None:
             raise RuntimeError("already connected")
         self._closing = False
@@ -233,24 +245,29 @@ class Client:
                 f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
             ) from None
 
+    def _endpoint(self) -> Endpoint:
+        return Endpoint(
+            self.host,
+            self.port,
+            self.tls,
+            self.server_hostname,
+            self.transport,
+            self.websocket_path,
+            self.websocket_headers,
+        )
+
     async def _handshake(self, clean_start: bool) -> Connack:
         loop = asyncio.get_running_loop()
-        where = f"{self.host}:{self.port}"
-        try:
-            _, link = await loop.create_connection(
-                lambda: Link(self),
-                self.host,
-                self.port,
-                ssl=self.tls,
-                server_hostname=(self.server_hostname or self.host) if self.tls else None,
-            )
-        except ssl.SSLError as exc:
-            detail = exc.reason or str(exc)
-            if isinstance(exc, ssl.SSLCertVerificationError):
-                detail = f"certificate verify failed: {exc.verify_message}"
-            raise TLSError(f"TLS handshake with {where} failed: {detail}") from exc
-        except OSError as exc:
-            raise ConnectError(f"cannot connect to {where}: {_os_error_text(exc)}") from exc
+        endpoint = self._endpoint()
+        where = endpoint.where
+        auth = self.auth
+        first: bytes | None = None
+        if auth is not None:
+            try:
+                first = await auth.start()
+            except Exception as exc:
+                raise AuthenticationError(f"the authenticator failed to start: {exc}") from exc
+        link = await open_link(endpoint, self)
         self._link = link
         self._loss = None
         connack_future: asyncio.Future[Connack] = loop.create_future()
@@ -259,6 +276,9 @@ class Client:
         conn.trace = self._trace if packet_log.isEnabledFor(logging.DEBUG) else None
         packet = self._connect_packet
         packet.clean_start = clean_start
+        if auth is not None:
+            packet.authentication_method = auth.method
+            packet.authentication_data = first
         conn.connect(packet, loop.time())
         self._flush()
         try:
@@ -304,6 +324,10 @@ class Client:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        auth_tasks = [t for t in self._auth_tasks if t is not asyncio.current_task()]
+        for auth_task in auth_tasks:
+            auth_task.cancel()
+        await asyncio.gather(*auth_tasks, return_exceptions=True)
         link = self._link
         if link is not None:
             if self._conn.state is proto.State.CONNECTED:
@@ -532,14 +556,17 @@ class Client:
         try:
             events = self._conn.receive_data(data, now)
         except CodecError as exc:
-            log.warning("Protocol error from the server: %s; disconnecting.", exc)
-            self._loss = ConnectionLost(f"protocol error from the server: {exc}")
-            self._flush()
-            link.close()
+            self._protocol_error(link, exc)
             return
         for event in events:
             self._dispatch(event)
         self._flush()
+
+    def _protocol_error(self, link: Link, exc: CodecError) -> None:
+        log.warning("Protocol error from the server: %s; disconnecting.", exc)
+        self._loss = ConnectionLost(f"protocol error from the server: {exc}")
+        self._flush()
+        link.close()
 
     def _dispatch(self, event: proto.Event) -> None:
         if isinstance(event, proto.MessageReceived):
@@ -562,8 +589,10 @@ class Client:
             packet = event.disconnect
             self._loss = ServerDisconnected(packet.reason_code, packet.reason_string)
             log.warning("%s", self._loss)
-        else:
-            log.warning("Ignoring AUTH from the server: enhanced authentication is unsupported.")
+        elif isinstance(event, proto.AuthReceived):
+            self._on_auth(event.auth)
+        else:  # VerifyServer
+            self._run_auth_step(self._verify_server(self._link, event.connack))
 
     def _complete_publish(self, event: proto.PublishCompleted) -> None:
         future = self._publishes.pop(event.packet_id, None)
@@ -592,6 +621,112 @@ class Client:
             self._connack.set_result(event.connack)
         self._wake_waiters()
 
+    # Enhanced authentication: each step awaits the authenticator in a task of its own.
+
+    def _run_auth_step(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(step)
+        self._auth_tasks.add(task)
+        task.add_done_callback(self._auth_tasks.discard)
+
+    def _on_auth(self, packet: Auth) -> None:
+        # The state machine let only an expected AUTH through: 0x18 (answer it) or the
+        # 0x00 that ends a re-authentication (check the server's final data).
+        if packet.reason_code == 0x18:
+            self._run_auth_step(self._answer_auth(self._link, packet.authentication_data))
+        else:
+            self._run_auth_step(self._finish_reauth(self._link, packet.authentication_data))
+
+    async def _answer_auth(self, link: Link | None, data: bytes | None) -> None:
+        assert self.auth is not None  # noqa: S101  (no AUTH gets through without it)
+        try:
+            reply = await self.auth.respond(data)
+        except Exception as exc:  # noqa: BLE001  (any authenticator failure ends the exchange)
+            self._auth_failed(link, exc)
+            return
+        if link is not None and link is self._link:
+            self._conn.answer_auth(reply)
+            self._flush()
+
+    async def _verify_server(self, link: Link | None, connack: Connack) -> None:
+        assert self.auth is not None  # noqa: S101
+        try:
+            await self.auth.finish(connack.authentication_data)
+        except Exception as exc:  # noqa: BLE001
+            self._auth_failed(link, exc)
+            return
+        if link is None or link is not self._link:
+            return
+        try:
+            events = self._conn.server_verified(asyncio.get_running_loop().time())
+        except CodecError as exc:
+            self._protocol_error(link, exc)
+            return
+        for event in events:
+            self._dispatch(event)
+        self._flush()
+
+    async def _finish_reauth(self, link: Link | None, data: bytes | None) -> None:
+        assert self.auth is not None  # noqa: S101
+        try:
+            await self.auth.finish(data)
+        except Exception as exc:  # noqa: BLE001
+            self._auth_failed(link, exc)
+            return
+        reauth = self._reauth
+        if link is self._link and reauth is not None and not reauth.done():
+            reauth.set_result(None)
+
+    def _auth_failed(self, link: Link | None, exc: Exception) -> None:
+        """Our side refuses the exchange: DISCONNECT, close, and tell whoever waits."""
+        if link is None or link is not self._link:
+            return
+        where = self._endpoint().where
+        error = AuthenticationError(f"authentication with {where} failed: {exc}")
+        error.__cause__ = exc
+        log.warning("%s", error)
+        self._conn.disconnect(Disconnect(_UNSPECIFIED_ERROR, reason_string="authentication failed"))
+        self._flush()
+        self._loss = error
+        for future in (self._connack, self._reauth):
+            if future is not None and not future.done():
+                future.set_exception(error)
+        link.close()
+
+    async def reauthenticate(self) -> None:
+        """Authenticate again on the live connection (MQTT 5 AUTH 0x19, [MQTT-4.12.1-1]).
+
+        Returns when the server has accepted and proved itself (AUTH 0x00); other
+        traffic goes on meanwhile. A refusal ends the connection: the server sends
+        DISCONNECT 0x87 (``ServerDisconnected``); a server that fails to prove itself
+        raises ``AuthenticationError`` (the client disconnects). Wrap it in
+        ``asyncio.timeout`` to bound the wait.
+        """
+        auth = self.auth
+        if auth is None:
+            raise RuntimeError("reauthenticate() needs Client(auth=...)")
+        if self._reauth is not None or self._conn.reauthenticating:
+            raise RuntimeError("a re-authentication is already under way")
+        if self._failure is not None:
+            raise self._failure
+        if not self.connected:
+            raise ClientClosed("not connected")
+        try:
+            data = await auth.start()
+        except Exception as exc:
+            raise AuthenticationError(f"the authenticator failed to start: {exc}") from exc
+        if not self.connected:
+            raise self._failure or ClientClosed("the connection was lost")
+        if self._reauth is not None or self._conn.reauthenticating:
+            raise RuntimeError("a re-authentication is already under way")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reauth = future
+        self._conn.reauthenticate(data)
+        self._flush()
+        try:
+            await future
+        finally:
+            self._reauth = None
+
     def on_lost(self, link: Link, exc: Exception | None) -> None:
         if link is not self._link:
             return
@@ -599,6 +734,9 @@ class Client:
         self._conn.connection_lost()
         self._cancel_timer()
         error = self._loss or self._loss_error(exc)
+        reauth = self._reauth
+        if reauth is not None and not reauth.done():
+            reauth.set_exception(error)
         if self._connack is not None and not self._connack.done():
             # Still connecting: _handshake raises it, and whoever connects decides.
             if self.tls is not None and exc is not None and not isinstance(error, TLSError):
@@ -614,8 +752,12 @@ class Client:
         if self._closing:
             return
         log.warning("Connection to %s:%d lost: %s", self.host, self.port, error)
-        reconnect = self.reconnect is not None and not (
-            isinstance(error, ServerDisconnected) and error.reason_code == _SESSION_TAKEN_OVER
+        reconnect = (
+            self.reconnect is not None
+            and not isinstance(error, AuthenticationError)
+            and not (
+                isinstance(error, ServerDisconnected) and error.reason_code == _SESSION_TAKEN_OVER
+            )
         )
         if reconnect:
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop())
@@ -624,7 +766,7 @@ class Client:
 
     def _loss_error(self, exc: Exception | None) -> MQTTError:
         if isinstance(exc, ssl.SSLError):
-            error: MQTTError = TLSError(f"TLS failure: {exc.reason or exc}")
+            error: MQTTError = TLSError(f"TLS failure: {ssl_text(exc)}")
         elif exc is None:
             error = ConnectionLost("the server closed the connection")
         else:
@@ -636,6 +778,9 @@ class Client:
         """The client is down for good: fail what waits, end the message streams."""
         self._failure = error
         self._reconnect_task = None
+        reauth = self._reauth
+        if reauth is not None and not reauth.done():
+            reauth.set_exception(error)
         for futures in (self._publishes, self._requests):
             for future in futures.values():
                 if not future.done():
@@ -658,6 +803,9 @@ class Client:
                 last = exc
                 if exc.reason_code in _PERMANENT_REFUSALS:
                     break
+            except AuthenticationError as exc:
+                last = exc  # the server failed to prove itself: do not keep asking
+                break
             except (MQTTError, OSError) as exc:
                 last = exc
             else:

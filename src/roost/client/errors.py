@@ -4,7 +4,10 @@
 
     MQTTError
     ├── ConnectError            could not open a network connection (refused, unreachable, DNS)
-    │   └── TLSError            the TLS handshake failed (certificate, hostname, protocol)
+    │   ├── TLSError            the TLS handshake failed (certificate, hostname, protocol)
+    │   └── WebSocketError      the WebSocket upgrade failed (HTTP status, bad answer)
+    ├── AuthenticationError     enhanced authentication failed on our side (the server's
+    │                           proof was wrong or missing, or its data malformed)
     ├── ConnectTimeout          no CONNACK (or no TCP/TLS connection) in time; also a TimeoutError
     ├── ConnectionLost          an established connection ended (keep-alive, reset, protocol error)
     │   └── ServerDisconnected  the server sent DISCONNECT (MQTT 5) with a reason code
@@ -61,6 +64,22 @@ class ConnectError(MQTTError):
 
 class TLSError(ConnectError):
     """The TLS handshake failed; ``__cause__`` is the ``ssl.SSLError``."""
+
+
+class WebSocketError(ConnectError):
+    """The server did not accept the WebSocket upgrade; ``status`` is its HTTP status
+    (None when the answer was not an acceptable upgrade at all)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(MQTTError):
+    """Enhanced authentication failed on the client's side: the server did not prove
+    itself (a wrong or missing SCRAM signature), sent data the authenticator could not
+    use, or the authenticator raised. The client sent DISCONNECT and closed; the
+    authenticator's exception is ``__cause__``."""
 
 
 class ConnectTimeout(MQTTError, TimeoutError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from roost.codec import (
+    Auth,
     Connack,
     Connect,
     Disconnect,
@@ -44,4 +45,6 @@ def describe(packet: Packet) -> str:
         return f"{name} (m{packet.packet_id}) {', '.join(packet.topic_filters)}"
     if isinstance(packet, Disconnect):
         return f"{name} (rc {packet.reason_code})"
+    if isinstance(packet, Auth):
+        return f"{name} (rc 0x{packet.reason_code:02X}, {packet.authentication_method})"
     return name

@@ -8,14 +8,29 @@ keep-alive). The caller moves the bytes: it passes received data to ``receive_da
 acts on the events returned, and writes ``data_to_send(now)``.
 
 What it does not do: sockets, clocks (``now`` is an argument), timeouts other than
-keep-alive, authentication decisions, or deciding when to reconnect.
+keep-alive, authentication decisions (what AUTH data to send, whether the server's
+proof is good: the caller's authenticator), or deciding when to reconnect.
 
 States and what the server may send in each (one table, one choke point)::
 
     DISCONNECTED --connect()--> CONNECTING --CONNACK 0--> CONNECTED
          ^                          |  CONNACK >= 0x80        |  DISCONNECT from server,
          +--------------------------+-------------------------+  disconnect(), protocol
-                                                                 error, connection_lost()
+         |                          |                         |  error, connection_lost()
+         |            CONNACK 0 with an Authentication Method |
+         |                          v                         |
+         +--disconnect()------- VERIFYING --server_verified()-+
+
+Enhanced authentication (MQTT 5.0 section 4.12): with an Authentication Method in the
+CONNECT, each AUTH 0x18 from the server is an ``AuthReceived`` event that the caller
+answers with ``answer_auth(data)``. A successful CONNACK then stops in VERIFYING with a
+``VerifyServer`` event: nothing of the session is resent, and nothing after the CONNACK
+is parsed, until the caller has checked the server's final data and calls
+``server_verified(now)`` (or ``disconnect()`` if the server failed to prove itself).
+``reauthenticate(data)`` sends AUTH 0x19 while connected; the server's AUTH 0x18 are
+answered the same way, and its AUTH 0x00 ends the exchange (``AuthReceived`` again).
+AUTH packets out of this order, or naming another method [MQTT-4.12.0-5], are protocol
+errors.
 
 Session resumption: on a CONNACK with Session Present, unacknowledged PUBLISH packets
 are resent with DUP set and PUBRELs resent, with their original packet identifiers
@@ -76,11 +91,13 @@ class State(Enum):
     DISCONNECTED = 1
     CONNECTING = 2
     CONNECTED = 3
+    VERIFYING = 4  # CONNACK 0 read; the caller checks the server's authentication data
 
 
 # What the server may send in each state; anything else is a protocol error.
 _ALLOWED: dict[State, frozenset[int]] = {
     State.DISCONNECTED: frozenset(),
+    State.VERIFYING: frozenset(),  # nothing is parsed until server_verified()
     State.CONNECTING: frozenset((CONNACK, AUTH, DISCONNECT)),
     State.CONNECTED: frozenset(
         (PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP, DISCONNECT, AUTH)
@@ -165,11 +182,22 @@ class ServerDisconnected:
 
 @dataclass(slots=True)
 class AuthReceived:
+    """AUTH from the server: 0x18 wants ``answer_auth``; 0x00 ends a re-authentication."""
+
     auth: Auth
+
+
+@dataclass(slots=True)
+class VerifyServer:
+    """A successful CONNACK of enhanced authentication: check its Authentication Data,
+    then call ``server_verified(now)``, or ``disconnect()`` to refuse the server."""
+
+    connack: Connack
 
 
 Event = (
     Connected
+    | VerifyServer
     | ConnectRefused
     | MessageReceived
     | PublishCompleted
@@ -197,6 +225,7 @@ class ClientConnection:
     __slots__ = (
         "_alias_out",
         "_aliases_in",
+        "_auth_reply_owed",
         "_awaiting_pubrel",
         "_connect",
         "_inflight",
@@ -207,6 +236,7 @@ class ClientConnection:
         "_ping_sent_at",
         "_queue",
         "_reader",
+        "_reauthenticating",
         "_requests",
         "connack",
         "keep_alive",
@@ -239,6 +269,8 @@ class ClientConnection:
         self.send_quota = _U16_MAX
         self._aliases_in: dict[int, str] = {}
         self._alias_out: dict[int, str] = {}
+        self._auth_reply_owed = False  # an AUTH 0x18 came and was not answered yet
+        self._reauthenticating = False  # AUTH 0x19 sent, no AUTH 0x00 yet
 
     # Properties of the current connection.
 
@@ -291,20 +323,37 @@ class ClientConnection:
         self._alias_out.clear()
         self._ping_sent_at = None
         self.connack = None
+        self._auth_reply_owed = False
+        self._reauthenticating = False
         self.state = State.CONNECTING
         self._send(packet)
         self._last_sent = now
 
     def disconnect(self, packet: Disconnect | None = None) -> None:
-        """Send DISCONNECT (if connected); the caller then closes the network connection."""
-        if self.state is State.CONNECTED:
+        """Send DISCONNECT (if connected); the caller then closes the network connection.
+
+        During enhanced authentication (before or at the CONNACK) DISCONNECT is the one
+        other packet a client may send [MQTT-3.1.2-30], e.g. to give up on a server
+        that failed to prove itself.
+        """
+        state = self.state
+        if state is State.CONNECTED or state is State.VERIFYING or self._authenticating():
             self._send(packet or Disconnect())
         self.state = State.DISCONNECTED
+
+    def _authenticating(self) -> bool:
+        return (
+            self.state is State.CONNECTING
+            and self.version == MQTT_5
+            and self._connect.authentication_method is not None
+        )
 
     def connection_lost(self) -> None:
         """The network connection is gone; session state stays for the next one."""
         self.state = State.DISCONNECTED
         self._ping_sent_at = None
+        self._auth_reply_owed = False
+        self._reauthenticating = False
 
     def clear_session(self) -> None:
         """Forget all session state (messages owed in both directions, pending requests)."""
@@ -407,8 +456,39 @@ class ClientConnection:
             self._send(packet)
         return packet_id
 
-    def send_auth(self, packet: Auth) -> None:
-        self._send(packet)
+    # Enhanced authentication.
+
+    def answer_auth(self, data: bytes | None) -> None:
+        """Answer the server's AUTH 0x18 with AUTH 0x18 carrying ``data``."""
+        if not self._auth_reply_owed:
+            raise RuntimeError("no AUTH from the server is waiting for an answer")
+        self._auth_reply_owed = False
+        self._send(Auth(0x18, self._connect.authentication_method, data))
+
+    def reauthenticate(self, data: bytes | None) -> None:
+        """Start a re-authentication (AUTH 0x19) with the CONNECT's method [MQTT-4.12.1-1]."""
+        method = self._connect.authentication_method
+        if self.state is not State.CONNECTED or method is None:
+            raise RuntimeError("re-authentication needs a connection with an authentication method")
+        if self._reauthenticating:
+            raise RuntimeError("a re-authentication is already under way")
+        self._reauthenticating = True
+        self._send(Auth(0x19, method, data))
+
+    @property
+    def reauthenticating(self) -> bool:
+        return self._reauthenticating
+
+    def server_verified(self, now: float) -> list[Event]:
+        """The server's final authentication data checked out: finish the CONNACK's work
+        (resend, Connected) and parse what arrived after it."""
+        connack = self.connack
+        if self.state is not State.VERIFYING or connack is None:
+            raise RuntimeError(f"server_verified() while {self.state.name}")
+        events: list[Event] = []
+        self._accept(connack, events)
+        events += self.receive_data(b"", now)
+        return events
 
     def _pump(self) -> None:
         """Send queued QoS 1/2 messages while the server's Receive Maximum allows."""
@@ -491,7 +571,9 @@ class ClientConnection:
 
     def _reading(self) -> bool:
         # A DISCONNECT or refused CONNACK ends the connection: ignore what follows it.
-        return self.state is not State.DISCONNECTED
+        # VERIFYING keeps what follows a CONNACK unread until the server is verified.
+        state = self.state
+        return state is State.CONNECTED or state is State.CONNECTING
 
     def _handle(self, packet: Packet, events: list[Event]) -> None:
         if isinstance(packet, Publish):
@@ -512,15 +594,54 @@ class ClientConnection:
             self.state = State.DISCONNECTED
             events.append(ServerDisconnected(packet))
         elif isinstance(packet, Auth):
-            events.append(AuthReceived(packet))
+            self._on_auth(packet, events)
         else:  # PINGRESP
             self._ping_sent_at = None
+
+    def _on_auth(self, packet: Auth, events: list[Event]) -> None:
+        method = self._connect.authentication_method
+        if method is None:
+            raise ProtocolError("AUTH, but the CONNECT named no authentication method")
+        reason = packet.reason_code
+        # The short form (reason 0x00, no properties) carries no method; any other
+        # AUTH must name the CONNECT's [MQTT-4.12.0-5].
+        if packet.authentication_method != method and not (
+            reason == 0 and packet.authentication_method is None
+        ):
+            raise ProtocolError(f"AUTH with another authentication method than {method!r}")
+        if reason == 0x18:
+            if self.state is State.CONNECTED and not self._reauthenticating:
+                raise ProtocolError("AUTH 0x18 outside a re-authentication")
+            if self._auth_reply_owed:
+                raise ProtocolError("a second AUTH before our answer to the first")
+            self._auth_reply_owed = True
+        elif reason == 0 and self.state is State.CONNECTED and self._reauthenticating:
+            if self._auth_reply_owed:
+                raise ProtocolError("AUTH 0x00 before our answer to its AUTH 0x18")
+            self._reauthenticating = False
+        else:
+            # 0x19 comes only from clients; success during CONNECT is the CONNACK.
+            raise ProtocolError(f"unexpected AUTH 0x{reason:02X}")
+        events.append(AuthReceived(packet))
 
     def _on_connack(self, packet: Connack, events: list[Event]) -> None:
         if packet.reason_code:
             self.state = State.DISCONNECTED
             events.append(ConnectRefused(packet))
             return
+        method = self._connect.authentication_method
+        if method is not None and self.version == MQTT_5:
+            if packet.authentication_method != method:
+                raise ProtocolError(f"CONNACK without the authentication method {method!r}")
+            if self._auth_reply_owed:
+                raise ProtocolError("CONNACK before our answer to the server's AUTH")
+            self.state = State.VERIFYING
+            self.connack = packet
+            events.append(VerifyServer(packet))
+            return
+        self._accept(packet, events)
+
+    def _accept(self, packet: Connack, events: list[Event]) -> None:
         self.state = State.CONNECTED
         self.connack = packet
         if packet.server_keep_alive is not None:

@@ -19,8 +19,10 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from roost.client.auth import MECHANISMS, ScramAuth
 from roost.client.client import Client
 from roost.client.errors import (
+    AuthenticationError,
     ConnectError,
     ConnectionLost,
     ConnectRefused,
@@ -34,8 +36,8 @@ from roost.codec import Will
 EXIT_OK = 0
 EXIT_ERROR = 1  # the server refused a publish/subscribe, or another MQTT-level error
 EXIT_USAGE = 2  # bad command line
-EXIT_CONNECT = 3  # no network connection: refused, unreachable, unknown host
-EXIT_REFUSED = 4  # the server refused the connection (CONNACK): credentials, auth, ...
+EXIT_CONNECT = 3  # no network connection: refused, unreachable, unknown host, ws upgrade
+EXIT_REFUSED = 4  # the server refused the connection (CONNACK), or failed to prove itself
 EXIT_TLS = 5  # the TLS handshake failed
 EXIT_TIMEOUT = 6  # connect timeout; -W ran out; no response to a request
 EXIT_LOST = 7  # the connection was lost after it was made
@@ -46,8 +48,10 @@ exit status:
   0    success
   1    the server refused a publish or subscribe, or another MQTT error
   2    bad command line
-  3    could not connect (connection refused, host unreachable, unknown host)
-  4    the server refused the connection (CONNACK: bad credentials, not authorized, ...)
+  3    could not connect (connection refused, host unreachable, unknown host,
+       WebSocket upgrade refused)
+  4    the server refused the connection (CONNACK: bad credentials, not authorized, ...),
+       or failed to prove itself in enhanced authentication (SCRAM)
   5    TLS handshake failed (certificate, hostname)
   6    timed out (connecting, -W, waiting for a response)
   7    connection lost after it was made
@@ -106,7 +110,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, session: bool =
     parser.add_argument("--help", action="help", help="show this help and exit")
     net = parser.add_argument_group("connection")
     net.add_argument("-h", "--host", default="localhost", help="broker host (localhost)")
-    net.add_argument("-p", "--port", type=int, help="broker port (1883, or 8883 with TLS)")
+    net.add_argument("-p", "--port", type=int,
+                     help="broker port (1883, or 8883 with TLS; 80 / 443 with --ws)")  # fmt: skip
     net.add_argument("-V", "--protocol-version", default="mqttv5", metavar="VERSION",
                      help="mqttv5 (default), mqttv311 or mqttv31")  # fmt: skip
     net.add_argument("-i", "--id", dest="client_id", help="client id (default: generated)")
@@ -127,6 +132,21 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, session: bool =
                      "e.g. -D publish user-property key value")  # fmt: skip
     net.add_argument("-d", "--debug", action="store_true", help="log packets to stderr")
     net.add_argument("--quiet", action="store_true", help="print no error messages")
+    ws = parser.add_argument_group("WebSocket")
+    ws.add_argument("--ws", action="store_true",
+                    help="MQTT over WebSocket: ws://, or wss:// with the TLS options")  # fmt: skip
+    ws.add_argument("--ws-path", metavar="PATH", help="the WebSocket path (/mqtt)")
+    ws.add_argument("--ws-header", action="append", default=[], metavar="'NAME: VALUE'",
+                    help="an extra header for the WebSocket upgrade (repeatable)")  # fmt: skip
+    auth = parser.add_argument_group("MQTT 5 enhanced authentication")
+    auth.add_argument("--auth-method", metavar="METHOD", type=str.upper,
+                      choices=sorted(MECHANISMS),
+                      help="authenticate with SCRAM-SHA-256 or SCRAM-SHA-512, as -u with "
+                      "password -P (neither is sent in CONNECT); the server must prove "
+                      "it knows them")  # fmt: skip
+    for mechanism in sorted(MECHANISMS):
+        auth.add_argument(f"--{mechanism.lower()}", dest="auth_method", action="store_const",
+                          const=mechanism, help=f"same as --auth-method {mechanism}")  # fmt: skip
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--cafile", help="CA certificates to trust (turns TLS on)")
     tls.add_argument("--capath", help="directory of CA certificates (turns TLS on)")
@@ -234,21 +254,61 @@ def build_client(args: argparse.Namespace, tool: str, **overrides: Any) -> Clien
     expiry = _session_expiry(args, version)
     if expiry is not None:
         connect_props["session_expiry_interval"] = expiry
-    return Client(
-        args.host,
-        args.port,
-        version=version,
-        client_id=client_id,
-        clean_start=not persistent,
-        keep_alive=args.keepalive,
-        username=args.username,
-        password=args.password,
-        will=will,
-        tls=tls,
-        connect_timeout=args.connect_timeout,
-        **connect_props,
-        **overrides,
-    )
+    username, password = args.username, args.password
+    auth = _authenticator(args, version)
+    if auth is not None:
+        username = password = None  # the SCRAM exchange carries them, not CONNECT
+    try:
+        return Client(
+            args.host,
+            args.port,
+            version=version,
+            client_id=client_id,
+            clean_start=not persistent,
+            keep_alive=args.keepalive,
+            username=username,
+            password=password,
+            will=will,
+            tls=tls,
+            connect_timeout=args.connect_timeout,
+            auth=auth,
+            **_websocket_options(args),
+            **connect_props,
+            **overrides,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _authenticator(args: argparse.Namespace, version: int) -> ScramAuth | None:
+    method = getattr(args, "auth_method", None)
+    if method is None:
+        return None
+    if version != 5:
+        raise UsageError(f"{method} is MQTT 5 enhanced authentication: it needs -V mqttv5")
+    if not args.username or args.password is None:
+        raise UsageError(f"{method} needs the user name (-u) and password (-P)")
+    try:
+        return ScramAuth(args.username, args.password, method)
+    except ValueError as exc:
+        raise UsageError(f"{method}: {exc}") from None
+
+
+def _websocket_options(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.ws:
+        if args.ws_path is not None or args.ws_header:
+            raise UsageError("--ws-path and --ws-header need --ws")
+        return {}
+    headers = []
+    for header in args.ws_header:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            raise UsageError(f"--ws-header takes 'NAME: VALUE', not {header!r}")
+        headers.append((name.strip(), value.strip()))
+    options: dict[str, Any] = {"transport": "websockets", "websocket_headers": headers}
+    if args.ws_path is not None:
+        options["websocket_path"] = args.ws_path
+    return options
 
 
 def configure_logging(args: argparse.Namespace) -> None:
@@ -262,6 +322,8 @@ def configure_logging(args: argparse.Namespace) -> None:
 
 
 def exit_code(exc: BaseException) -> int:
+    if isinstance(exc, AuthenticationError):
+        return EXIT_REFUSED
     if isinstance(exc, TLSError):
         return EXIT_TLS
     if isinstance(exc, ConnectError):

@@ -1,0 +1,133 @@
+"""Opening the network connection under a client: TCP, TLS on it, and the WebSocket
+upgrade on that. Failures come out as the client's errors (``ConnectError``,
+``TLSError``, ``WebSocketError``), each naming the address it was trying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import ssl
+from dataclasses import dataclass
+
+from roost.client.errors import ConnectError, TLSError, WebSocketError
+from roost.client.transport import Link, Owner
+from roost.client.websocket import WebSocketLink
+from roost.protocol.websocket_client import WebSocketClient, WebSocketProtocolError, host_header
+
+TRANSPORTS = ("tcp", "websockets")
+# (transport, TLS) -> the port when none is given: MQTT's registered ports, and for
+# WebSocket the ports of ws:// and wss:// URLs (RFC 6455 section 3).
+_DEFAULT_PORTS = {
+    ("tcp", False): 1883,
+    ("tcp", True): 8883,
+    ("websockets", False): 80,
+    ("websockets", True): 443,
+}
+
+
+def default_port(transport: str, secure: bool) -> int:
+    return _DEFAULT_PORTS[transport, secure]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to connect."""
+
+    host: str
+    port: int
+    tls: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    transport: str = "tcp"
+    websocket_path: str = "/mqtt"
+    websocket_headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def where(self) -> str:
+        """The address for messages: host:port, or the ws:// / wss:// URL."""
+        if self.transport == "websockets":
+            scheme = "wss" if self.tls else "ws"
+            return f"{scheme}://{self.host}:{self.port}{self.websocket_path}"
+        return f"{self.host}:{self.port}"
+
+
+async def open_link(endpoint: Endpoint, owner: Owner) -> Link:
+    """A connected Link (for WebSocket: upgraded), or the client error saying why not."""
+    loop = asyncio.get_running_loop()
+    where = endpoint.where
+    ws = None
+    if endpoint.transport == "websockets":
+        ws = WebSocketClient(
+            host_header(endpoint.host, endpoint.port, endpoint.tls is not None),
+            endpoint.websocket_path,
+            endpoint.websocket_headers,
+        )
+
+    def make_link() -> Link:
+        return Link(owner) if ws is None else WebSocketLink(owner, ws)
+
+    tls = endpoint.tls
+    try:
+        _, link = await loop.create_connection(
+            make_link,
+            endpoint.host,
+            endpoint.port,
+            ssl=tls,
+            server_hostname=(endpoint.server_hostname or endpoint.host) if tls else None,
+        )
+    except ssl.SSLError as exc:
+        detail = exc.reason or str(exc)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            detail = f"certificate verify failed: {exc.verify_message}"
+        raise TLSError(f"TLS handshake with {where} failed: {detail}") from exc
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {where}: {os_error_text(exc)}") from exc
+    if isinstance(link, WebSocketLink):
+        try:
+            await link.opened
+        except BaseException as exc:
+            link.abort()
+            await link.closed  # at once: no socket outlives a failed connect
+            error = _upgrade_error(where, tls is not None, exc)
+            if error is exc:
+                raise  # cancelled (e.g. the connect timeout)
+            raise error from exc
+    return link
+
+
+def _upgrade_error(where: str, secure: bool, exc: BaseException) -> BaseException:
+    if isinstance(exc, WebSocketProtocolError):
+        status = getattr(exc, "status", None)
+        return WebSocketError(f"WebSocket upgrade at {where} failed: {exc}", status)
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"TLS failure during the WebSocket upgrade at {where}: {ssl_text(exc)}")
+    if isinstance(exc, OSError):
+        if secure:
+            # A TLS 1.3 server refusing our certificate says so after our side of the
+            # handshake is done: it shows up as a reset here.
+            return TLSError(
+                f"the server closed the TLS connection during the WebSocket upgrade at "
+                f"{where} ({exc}); does it require a client certificate?"
+            )
+        return ConnectError(f"cannot connect to {where}: {exc}")
+    return exc
+
+
+def os_error_text(exc: OSError) -> str:
+    """ "connection refused" rather than asyncio's "Connect call failed ('::1', 1883, 0, 0)"."""
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    # Several addresses failed (e.g. ::1 and 127.0.0.1): name the errno if they agree.
+    errnos = set(re.findall(r"\[Errno (\d+)\]", str(exc)))
+    if len(errnos) == 1:
+        return os.strerror(int(errnos.pop())).lower()
+    return str(exc)
+
+
+def ssl_text(exc: ssl.SSLError) -> str:
+    reason = exc.reason or str(exc)
+    if "CERTIFICATE_REQUIRED" in reason:
+        # TLS 1.3: the alert comes after our side of the handshake, on the first read.
+        return f"{reason} (the server requires a client certificate)"
+    return reason
