@@ -1,6 +1,6 @@
 """MQTT 5 enhanced authentication (AUTH packets) with SCRAM, over real sockets.
 
-The client side is ``roost.broker.auth.scram.ScramClient`` driven by hand with raw
+The client side is ``roost.protocol.scram.ScramClient`` driven by hand with raw
 packets, so every AUTH, CONNACK and DISCONNECT on the wire is checked exactly.
 """
 
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from roost.broker.auth.scram import ScramClient
 from roost.broker.auth.scram_file import ScramFile
 from roost.codec import (
     MQTT_3_1_1,
@@ -27,6 +26,7 @@ from roost.codec import (
     Subscribe,
     Subscription,
 )
+from roost.protocol.scram import ScramClient
 from tests.support.broker_thread import BrokerThread
 from tests.support.raw import RawClient, open_client, sync
 

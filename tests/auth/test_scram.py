@@ -12,20 +12,20 @@ from pathlib import Path
 import pytest
 
 from roost.broker.auth.base import AuthResult, Challenge
-from roost.broker.auth.scram import (
-    ScramClient,
-    ScramError,
-    ScramServer,
-    derive_credentials,
-    parse_client_first,
-    saslprep,
-)
 from roost.broker.auth.scram_file import (
     ScramAuthentication,
     ScramFile,
     ScramFileError,
     format_verifier,
     parse_verifier,
+)
+from roost.protocol.scram import (
+    ScramClient,
+    ScramError,
+    ScramServer,
+    derive_credentials,
+    parse_client_first,
+    saslprep,
 )
 
 

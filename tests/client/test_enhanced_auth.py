@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from roost.broker.auth.scram import ScramServer, derive_credentials, parse_client_first
 from roost.broker.auth.scram_file import ScramFile
 from roost.broker.config import ListenerConfig
 from roost.client import (
@@ -44,6 +43,7 @@ from roost.protocol.client_conn import (
     State,
     VerifyServer,
 )
+from roost.protocol.scram import ScramServer, derive_credentials, parse_client_first
 from tests.client.fake_server import FakeConnection, FakeServer
 from tests.client.servers import LogWatcher, Server, listener_port, start_roost
 from tests.support.broker_thread import BrokerThread

@@ -8,8 +8,8 @@ import os
 import sys
 
 from roost.broker.auth.password_file import PasswordFileError, check_username
-from roost.broker.auth.scram import DEFAULT_ITERATIONS, MECHANISMS
 from roost.broker.auth.scram_file import ScramFile
+from roost.protocol.scram import DEFAULT_ITERATIONS, MECHANISMS
 
 USAGE = """\
 roost scram [-m MECHANISM] [-I ITERATIONS] [-c | -D] scramfile username

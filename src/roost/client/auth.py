@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from roost.broker.auth.scram import MECHANISMS, ScramClient, ScramError
+from roost.protocol.scram import MECHANISMS, ScramClient, ScramError
 
 __all__ = ["MECHANISMS", "Authenticator", "ScramAuth", "ScramError"]
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from roost.broker.auth.base import AuthResult, Challenge, ClientInfo
 from roost.broker.auth.password_file import PasswordFileError, check_username
-from roost.broker.auth.scram import (
+from roost.codec import ConnectReasonCode
+from roost.protocol.scram import (
     DEFAULT_ITERATIONS,
     MECHANISMS,
     ScramCredentials,
@@ -33,7 +34,6 @@ from roost.broker.auth.scram import (
     derive_credentials,
     parse_client_first,
 )
-from roost.codec import ConnectReasonCode
 
 __all__ = ["ScramAuthentication", "ScramFile", "ScramFileError"]
 
