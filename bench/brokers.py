@@ -49,7 +49,7 @@ class BrokerSpec:
     name: str
     executable: str
     kind: str  # "roost" or "mosquitto"
-    extra_config: tuple[str, ...] = ()
+    extra_config: tuple[str, ...] = ()  # Mosquitto: configuration lines; Roost: TOML lines
 
     def mosquitto_config(self, port: int) -> str:
         lines = [
@@ -64,7 +64,12 @@ class BrokerSpec:
         if self.kind == "roost":
             # In memory, like the Mosquitto side's `persistence false`; clean sessions
             # would write nothing anyway, but two runs must not share a data directory.
-            return [self.executable, "broker", "-p", str(port), "--no-persistence"]
+            command = [self.executable, "broker", "-p", str(port), "--no-persistence"]
+            if self.extra_config:
+                config = workdir / f"{tag}.toml"
+                config.write_text("\n".join(self.extra_config) + "\n", encoding="utf-8")
+                command += ["-c", str(config)]
+            return command
         config = workdir / f"{tag}.conf"
         config.write_text(self.mosquitto_config(port), encoding="utf-8")
         return [self.executable, "-c", str(config)]

@@ -1,12 +1,13 @@
-"""Load benchmark: Roost against Mosquitto (Nagle on, and off) under mqttload.
+"""Load benchmark: Roost against Mosquitto (Nagle on, and off) under a load generator.
 
 Every (repetition, scenario, broker) run starts a fresh broker process on a free port,
-runs one mqttload scenario against it with ``-b <broker pid>`` (so the broker's CPU and
+runs one generator scenario against it with ``-b <broker pid>`` (so the broker's CPU and
 RSS are sampled), and stops the broker. Brokers take turns within each scenario, and
 the order rotates every repetition, so slow drift on the machine is shared. The table
 gives medians over repetitions and the Roost / Mosquitto ratio of those medians.
 
-mqttload is an external tool (``--mqttload PATH`` or ``$MQTTLOAD``); see loadgen.py.
+The generator is mqttload when one is given (``--mqttload PATH`` or ``$MQTTLOAD``; an
+external C tool), else Roost's own ``roost bench``; the report says which (loadgen.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bench import brokers, loadgen
 from bench.load_report import Run, problem_lines, ratio_table, results_tables
 from bench.scenarios import Scenario, Settings, build_scenarios
 
-HELP = "load scenarios (mqttload) against Roost and Mosquitto: msgs/s, latency, CPU, RSS"
+HELP = "load scenarios against Roost and Mosquitto: msgs/s, latency, CPU, RSS"
 
 QUICK = Settings(duration=2.0, conns=1000, hold=2.0)
 QUICK_REPS = 1
@@ -59,7 +60,17 @@ def _regex(text: str) -> re.Pattern[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     default = Settings()
     parser.add_argument(
-        "--mqttload", metavar="PATH", help=f"the mqttload binary (or ${loadgen.ENV_VAR})"
+        "--mqttload",
+        metavar="PATH",
+        help=f"generate the load with this mqttload binary (or ${loadgen.ENV_VAR}); "
+        "default: roost bench",
+    )
+    parser.add_argument(
+        "--gen-processes",
+        type=_positive(int),
+        default=1,
+        metavar="N",
+        help="roost bench: worker processes (default 1)",
     )
     parser.add_argument(
         "--mosquitto", metavar="PATH", help="the mosquitto binary (default: from PATH)"
@@ -121,13 +132,13 @@ class Record:
     broker_pid: int | None = None
     broker_command: list[str] = field(default_factory=list)
     broker_log: str | None = None
-    mqttload_command: list[str] = field(default_factory=list)
+    generator_command: list[str] = field(default_factory=list)
     returncode: int | None = None
     timed_out: bool = False
     summary: str = ""
     result: loadgen.Result | None = None
-    mqttload_stderr: str = ""
-    # Busy CPU of the whole machine over the mqttload run (100 = one core): broker and
+    generator_stderr: str = ""
+    # Busy CPU of the whole machine over the generator run (100 = one core): broker and
     # generator together, plus anything else running (the box is not reserved).
     machine_cpu_pct: float | None = None
     broker_returncode: int | None = None
@@ -138,10 +149,10 @@ class Record:
 
     def problems(self) -> list[str]:
         notes = list(self.broker_log_problems)
-        if self.mqttload_stderr:
-            notes.insert(0, f"mqttload stderr: {self.mqttload_stderr.splitlines()[-1]}")
+        if self.generator_stderr:
+            notes.insert(0, f"generator stderr: {self.generator_stderr.splitlines()[-1]}")
         if self.timed_out:
-            notes.insert(0, "mqttload did not finish in time and was stopped")
+            notes.insert(0, "the generator did not finish in time and was stopped")
         if self.broker_returncode not in (0, None) and not self.broker_killed:
             notes.insert(0, f"broker exit status {self.broker_returncode}")
         if self.broker_died_early:
@@ -174,7 +185,7 @@ def _command_output(command: list[str]) -> str:
     return (done.stdout or done.stderr).strip()
 
 
-def machine_info(mqttload: Path, mosquitto: str | None) -> dict[str, object]:
+def machine_info(generator: loadgen.Generator, mosquitto: str | None) -> dict[str, object]:
     cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
     try:
@@ -194,7 +205,8 @@ def machine_info(mqttload: Path, mosquitto: str | None) -> dict[str, object]:
         "python": platform.python_version(),
         "uvloop": uvloop_version,
         "mosquitto": mosquitto_version[0] if mosquitto_version else None,
-        "mqttload": loadgen.version(mqttload),
+        "generator": generator.name,
+        "generator_version": generator.version(),
         # These describe the checkout; they say nothing when roost_module is elsewhere.
         "checkout_commit": _command_output(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]
@@ -215,7 +227,7 @@ def _cpu_times() -> tuple[int, int]:
 
 
 def machine_cpu_pct(before: tuple[int, int], after: tuple[int, int]) -> float | None:
-    """Busy CPU of the whole machine between two samples; 100 = one core, like mqttload."""
+    """Busy CPU of the whole machine between two samples; 100 = one core, like the RESULTs."""
     total = after[1] - before[1]
     if total <= 0:
         return None
@@ -223,7 +235,11 @@ def machine_cpu_pct(before: tuple[int, int], after: tuple[int, int]) -> float | 
 
 
 def run_one(
-    spec: brokers.BrokerSpec, scenario: Scenario, rep: int, mqttload: Path, logs: Path
+    spec: brokers.BrokerSpec,
+    scenario: Scenario,
+    rep: int,
+    generator: loadgen.Generator,
+    logs: Path,
 ) -> Record:
     tag = f"r{rep}-{scenario.name}-{spec.name}"
     name, kind = scenario.name, scenario.kind
@@ -233,7 +249,7 @@ def run_one(
         return Record(rep, name, kind, spec.name, "BROKER_START_FAILED", error=str(exc))
     try:
         before = _cpu_times()
-        load = loadgen.run(mqttload, broker.port, scenario.args, broker.pid, scenario.timeout, tag)
+        load = loadgen.run(generator, broker.port, scenario.load, broker.pid, scenario.timeout, tag)
         machine = machine_cpu_pct(before, _cpu_times())
     finally:
         exit_ = broker.stop()
@@ -247,12 +263,12 @@ def run_one(
         broker_pid=broker.pid,
         broker_command=broker.command,
         broker_log=str(broker.log_path),
-        mqttload_command=load.command,
+        generator_command=load.command,
         returncode=load.returncode,
         timed_out=load.timed_out,
         summary=load.summary,
         result=load.result,
-        mqttload_stderr=load.stderr,
+        generator_stderr=load.stderr,
         machine_cpu_pct=machine,
         broker_returncode=exit_.returncode,
         broker_killed=exit_.killed,
@@ -313,18 +329,19 @@ def run(args: argparse.Namespace) -> int:
     if args.only:
         pattern: re.Pattern[str] = args.only
         scenarios = tuple(s for s in scenarios if pattern.search(s.name))
+    try:
+        generator = loadgen.find_generator(args.mqttload, args.gen_processes)
+    except loadgen.LoadgenError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     if args.list:
         for scenario in scenarios:
-            print(scenario.describe())
+            print(scenario.describe(generator.name))
         return 0
     if not scenarios:
         print(f"no scenario matches {args.only.pattern!r}; see --list", file=sys.stderr)
         return 1
-    try:
-        mqttload = loadgen.find_mqttload(args.mqttload)
-    except loadgen.LoadgenError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    print(f"load generator: {generator.version()}", file=sys.stderr)
     try:
         mosquitto = brokers.mosquitto_executable(args.mosquitto)
         all_specs = brokers.broker_specs(mosquitto)
@@ -354,12 +371,12 @@ def run(args: argparse.Namespace) -> int:
         )
     logs = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="roost-bench-load-"))
     logs.mkdir(parents=True, exist_ok=True)
-    meta = machine_info(mqttload, mosquitto)
+    meta = machine_info(generator, mosquitto)
     meta |= {
         "settings": asdict(settings),
         "reps": reps,
         "open_files_limit": limit,
-        "scenarios": {s.name: " ".join(s.args) for s in scenarios},
+        "scenarios": {s.name: s.describe(generator.name) for s in scenarios},
         "brokers": {
             spec.name: spec.mosquitto_config(0).splitlines()[2:]
             if spec.kind == "mosquitto"
@@ -378,14 +395,14 @@ def run(args: argparse.Namespace) -> int:
             order = specs[shift:] + specs[:shift]
             for scenario in scenarios:
                 for spec in order:
-                    record = run_one(spec, scenario, rep, mqttload, logs)
+                    record = run_one(spec, scenario, rep, generator, logs)
                     records.append(record)
                     _progress(len(records), total, record)
     except KeyboardInterrupt:
         print("interrupted; reporting the runs so far", file=sys.stderr)
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
 
-    lines = report(records)
+    lines = [f"Load generator: {meta['generator_version']}.", "", *report(records)]
     print("\n".join(lines))
     if args.json:
         payload = {"meta": meta, "runs": [asdict(r) for r in records], "report": lines}

@@ -1,49 +1,108 @@
-"""Run the external load generator, mqttload, and read its ``RESULT`` line.
+"""Run a load generator and read its ``RESULT`` line: mqttload, or Roost's own.
 
-Roost does not depend on mqttload: its path comes from ``--mqttload PATH`` or the
-``MQTTLOAD`` environment variable, and without either the harness says so and stops.
+mqttload is an external C tool that Roost does not depend on: its path comes from
+``--mqttload PATH`` or the ``MQTTLOAD`` environment variable. Without either, the
+harness uses ``roost bench`` (roost.loadtest), whose RESULT line has the same keys.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.scenarios import Load
+
 ENV_VAR = "MQTTLOAD"
 MISSING_MESSAGE = f"""\
-python -m bench load needs the mqttload load generator (a single C file, built with make).
-Point the harness at the binary with --mqttload PATH or the {ENV_VAR} environment variable,
-e.g.  {ENV_VAR}=/tmp/mqttload/mqttload make bench ARGS=load
-(Roost will get a load tool of its own later; until then this benchmark uses mqttload.)"""
+mqttload is given with --mqttload PATH or the {ENV_VAR} environment variable,
+e.g.  {ENV_VAR}=/tmp/mqttload/mqttload make bench ARGS=load"""
 
 Value = int | float | str
 Result = dict[str, Value]
 
 
 class LoadgenError(Exception):
-    """mqttload is missing or not runnable."""
+    """The load generator is missing or not runnable."""
 
 
-def find_mqttload(explicit: str | None) -> Path:
+@dataclass(frozen=True, slots=True)
+class Generator:
+    """Which load generator runs the scenarios, and how to call it."""
+
+    name: str  # "mqttload" or "roost-bench"
+    executable: Path
+    processes: int = 1  # roost bench -j
+
+    def command(self, port: int, load: Load, broker_pid: int, tag: str) -> list[str]:
+        if self.name == "mqttload":
+            args = load.mqttload_args()
+            return [
+                str(self.executable),
+                "-p",
+                str(port),
+                *args,
+                "-b",
+                str(broker_pid),
+                "--tag",
+                tag,
+            ]
+        args = load.roost_bench_args()
+        return [
+            *(str(self.executable), "bench", *args, "-p", str(port), "-b", str(broker_pid)),
+            *("-j", str(self.processes), "--quiet"),
+        ]
+
+    def version(self) -> str:
+        if self.name != "mqttload":
+            done = subprocess.run(
+                [str(self.executable), "--version"], capture_output=True, text=True, check=False
+            )
+            return f"roost bench ({done.stdout.strip()}, {self.processes} worker process(es))"
+        completed = subprocess.run(
+            [str(self.executable), "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+        lines = (completed.stdout or completed.stderr).splitlines()
+        return lines[0].split(" - ")[0] if lines else "unknown"
+
+
+def find_mqttload(explicit: str | None) -> Path | None:
+    """mqttload's path from the option or the environment; None when neither names one."""
     candidate = explicit or os.environ.get(ENV_VAR)
     if not candidate:
-        raise LoadgenError(MISSING_MESSAGE)
+        return None
     path = Path(candidate)
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise LoadgenError(f"mqttload not found or not executable at {path}\n\n{MISSING_MESSAGE}")
     return path
 
 
-def version(path: Path) -> str:
-    completed = subprocess.run(
-        [str(path), "--help"], capture_output=True, text=True, check=False, timeout=10
-    )
-    lines = (completed.stdout or completed.stderr).splitlines()
-    return lines[0].split(" - ")[0] if lines else "unknown"
+def roost_executable() -> Path:
+    """The ``roost`` script of the running interpreter's environment."""
+    beside = Path(sys.executable).parent / "roost"
+    if beside.exists():
+        return beside
+    found = shutil.which("roost")
+    if found is None:
+        raise LoadgenError("cannot find the roost command; install the project (make bench)")
+    return Path(found)
+
+
+def find_generator(mqttload: str | None, processes: int = 1) -> Generator:
+    """mqttload when one is given, else roost bench."""
+    path = find_mqttload(mqttload)
+    if path is not None:
+        return Generator("mqttload", path)
+    return Generator("roost-bench", roost_executable(), processes)
 
 
 def raise_open_files_limit(wanted: int) -> int:
@@ -79,7 +138,7 @@ def parse_result(line: str) -> Result:
 
 @dataclass(slots=True)
 class LoadRun:
-    """One mqttload invocation: its command, exit status and parsed RESULT line."""
+    """One generator invocation: its command, exit status and parsed RESULT line."""
 
     command: list[str]
     returncode: int
@@ -96,9 +155,13 @@ class LoadRun:
 
 
 def run(
-    path: Path, port: int, args: tuple[str, ...], broker_pid: int, timeout: float, tag: str
+    generator: Generator, port: int, load: Load, broker_pid: int, timeout: float, tag: str
 ) -> LoadRun:
-    command = [str(path), "-p", str(port), *args, "-b", str(broker_pid), "--tag", tag]
+    return run_command(generator.command(port, load, broker_pid, tag), timeout)
+
+
+def run_command(command: list[str], timeout: float) -> LoadRun:
+    """Run a generator command line to its end (SIGTERM after ``timeout``); parse RESULT."""
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -106,7 +169,8 @@ def run(
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        # SIGTERM still makes mqttload print a RESULT line, marked ABORTED.
+        # SIGTERM still makes mqttload print a RESULT line, marked ABORTED; roost bench
+        # prints one for an interrupted run too.
         timed_out = True
         process.send_signal(signal.SIGTERM)
         try:

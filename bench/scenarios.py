@@ -1,4 +1,7 @@
-"""The load scenarios: which mqttload command line each one runs, and what it measures.
+"""The load scenarios: what each one asks of the generator, and what it measures.
+
+Each scenario renders to a command line for either generator: mqttload (external, C)
+or ``roost bench`` (Roost's own, see roost.loadtest).
 
 Every scenario uses 10 clients and a 64-byte payload. Throughput runs publish as fast
 as mqttload's flow control allows for ``duration`` seconds; the latency run publishes
@@ -35,14 +38,70 @@ class Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class Load:
+    """What one run asks of the generator, in terms both generators understand."""
+
+    shape: str  # fanin, fanout, pairs or conn
+    clients: int
+    qos: int = 0
+    duration: float = 0.0
+    inflight: int = 0  # 0: the generator's default (QoS 0 runs)
+    rate: int = 0  # messages per second in total; 0 = throughput mode
+    hold: float = 0.0
+    keepalive: int = 0
+
+    def mqttload_args(self) -> tuple[str, ...]:
+        args: tuple[str, ...] = ("-s", self.shape, "-n", str(self.clients))
+        args += ("-S", str(PAYLOAD_BYTES))
+        if self.shape == "conn":
+            args += ("-T", _number(self.hold), "-k", str(self.keepalive))
+            return (*args, "-t", str(DRAIN_TIMEOUT), "--connect-timeout", str(CONNECT_TIMEOUT))
+        args += ("-t", str(DRAIN_TIMEOUT), "-q", str(self.qos))
+        if self.rate:
+            args += ("-r", str(self.rate))
+        args += ("-d", _number(self.duration))
+        if self.inflight:
+            args += ("-i", str(self.inflight))
+        return args
+
+    def roost_bench_args(self) -> tuple[str, ...]:
+        """The same run as ``roost bench`` arguments (see src/roost/cli/bench.py)."""
+        common = ("-c", str(self.clients), "-s", str(PAYLOAD_BYTES))
+        timeouts = (
+            "--drain-timeout",
+            str(DRAIN_TIMEOUT),
+            "--connect-timeout",
+            str(CONNECT_TIMEOUT),
+        )
+        if self.shape == "conn":
+            return (
+                *("conn", *common, "--hold", _number(self.hold), "-k", str(self.keepalive)),
+                *timeouts,
+            )
+        args: tuple[str, ...] = ("pubsub", "--shape", self.shape, *common, "-q", str(self.qos))
+        args += ("-d", _number(self.duration), *timeouts)
+        if self.rate:
+            args += ("-r", str(self.rate))
+        if self.inflight:
+            args += ("-i", str(self.inflight))
+        return args
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     kind: Kind
-    args: tuple[str, ...]  # mqttload options, without host, port and broker pid
-    timeout: float  # seconds after which the harness stops mqttload
+    load: Load
+    timeout: float  # seconds after which the harness stops the generator
 
-    def describe(self) -> str:
-        return f"{self.name:<24} {self.kind:<10} mqttload {' '.join(self.args)}"
+    @property
+    def args(self) -> tuple[str, ...]:
+        """mqttload's arguments (kept for the --json records and --list)."""
+        return self.load.mqttload_args()
+
+    def describe(self, generator: str = "mqttload") -> str:
+        args = self.load.roost_bench_args() if generator != "mqttload" else self.args
+        return f"{self.name:<24} {self.kind:<10} {generator} {' '.join(args)}"
 
 
 def _number(value: float) -> str:
@@ -51,28 +110,17 @@ def _number(value: float) -> str:
 
 def build_scenarios(settings: Settings) -> tuple[Scenario, ...]:
     """Every scenario, in the order they run within one repetition."""
-    duration = _number(settings.duration)
-    common = ("-n", str(CLIENTS), "-S", str(PAYLOAD_BYTES), "-t", str(DRAIN_TIMEOUT))
     throughput_timeout = CONNECT_TIMEOUT + settings.duration + DRAIN_TIMEOUT + 30
     scenarios: list[Scenario] = []
     for qos in (0, 1, 2):
         for shape in ("fanin", "fanout", "pairs"):
-            args: tuple[str, ...] = ("-s", shape, *common, "-q", str(qos), "-d", duration)
-            if qos:
-                args = (*args, "-i", str(settings.inflight))
-            scenarios.append(Scenario(f"{shape}-q{qos}", "throughput", args, throughput_timeout))
-    latency_args = (
-        *("-s", "fanout", *common, "-q", "1", "-r", str(LATENCY_RATE), "-d", duration),
-        *("-i", str(settings.inflight)),
-    )
+            load = Load(shape, CLIENTS, qos, settings.duration, settings.inflight if qos else 0)
+            scenarios.append(Scenario(f"{shape}-q{qos}", "throughput", load, throughput_timeout))
+    latency = Load("fanout", CLIENTS, 1, settings.duration, settings.inflight, LATENCY_RATE)
     scenarios.append(
-        Scenario(f"latency-fanout-q1-r{LATENCY_RATE}", "latency", latency_args, throughput_timeout)
+        Scenario(f"latency-fanout-q1-r{LATENCY_RATE}", "latency", latency, throughput_timeout)
     )
-    conn_args = (
-        *("-s", "conn", "-n", str(settings.conns), "-S", str(PAYLOAD_BYTES)),
-        *("-T", _number(settings.hold), "-k", str(settings.keepalive)),
-        *("-t", str(DRAIN_TIMEOUT), "--connect-timeout", str(CONNECT_TIMEOUT)),
-    )
+    conn = Load("conn", settings.conns, hold=settings.hold, keepalive=settings.keepalive)
     conn_timeout = CONNECT_TIMEOUT + settings.hold + DRAIN_TIMEOUT + 60
-    scenarios.append(Scenario(f"conn-{settings.conns}", "conn", conn_args, conn_timeout))
+    scenarios.append(Scenario(f"conn-{settings.conns}", "conn", conn, conn_timeout))
     return tuple(scenarios)

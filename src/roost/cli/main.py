@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from roost import __version__
-from roost.cli import broker, passwd, pub, rr, scram, sub
+from roost.cli import bench, broker, passwd, pub, rr, scram, sub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     broker.add_parser(commands)
+    bench.add_parser(commands)
     pub.add_parser(commands)
     sub.add_parser(commands)
     rr.add_parser(commands)
