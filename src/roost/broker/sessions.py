@@ -85,6 +85,7 @@ class Outgoing:
 class Session:
     __slots__ = (
         "_next_packet_id",
+        "_queue",
         "_unsent",
         "awaiting_release",
         "client_id",
@@ -94,7 +95,6 @@ class Session:
         "expires_at",
         "expiry_interval",
         "inflight",
-        "queue",
         "queued_bytes",
         "store",
         "subscriptions",
@@ -110,7 +110,9 @@ class Session:
         self.expiry_interval = 0
         self.expires_at: float | None = None  # set while disconnected
         self.inflight: dict[int, Outgoing] = {}
-        self.queue: deque[Outgoing] = deque()
+        # Created on first use: an empty deque costs ~760 bytes, and most sessions of
+        # idle connections never queue anything.
+        self._queue: deque[Outgoing] | None = None
         self.queued_bytes = 0
         self.awaiting_release: set[int] = set()
         self.will: Will | None = None
@@ -123,6 +125,18 @@ class Session:
         # Ids in flight from an earlier connection, not yet resent on this one because
         # the client's Receive Maximum had no room (an ordered set).
         self._unsent: dict[int, None] = {}
+
+    @property
+    def queue(self) -> deque[Outgoing]:
+        """Messages waiting for room in the client's window, or for the client."""
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        return queue
+
+    @queue.setter
+    def queue(self, value: deque[Outgoing]) -> None:
+        self._queue = value
 
     # Outgoing messages.
 
@@ -152,7 +166,7 @@ class Session:
             conn is not None
             and qos
             and conn.writable
-            and not self.queue
+            and not self._queue
             and len(self.inflight) < conn.send_quota
         ):
             self._send_new(conn, item, now)
@@ -222,7 +236,7 @@ class Session:
         conn = self.connection
         if conn is None:
             return
-        queue = self.queue
+        queue = self._queue
         inflight = self.inflight
         unsent = self._unsent
         while unsent and conn.writable and len(inflight) - len(unsent) < conn.send_quota:
@@ -323,7 +337,7 @@ class Session:
 
     def purge_expired(self, now: float) -> int:
         """Drop queued messages whose Message Expiry Interval has passed; how many."""
-        queue = self.queue
+        queue = self._queue
         if not queue:
             return 0
         kept: deque[Outgoing] = deque()
@@ -342,7 +356,7 @@ class Session:
         return dropped
 
     def pending_messages(self) -> int:
-        return len(self.inflight) + len(self.queue)
+        return len(self.inflight) + (len(self._queue) if self._queue else 0)
 
     def take_shared_messages(self) -> list[Outgoing]:
         """Shared-subscription messages not yet acknowledged, for another member.
@@ -352,5 +366,5 @@ class Session:
         messages were never sent, so any QoS may.
         """
         taken = [item for item in self.inflight.values() if item.share_group and item.qos == 1]
-        taken.extend(item for item in self.queue if item.share_group)
+        taken.extend(item for item in self._queue or () if item.share_group)
         return taken
