@@ -65,6 +65,11 @@ class BrokerConfig:
     max_packet_size: int = 1_048_576
     connect_timeout: float = 10.0
     max_client_id_length: int = 65535
+    # Topics: bytes of a topic name or filter, and its levels (each level of a filter is a
+    # node in the subscription trie; Mosquitto's limit, set after CVE-2019-11779, is 200).
+    max_topic_length: int = 65535
+    max_topic_levels: int = 200
+    max_subscriptions_per_client: int = 10_000  # 0: no limit
     max_keep_alive: int = 65535  # larger requests are capped (v5: Server Keep Alive)
     receive_maximum: int = 100  # QoS 1/2 PUBLISHes a client may have unacknowledged
     topic_alias_maximum: int = 10
@@ -137,6 +142,9 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "connect_timeout": _Range(low=0, low_exclusive=True),
         # MQTT-3.1.3-5: a server MUST accept client ids of 1 to 23 bytes.
         "max_client_id_length": _Range(23, _U16),
+        "max_topic_length": _Range(1, _U16),  # 65535: the most a topic can be in MQTT
+        "max_topic_levels": _Range(1, _U16),
+        "max_subscriptions_per_client": _Range(low=0),
         "max_keep_alive": _Range(0, _U16),
         "receive_maximum": _Range(1, _U16),  # 0 is a protocol error in MQTT 5
         "topic_alias_maximum": _Range(0, _U16),

@@ -22,7 +22,7 @@ from roost.broker.auth.base import AuthRequest, AuthResult, Challenge, ClientInf
 from roost.broker.message import Message
 from roost.broker.sessions import Session, SubscriptionRecord
 from roost.broker.tls import certificate_identity
-from roost.broker.transport import BufferedTransport
+from roost.broker.transport import WRITE_BUFFER_HIGH, BufferedTransport
 from roost.codec import (
     MQTT_3_1,
     MQTT_5,
@@ -81,6 +81,7 @@ class ClientConnection(BufferedTransport):
         "broker",
         "clean_disconnect",
         "client_id",
+        "closing_since",
         "connected_at",
         "keep_alive",
         "last_activity",
@@ -109,6 +110,7 @@ class ClientConnection(BufferedTransport):
         self.clean_disconnect = False
         self.peer = "?"
         self.connected_at = self.last_activity = broker.now()
+        self.closing_since: float | None = None  # when we closed it (see Broker.sweep)
         # Authentication: the identity accepted, what it may do (None: unrestricted), the
         # MQTT 5 Authentication Method it used, and an AUTH exchange under way.
         self.username: str | None = None
@@ -143,21 +145,26 @@ class ClientConnection(BufferedTransport):
 
     def data_received(self, data: bytes) -> None:
         broker = self.broker
-        self.last_activity = now = broker.now()
         broker.stats.bytes_received += len(data)
         protocol = self.protocol
         protocol.receive_data(data)
         if self._waiting is None:
-            self._handle_packets(now)
+            self._handle_packets(broker.now())
 
     def _handle_packets(self, now: float) -> None:
         protocol = self.protocol
         handlers = _HANDLERS
         try:
-            while True:
+            # Not while the client leaves our output unread: its packets stay buffered
+            # (and reading is paused) until it reads, so what it makes us answer
+            # (PUBACKs, PINGRESPs, retained messages) cannot pile up without bound.
+            while self.writable:
                 packet = protocol.next_packet()
                 if packet is None:
                     return
+                # Keep-alive counts whole packets (5.0 [MQTT-3.1.2-22]), not bytes: a client
+                # trickling one packet in pieces is still cut off at 1.5 x keep-alive.
+                self.last_activity = now
                 handlers[packet.packet_type](self, packet, now)
                 if protocol.state is State.CLOSED or self._waiting is not None:
                     return
@@ -192,6 +199,11 @@ class ClientConnection(BufferedTransport):
     def on_writable(self) -> None:
         if self.session is not None:
             self.session.pump(self.broker.now())
+        # The packets left unhandled while the client was not reading (_handle_packets).
+        self._carry_on()
+
+    def wants_input(self) -> bool:
+        return self.writable and self._waiting is None
 
     # Waiting for an authentication backend.
 
@@ -212,8 +224,7 @@ class ClientConnection(BufferedTransport):
         self._waiting = None
         if self.protocol.state is State.CLOSED:
             return
-        if self.transport is not None:
-            self.transport.resume_reading()
+        self.update_reading()
         try:
             then(done.result())
         except CodecError as exc:
@@ -231,6 +242,11 @@ class ClientConnection(BufferedTransport):
             self._handle_packets(self.broker.now())
 
     # Leaving.
+
+    def close_transport(self) -> None:
+        super().close_transport()
+        if self.closing_since is None:
+            self.closing_since = self.broker.now()
 
     def disconnect(self, reason: int, reason_string: str | None = None) -> None:
         """Close from the broker's side; MQTT 5 clients are told why first."""
@@ -272,7 +288,7 @@ class ClientConnection(BufferedTransport):
             # Kept across a wait for authentication, which runs on_connect again.
             client_id = self.client_id or f"auto-{uuid.uuid4()}"
             assigned = True
-        if len(client_id) > config.max_client_id_length:
+        if len(client_id.encode()) > config.max_client_id_length:  # bytes, as documented
             self._refuse(
                 packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id too long"
             )
@@ -318,6 +334,13 @@ class ClientConnection(BufferedTransport):
                 packet, ConnectReasonCode.RETAIN_NOT_SUPPORTED, "will retain not supported"
             )
             return
+        limits = broker.topic_limits
+        if will is not None and len(will.topic) > limits.gate:
+            why = limits.topic_refusal(will.topic)
+            if why is not None:
+                # A will is published like any PUBLISH, so its topic meets the same limits.
+                self._refuse(packet, ConnectReasonCode.TOPIC_NAME_INVALID, f"will {why}")
+                return
         self.client_id = client_id
         self.keep_alive = keep_alive
         if v5:
@@ -379,6 +402,16 @@ class ClientConnection(BufferedTransport):
             "" if self.username is None else f", u'{self.username}'",
         )
         session.resume(now)
+        self._flush_burst()
+
+    def _flush_burst(self) -> None:
+        """Write a burst (retained messages, a resumed session's) out now if it is large:
+        the transport's high-water mark then stops _handle_packets before the next packet.
+        Other packets are answered with about their own size (a PUBACK may free the slot
+        of one queued message), so the size of each read bounds those.
+        """
+        if self.pending_bytes() >= WRITE_BUFFER_HIGH:
+            self.flush()
 
     def _authenticated(self, packet: Connect) -> AuthResult | None:
         """The answer to this CONNECT's credentials, or None if refused or not known yet.
@@ -473,6 +506,12 @@ class ClientConnection(BufferedTransport):
         config = broker.config
         session = self.session
         assert session is not None  # noqa: S101  (the state machine only passes PUBLISH after CONNECT)
+        limits = broker.topic_limits
+        if len(packet.topic) > limits.gate:
+            why = limits.topic_refusal(packet.topic)
+            if why is not None:
+                self._publish_refused(packet, why)
+                return
         access = self.access
         if access is None:
             # Nothing restricts this client but the $-topic rule.
@@ -539,6 +578,18 @@ class ClientConnection(BufferedTransport):
                 PubackReasonCode.SUCCESS if delivered else PubackReasonCode.NO_MATCHING_SUBSCRIBERS,
             )
 
+    def _publish_refused(self, packet: Publish, why: str) -> None:
+        """A PUBLISH over max_topic_length or max_topic_levels: never delivered."""
+        log.warning("Client %s PUBLISH refused: %s.", self.client_id, why)
+        if packet.qos and self.version == MQTT_5:
+            # 0x90: the topic is well formed but this server does not accept it. The
+            # exchange ends there (a PUBREC >= 0x80 frees the id [MQTT-4.3.3-9]).
+            self._acknowledge(packet.qos, packet.packet_id, PubackReasonCode.TOPIC_NAME_INVALID)
+            return
+        # QoS 0 has no acknowledgement to refuse with, and 3.1.x no reason codes: an
+        # acknowledged and dropped message would be lost without a word.
+        self.disconnect(DisconnectReasonCode.TOPIC_NAME_INVALID, why)
+
     def _acknowledge(self, qos: int, packet_id: int, reason: int) -> None:
         if not qos:
             return
@@ -590,9 +641,12 @@ class ClientConnection(BufferedTransport):
         session = self.session
         assert session is not None  # noqa: S101
         access = self.access
+        limits = self.broker.topic_limits
         if access is not None:
             decisions = [
-                access.may_subscribe(_inner(sub.topic_filter)) for sub in packet.subscriptions
+                access.may_subscribe(_inner(sub.topic_filter))
+                for sub in packet.subscriptions
+                if limits.filter_refusal(sub.topic_filter) is None  # not worth asking
             ]
             undecided = [decision for decision in decisions if not isinstance(decision, bool)]
             if undecided:
@@ -603,14 +657,33 @@ class ClientConnection(BufferedTransport):
         broker = self.broker
         router = broker.router
         maximum_qos = broker.config.maximum_qos
+        max_subscriptions = broker.config.max_subscriptions_per_client
+        v5 = self.version == MQTT_5
         codes: list[int] = []
         retained_to_send: list[tuple[SubscriptionRecord, bool]] = []
         for sub in packet.subscriptions:
+            why = limits.filter_refusal(sub.topic_filter)
+            if why is not None:
+                log.warning("Client %s SUBSCRIBE refused: %s.", self.client_id, why)
+                codes.append(SubackReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
+                continue
             group, inner = parse_shared(sub.topic_filter)
             if access is not None and access.may_subscribe(inner) is not True:
                 # Refused in the SUBACK, not silently accepted as Mosquitto does.
                 log.warning("Client %s denied SUBSCRIBE to %r.", self.client_id, sub.topic_filter)
-                codes.append(SubackReasonCode.NOT_AUTHORIZED if self.version == MQTT_5 else 0x80)
+                codes.append(SubackReasonCode.NOT_AUTHORIZED if v5 else 0x80)
+                continue
+            if (
+                max_subscriptions
+                and len(session.subscriptions) >= max_subscriptions
+                and sub.topic_filter not in session.subscriptions
+            ):
+                log.warning(
+                    "Client %s SUBSCRIBE refused: over max_subscriptions_per_client (%d).",
+                    self.client_id,
+                    max_subscriptions,
+                )
+                codes.append(SubackReasonCode.QUOTA_EXCEEDED if v5 else 0x80)
                 continue
             granted = min(sub.qos, maximum_qos)
             record = SubscriptionRecord(
@@ -637,6 +710,7 @@ class ClientConnection(BufferedTransport):
         self.send(Suback(packet.packet_id, tuple(codes)).encode(self.version))
         for record, _is_new in retained_to_send:
             broker.send_retained(session, record, now)
+        self._flush_burst()
 
     def on_unsubscribe(self, packet: Unsubscribe, now: float) -> None:
         session = self.session
@@ -775,7 +849,11 @@ _V3_CODES = {
 # Refusals that no 3.1.x return code describes: the connection is closed without a
 # CONNACK (3.1.1 [MQTT-3.2.2-6]), as 3.1.x closes a PUBLISH above these limits.
 _V3_UNANSWERED = frozenset(
-    (ConnectReasonCode.QOS_NOT_SUPPORTED, ConnectReasonCode.RETAIN_NOT_SUPPORTED)
+    (
+        ConnectReasonCode.QOS_NOT_SUPPORTED,
+        ConnectReasonCode.RETAIN_NOT_SUPPORTED,
+        ConnectReasonCode.TOPIC_NAME_INVALID,
+    )
 )
 
 _HANDLERS: tuple[Callable[[ClientConnection, Packet, float], None], ...] = (  # type: ignore[assignment]

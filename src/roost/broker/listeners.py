@@ -37,6 +37,12 @@ _TRANSPORTS = {
 }
 
 
+# Connections the kernel completes before the broker accepts them. asyncio's default of
+# 100 overflows in a burst of connections (a storm, or a reconnecting fleet): the kernel
+# then drops SYNs and clients retry only after a second. Linux caps it at somaxconn.
+LISTEN_BACKLOG = 1024
+
+
 class ListenerError(OSError):
     """A listener that cannot start (its TLS files, for one); the message says which."""
 
@@ -72,7 +78,7 @@ class Listener:
         config = self.config
         loop = asyncio.get_running_loop()
         self.server = server = await loop.create_server(
-            self._protocol_factory(), config.host, config.port
+            self._protocol_factory(), config.host, config.port, backlog=LISTEN_BACKLOG
         )
         addresses = [sock.getsockname() for sock in server.sockets]
         self.label = f"{config.type} {_address(addresses[0][0], addresses[0][1])}"

@@ -16,6 +16,7 @@ from types import TracebackType
 from roost.broker.auth.manager import AuthManager
 from roost.broker.config import BrokerConfig
 from roost.broker.connection import ClientConnection
+from roost.broker.limits import TopicLimits
 from roost.broker.listeners import Listener, anonymous_summary
 from roost.broker.message import Message
 from roost.broker.metrics import SysTopics
@@ -34,6 +35,10 @@ log = logging.getLogger("roost.broker")
 # walks every queued message, so not on every timer tick).
 PURGE_INTERVAL = 60.0
 STORE_FLUSH_TIMEOUT = 10.0  # seconds a shutdown waits for held acknowledgements
+# Seconds a connection we closed has to take what we still had to send it; then it is
+# aborted (close() waits for the write buffer to drain, which a client that reads
+# nothing never lets happen).
+CLOSE_TIMEOUT = 5.0
 
 
 class Broker:
@@ -44,6 +49,7 @@ class Broker:
         # Disconnected sessions that will expire, or have a delayed will to publish.
         self.offline: set[Session] = set()
         self.router = Router(self.sessions, self.config.max_retained_messages)
+        self.topic_limits = TopicLimits(self.config.max_topic_length, self.config.max_topic_levels)
         # Reads the password, ACL and SCRAM files and loads the plugin: fails early.
         self.auth = AuthManager(self.config)
         if self.auth.authorizes:
@@ -321,6 +327,11 @@ class Broker:
         """Keep-alive, connect timeouts, session expiry and delayed wills, from timestamps."""
         config = self.config
         for conn in list(self.connections):
+            if conn.closing_since is not None:
+                if now - conn.closing_since > CLOSE_TIMEOUT and conn.transport is not None:
+                    log.info("Connection from %s left its last packets unread; aborted.", conn.peer)
+                    conn.transport.abort()
+                continue
             if conn.session is None:
                 if now - conn.connected_at > config.connect_timeout:
                     log.warning("Client at %s sent no CONNECT in time; closing.", conn.peer)

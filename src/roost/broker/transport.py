@@ -7,12 +7,23 @@ instead of one per packet.
 A connection can also *hold* its output until a store commit (``hold``/``release``):
 packets sent after ``hold(n)`` wait, in order, until commit n is durable, so that an
 acknowledgement never promises what a crash could still lose.
+
+Flow control: every transport gets the same write-buffer marks (``WRITE_BUFFER_HIGH``
+and ``_LOW``; uvloop's own low mark is 16 bytes, asyncio's 16 KiB). Above the high mark
+the connection is not ``writable``: sessions drop QoS 0 messages to it and queue the
+rest, and the broker stops reading from it until its buffer drains below the low mark,
+so a client that sends without reading what it is sent cannot grow its buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import cast
+
+# Bytes in a transport's write buffer above which a connection is not writable, and
+# below which it is again.
+WRITE_BUFFER_HIGH = 64 * 1024
+WRITE_BUFFER_LOW = 16 * 1024
 
 
 class WriteCoalescer:
@@ -56,6 +67,7 @@ class BufferedTransport(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Stream listeners only; uvloop's transports are not asyncio.Transport subclasses.
         self.transport = cast("asyncio.Transport", transport)
+        self.transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
 
     def send(self, data: bytes) -> None:
         held = self._held
@@ -82,6 +94,11 @@ class BufferedTransport(asyncio.Protocol):
         data = out[0] if len(out) == 1 else b"".join(out)
         self._coalescer.bytes_sent += len(data)
         transport.write(data)
+
+    def pending_bytes(self) -> int:
+        """Bytes sent in this loop turn and not yet written (counted when asked: O(n))."""
+        out = self._out
+        return 0 if out is None else sum(map(len, out))
 
     def hold(self, batch: int) -> None:
         """Keep every packet sent from now on until commit ``batch`` is durable."""
@@ -122,10 +139,26 @@ class BufferedTransport(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writable = False
+        self.update_reading()
 
     def resume_writing(self) -> None:
         self.writable = True
+        self.update_reading()
         self.on_writable()
+
+    def wants_input(self) -> bool:
+        """Whether to read from the transport now; subclasses add reasons not to."""
+        return self.writable
+
+    def update_reading(self) -> None:
+        """Pause or resume reading from the transport, as ``wants_input`` says."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.wants_input():
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
 
     def on_writable(self) -> None:
         """Called when the transport's buffer drains below its low-water mark."""

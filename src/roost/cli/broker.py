@@ -29,7 +29,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "acl_file, scram_file, auth_plugin; docs/auth.md) are set there too. SIGHUP reloads "
         "the TLS certificates and the password, ACL and SCRAM files without dropping "
         "connections (a broken file is reported and the old one kept); SIGINT and SIGTERM "
-        "stop the broker.",
+        "stop the broker. Limits on what clients may send and make the broker hold "
+        "(max_connections, connect_timeout, max_packet_size, max_topic_length, "
+        "max_topic_levels, max_subscriptions_per_client, queues) are in the configuration "
+        "file too; docs/security.md says how the broker meets hostile input.",
     )
     parser.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument(
