@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from roost.protocol.websocket import accept_key, apply_mask
 from roost.protocol.websocket_client import (
     Accepted,
     CloseReceived,
@@ -16,8 +17,6 @@ from roost.protocol.websocket_client import (
     State,
     WebSocketClient,
     WebSocketProtocolError,
-    accept_key,
-    apply_mask,
     check_headers,
     host_header,
 )

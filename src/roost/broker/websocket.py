@@ -13,11 +13,27 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
 from typing import TYPE_CHECKING
 
 from roost.broker.layers import StreamLayer
+from roost.protocol.websocket import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    FIN,
+    MESSAGE_TOO_BIG,
+    NO_STATUS,
+    NORMAL_CLOSURE,
+    PING,
+    PONG,
+    PROTOCOL_ERROR,
+    TEXT,
+    UNSUPPORTED_DATA,
+    accept_key,
+    apply_mask,
+    header_tokens,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -26,21 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roost.broker")
 
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 # Sub-protocols in order of preference: "mqtt" is what MQTT 3.1.1 and 5.0 register
 # [MQTT-6.0.0-4]; "mqttv3.1" is what MQTT 3.1 clients (old Paho JavaScript) offer.
 _SUBPROTOCOLS = ("mqtt", "mqttv3.1")
 _MAX_REQUEST_HEAD = 16 * 1024
-
-_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_FIN = 0x80
-
-# Close codes (RFC 6455 section 7.4.1).
-_NORMAL = 1000
-_PROTOCOL_ERROR = 1002
-_UNSUPPORTED_DATA = 1003
-_NO_STATUS = 1005
-_TOO_BIG = 1009
 
 
 class _Refused(Exception):
@@ -154,7 +159,7 @@ class WebSocketLayer(StreamLayer):
             if remaining:
                 take = min(remaining, end - pos)
                 offset = self._mask_offset
-                payload.append(_unmask(data[pos : pos + take], self._mask, offset))
+                payload.append(apply_mask(data[pos : pos + take], self._mask, offset))
                 self._mask_offset = (offset + take) & 3
                 self._remaining = remaining - take
                 pos += take
@@ -168,7 +173,7 @@ class WebSocketLayer(StreamLayer):
                 # Control frames are small and handled whole, in order with the data.
                 if end - pos - size < length:
                     break
-                body = _unmask(data[pos + size : pos + size + length], mask, 0)
+                body = apply_mask(data[pos + size : pos + size + length], mask, 0)
                 pos += size + length
                 if payload:
                     self._deliver(payload)
@@ -194,52 +199,52 @@ class WebSocketLayer(StreamLayer):
             self.app.data_received(payload[0] if len(payload) == 1 else b"".join(payload))
 
     def _start_data_frame(self, first: int, opcode: int, length: int) -> None:
-        if opcode == _TEXT:
-            raise _Failure(_UNSUPPORTED_DATA, "text frame (MQTT travels in binary frames)")
-        if opcode == _BINARY:
+        if opcode == TEXT:
+            raise _Failure(UNSUPPORTED_DATA, "text frame (MQTT travels in binary frames)")
+        if opcode == BINARY:
             if self._in_message:
-                raise _Failure(_PROTOCOL_ERROR, "new message before the fragmented one ended")
-        elif opcode == _CONTINUATION:
+                raise _Failure(PROTOCOL_ERROR, "new message before the fragmented one ended")
+        elif opcode == CONTINUATION:
             if not self._in_message:
-                raise _Failure(_PROTOCOL_ERROR, "continuation frame outside a message")
+                raise _Failure(PROTOCOL_ERROR, "continuation frame outside a message")
         else:
-            raise _Failure(_PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+            raise _Failure(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
         if length > self._max_frame:
             raise _Failure(
-                _TOO_BIG, f"frame of {length} bytes, over the limit of {self._max_frame}"
+                MESSAGE_TOO_BIG, f"frame of {length} bytes, over the limit of {self._max_frame}"
             )
-        self._in_message = not (first & _FIN)
+        self._in_message = not (first & FIN)
 
     def _control(self, first: int, opcode: int, body: bytes) -> None:
-        if not first & _FIN:
-            raise _Failure(_PROTOCOL_ERROR, "fragmented control frame")
-        if opcode == _PING:
-            self._write_frame(_FIN | _PONG, body)
-        elif opcode == _CLOSE:
+        if not first & FIN:
+            raise _Failure(PROTOCOL_ERROR, "fragmented control frame")
+        if opcode == PING:
+            self._write_frame(FIN | PONG, body)
+        elif opcode == CLOSE:
             if len(body) == 1:
-                raise _Failure(_PROTOCOL_ERROR, "close frame with a 1-byte body")
-            code = int.from_bytes(body[:2], "big") if body else _NO_STATUS
+                raise _Failure(PROTOCOL_ERROR, "close frame with a 1-byte body")
+            code = int.from_bytes(body[:2], "big") if body else NO_STATUS
             log.debug("WebSocket client %s sent close %d.", self.peer(), code)
             # Answer with the same code, then close: the server closes TCP first (7.1.1).
-            self._send_close(_NORMAL if code == _NO_STATUS else code)
+            self._send_close(NORMAL_CLOSURE if code == NO_STATUS else code)
             self._closed = True
             if self.raw is not None:
                 self.raw.close()
-        elif opcode != _PONG:
-            raise _Failure(_PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+        elif opcode != PONG:
+            raise _Failure(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
 
     # Bytes out.
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._closed and self._upgraded:
-            self._write_frame(_FIN | _BINARY, data)
+            self._write_frame(FIN | BINARY, data)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._upgraded:
-            self._send_close(_NORMAL)
+            self._send_close(NORMAL_CLOSURE)
         if self.raw is not None:
             self.raw.close()
 
@@ -259,7 +264,7 @@ class WebSocketLayer(StreamLayer):
     def _send_close(self, code: int) -> None:
         if self._upgraded and not self._close_sent:
             self._close_sent = True
-            self._write_frame(_FIN | _CLOSE, code.to_bytes(2, "big"))
+            self._write_frame(FIN | CLOSE, code.to_bytes(2, "big"))
 
     # The opening handshake (RFC 6455 section 4.2).
 
@@ -284,9 +289,8 @@ class WebSocketLayer(StreamLayer):
         path = target.partition("?")[0]
         if path != self._path:
             raise _Refused(404, f"path {path!r} (this listener serves {self._path!r})")
-        if "websocket" not in _tokens(headers.get("upgrade")) or "upgrade" not in _tokens(
-            headers.get("connection")
-        ):
+        upgrade = header_tokens(headers.get("upgrade"))
+        if "websocket" not in upgrade or "upgrade" not in header_tokens(headers.get("connection")):
             raise _Refused(426, "not a WebSocket upgrade request", "Upgrade: websocket\r\n")
         if headers.get("sec-websocket-version") != "13":
             raise _Refused(
@@ -301,11 +305,11 @@ class WebSocketLayer(StreamLayer):
             valid_key = False
         if not valid_key:
             raise _Refused(400, "missing or invalid Sec-WebSocket-Key")
-        offered = _tokens(headers.get("sec-websocket-protocol"))
+        offered = header_tokens(headers.get("sec-websocket-protocol"))
         chosen = next((name for name in _SUBPROTOCOLS if name in offered), None)
         if offered and chosen is None:
             raise _Refused(400, f"sub-protocols {sorted(offered)} (this is MQTT: offer 'mqtt')")
-        accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()  # noqa: S324  (SHA-1 is what RFC 6455 specifies)
+        accept = accept_key(key)
         response = (
             "HTTP/1.1 101 Switching Protocols\r\n"
             "Upgrade: websocket\r\n"
@@ -347,13 +351,6 @@ class WebSocketLayer(StreamLayer):
             self.raw.close()
 
 
-def _tokens(value: str | None) -> set[str]:
-    """A comma-separated header value as a set of lower-case tokens."""
-    if not value:
-        return set()
-    return {token.strip().lower() for token in value.split(",") if token.strip()}
-
-
 def _read_header(data: bytes, pos: int) -> tuple[int, int, bytes, int] | None:
     """(first byte, payload length, mask, header size), or None if incomplete."""
     available = len(data) - pos
@@ -362,9 +359,9 @@ def _read_header(data: bytes, pos: int) -> tuple[int, int, bytes, int] | None:
     first = data[pos]
     second = data[pos + 1]
     if first & 0x70:
-        raise _Failure(_PROTOCOL_ERROR, "reserved bits set, but no extension was agreed")
+        raise _Failure(PROTOCOL_ERROR, "reserved bits set, but no extension was agreed")
     if not second & 0x80:
-        raise _Failure(_PROTOCOL_ERROR, "unmasked frame from a client")
+        raise _Failure(PROTOCOL_ERROR, "unmasked frame from a client")
     length = second & 0x7F
     size = 2
     if length == 126:
@@ -378,20 +375,9 @@ def _read_header(data: bytes, pos: int) -> tuple[int, int, bytes, int] | None:
             return None
         length = int.from_bytes(data[pos + 2 : pos + 10], "big")
         if length >> 63:
-            raise _Failure(_PROTOCOL_ERROR, "payload length with its top bit set")
+            raise _Failure(PROTOCOL_ERROR, "payload length with its top bit set")
     if first & 0x08 and length > 125:
-        raise _Failure(_PROTOCOL_ERROR, "control frame over 125 bytes")
+        raise _Failure(PROTOCOL_ERROR, "control frame over 125 bytes")
     if available < size + 4:
         return None
     return first, length, data[pos + size : pos + size + 4], size + 4
-
-
-def _unmask(data: bytes, mask: bytes, offset: int) -> bytes:
-    """XOR with the 4-byte mask starting at ``offset`` into it, in C speed via big ints."""
-    size = len(data)
-    if not size:
-        return b""
-    if offset:
-        mask = mask[offset:] + mask[:offset]
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")

@@ -13,32 +13,38 @@ What it does not do: sockets, timers, TLS (wss is this over a TLS stream), exten
 proxies, and sending pings of its own (MQTT's keep-alive does that job).
 
 The broker's side (roost/broker/websocket.py) parses frames the same way but expects
-them masked; the two share the wire format, not code, so that this module does not
-depend on the broker.
+them masked; what both need (the accept key, masking, opcodes, close codes) lives in
+roost/protocol/websocket.py.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NoReturn
 
-ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+from roost.protocol.websocket import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    FIN,
+    NO_STATUS,
+    NORMAL_CLOSURE,
+    PING,
+    PONG,
+    PROTOCOL_ERROR,
+    TEXT,
+    UNSUPPORTED_DATA,
+    accept_key,
+    apply_mask,
+    header_tokens,
+)
+
 SUBPROTOCOL = "mqtt"  # what MQTT 3.1.1 and 5.0 register [MQTT-6.0.0-3]
 MAX_RESPONSE_HEAD = 16 * 1024
-
-CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-FIN = 0x80
-
-# Close codes (RFC 6455 section 7.4.1).
-NORMAL_CLOSURE = 1000
-PROTOCOL_ERROR = 1002
-UNSUPPORTED_DATA = 1003
-NO_STATUS = 1005
 
 # Headers the handshake itself sets; a caller's extra headers may not replace them.
 _RESERVED_HEADERS = frozenset(
@@ -101,22 +107,6 @@ class CloseReceived:
 Event = bytes | Accepted | CloseReceived
 
 
-def accept_key(key: str) -> str:
-    """The Sec-WebSocket-Accept a server must answer ``key`` with (RFC 6455 section 4.2.2)."""
-    digest = hashlib.sha1(key.encode("ascii") + ACCEPT_GUID).digest()  # noqa: S324  (RFC 6455 specifies SHA-1)
-    return base64.b64encode(digest).decode("ascii")
-
-
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
-    """XOR with the 4-byte ``mask`` repeated, at C speed through big integers."""
-    size = len(data)
-    if not size:
-        return b""
-    key = (mask * (size // 4 + 1))[:size]
-    value = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
-    return value.to_bytes(size, "little")
-
-
 def encode_frame(first: int, payload: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """One client frame: ``first`` is FIN and the opcode; client frames are always masked."""
     length = len(payload)
@@ -158,13 +148,6 @@ def check_path(path: str) -> str:
     if not path.startswith("/") or any(ch.isspace() or ord(ch) < 0x21 for ch in path):
         raise ValueError(f"invalid WebSocket path {path!r} (it must start with '/')")
     return path
-
-
-def _tokens(value: str | None) -> set[str]:
-    """A comma-separated header value as a set of lower-case tokens."""
-    if not value:
-        return set()
-    return {token.strip().lower() for token in value.split(",") if token.strip()}
 
 
 def _new_mask() -> bytes:
@@ -262,9 +245,9 @@ class WebSocketClient:
             body = rest[:200].decode("utf-8", "replace").strip()
             detail = f": {body}" if body else ""
             self._fail(HandshakeError(f"HTTP {status} {phrase}{detail}", status))
-        if "websocket" not in _tokens(headers.get("upgrade")):
+        if "websocket" not in header_tokens(headers.get("upgrade")):
             self._fail(HandshakeError("the response has no 'Upgrade: websocket'", status))
-        if "upgrade" not in _tokens(headers.get("connection")):
+        if "upgrade" not in header_tokens(headers.get("connection")):
             self._fail(HandshakeError("the response has no 'Connection: Upgrade'", status))
         if headers.get("sec-websocket-accept") != accept_key(self._key):
             self._fail(HandshakeError("wrong or missing Sec-WebSocket-Accept", status))
