@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from roost.broker.message import Message
 from roost.broker.retained import RetainedStore
 from roost.broker.sessions import Outgoing, Session, SubscriptionRecord
-from roost.broker.subscriptions import SubscriptionTree
+from roost.broker.subscriptions import SharedGroup, SubscriptionTree
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -127,19 +127,8 @@ class Router:
                         now,
                     )
                     delivered += 1
-        readers = self.readers
-        topic = message.topic
         for group in groups:
-            if readers is None:
-                picked = group.pick(lambda cid, rec: _has_room(cid, rec, sessions)) or group.pick()
-            else:
-                # Only to members known to be allowed to read it (a member whose plugin
-                # answer is still coming is passed over this time).
-                picked = group.pick(
-                    lambda cid, rec: (
-                        _may_read(readers, cid, topic) and _has_room(cid, rec, sessions)
-                    )
-                ) or group.pick(lambda cid, rec: _may_read(readers, cid, topic))
+            picked = self._pick_member(group, message.topic)
             if picked is None:
                 continue
             client_id, record = picked
@@ -172,23 +161,29 @@ class Router:
         if self.store is not None:
             self.store.retained_deleted(topic)
 
+    def _pick_member(
+        self, group: SharedGroup[SubscriptionRecord], topic: str
+    ) -> tuple[str, SubscriptionRecord] | None:
+        """The member of a shared group to get ``topic``: one with room in its window if
+        any, else any member (its session queues it)."""
+        sessions = self.sessions
+        readers = self.readers
+        if readers is None:
+            return group.pick(lambda cid, rec: _has_room(cid, rec, sessions)) or group.pick()
+        # Only members known to be allowed to read it (a member whose plugin answer is
+        # still coming is passed over this time).
+        return group.pick(
+            lambda cid, rec: _may_read(readers, cid, topic) and _has_room(cid, rec, sessions)
+        ) or group.pick(lambda cid, rec: _may_read(readers, cid, topic))
+
     def publish_to_share(self, item: Outgoing, now: float) -> None:
         """Hand a shared-subscription message its old member did not finish to another."""
         topic = item.message.topic
         _matches, groups = self.tree.match(topic)
-        readers = self.readers
         for group in groups:
             if f"$share/{group.name}/{group.topic_filter}" != item.share_group:
                 continue
-            if readers is None:
-                picked = group.pick(lambda cid, rec: _has_room(cid, rec, self.sessions))
-                picked = picked or group.pick()
-            else:
-                picked = group.pick(
-                    lambda cid, rec: (
-                        _may_read(readers, cid, topic) and _has_room(cid, rec, self.sessions)
-                    )
-                ) or group.pick(lambda cid, rec: _may_read(readers, cid, topic))
+            picked = self._pick_member(group, topic)
             if picked is None:
                 return
             client_id, record = picked
