@@ -56,7 +56,10 @@ class Pki:
         ca: trustme.CA | None = None,
         expired: bool = False,
     ) -> ClientCert:
-        """A client certificate with common name ``name`` and the given SANs."""
+        """A client certificate with common name ``name`` and the given SANs, or, with none
+        given, the email address ``name@clients.example``: a certificate needs at least one
+        subject alternative name (cryptography refuses an empty list), as real ones have."""
+        identities = identities or (f"{name}@clients.example",)
         not_before = not_after = None
         if expired:  # trustme takes the validity period as it is given, past or not
             now = datetime.datetime.now(datetime.UTC)

@@ -295,11 +295,23 @@ def test_plain_mqtt_on_a_tls_listener_is_refused(
 # --- the certificate as the username ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("source", "username"), [("cn", "alice"), ("san", "alice@example.org")])
+@pytest.mark.parametrize(
+    ("san", "source", "username"),
+    [
+        ("alice@example.org", "cn", "alice"),
+        ("alice@example.org", "san", "alice@example.org"),
+        ("alice.devices.example", "san", "alice.devices.example"),  # a DNS name
+    ],
+)
 def test_the_certificate_identity_becomes_the_username(
-    pki: Pki, start_broker: StartBroker, broker_log: BrokerLog, source: str, username: str
+    pki: Pki,
+    start_broker: StartBroker,
+    broker_log: BrokerLog,
+    san: str,
+    source: str,
+    username: str,
 ) -> None:
-    alice = pki.client("alice", "alice@example.org")
+    alice = pki.client("alice", san)
     listener = tls_listener(
         pki,
         cafile=str(pki.cafile),

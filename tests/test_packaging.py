@@ -1,0 +1,19 @@
+"""What the packaging promises: one version, and no development tool for users."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import roost
+
+
+def test_the_package_and_the_module_state_one_version() -> None:
+    assert importlib.metadata.version("roost") == roost.__version__
+
+
+def test_installing_roost_brings_no_development_tool() -> None:
+    # The dev tools are a dependency group, which pip and uv never install for a user:
+    # the published metadata names only the optional [fast] extra.
+    requires = importlib.metadata.requires("roost") or []
+    assert requires, "the [fast] extra should be listed"
+    assert all('extra == "fast"' in requirement for requirement in requires), requires
