@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from roost.broker.connection import BrokerConnection
 from roost.codec import (
     MQTT_3_1,
     MQTT_3_1_1,
@@ -393,7 +394,10 @@ def send_bytewise(client: RawClient, data: bytes, broker: BrokerThread) -> None:
     peer = "{}:{}".format(*client.sock.getsockname()[:2])
 
     def connected() -> bool:
-        return any(conn.peer == peer for conn in broker.broker.connections)
+        return any(
+            isinstance(conn, BrokerConnection) and conn.peer == peer
+            for conn in broker.broker.connections
+        )
 
     # The kernel completes the handshake before the broker accepts: wait for the latter.
     wait_for_broker(broker, connected)

@@ -37,7 +37,7 @@ def members(broker: BrokerThread, topic: str) -> dict[str, list[str]]:
     """The shared groups matching ``topic``: group name -> member client ids."""
 
     def read() -> dict[str, list[str]]:
-        _subs, groups = broker.broker.router.tree.match(topic)
+        groups = broker.broker.router.shared_groups(topic)
         return {group.name: list(group.members) for group in groups}
 
     return broker.call(read)

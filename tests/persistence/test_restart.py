@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from roost.broker import server
+from roost.broker import registry, server
 from roost.broker.persistence import sqlite
 from roost.broker.persistence.batch import Batch, apply
 from roost.broker.persistence.sqlite import DATABASE_NAME
@@ -322,7 +322,7 @@ def test_a_session_resumed_with_expiry_zero_is_no_longer_stored(
 
 def test_sys_topics_are_not_stored(start: Callable[..., BrokerThread]) -> None:
     broker = start(sys_interval=0.1)
-    wait_for_broker(broker, lambda: len(broker.broker.router.retained) > 0)
+    wait_for_broker(broker, lambda: broker.broker.router.retained_count > 0)
     broker.stop()
     assert row_counts(Path(broker.config.data_dir))["retained"] == 0
 
@@ -452,7 +452,7 @@ def test_a_failed_commit_is_retried_and_the_ack_waits_for_it(
 def test_expired_messages_are_purged_from_offline_queues_and_from_disk(
     start: Callable[..., BrokerThread], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server, "PURGE_INTERVAL", 0.1)
+    monkeypatch.setattr(registry, "PURGE_INTERVAL", 0.1)
     broker = start()
     offline_subscriber(broker)
     pub = connect(broker.port, MQTT_5, "pub")

@@ -14,7 +14,7 @@ from roost.broker.message import Message
 from roost.broker.persistence import SqliteStore, StoreError
 from roost.broker.persistence.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, prepare
 from roost.broker.persistence.sqlite import DATABASE_NAME
-from roost.broker.sessions import SubscriptionRecord
+from roost.broker.records import SubscriptionRecord
 from roost.codec import MQTT_5, Will
 from tests.persistence.store_helpers import (
     message,
@@ -45,6 +45,9 @@ class FakeConnection:
 
     def release(self, committed: int) -> bool:
         return False
+
+    def take_over(self) -> None:
+        raise AssertionError("no second connection in these tests")
 
 
 # --- each kind of state round-trips ---------------------------------------------------

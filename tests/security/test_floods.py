@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from roost.broker import server
-from roost.broker.connection import ClientConnection
+from roost.broker import connection as broker_connection
+from roost.broker.connection import BrokerConnection
 from roost.codec import (
     MQTT_3_1_1,
     MQTT_5,
@@ -67,8 +67,12 @@ def slow_client(port: int, version: int, client_id: str, keep_alive: int = 0) ->
     return client
 
 
-def connection(broker: BrokerThread, client_id: str) -> ClientConnection:
-    (conn,) = [c for c in broker.broker.connections if c.client_id == client_id]
+def connection(broker: BrokerThread, client_id: str) -> BrokerConnection:
+    (conn,) = [
+        c
+        for c in broker.broker.connections
+        if isinstance(c, BrokerConnection) and c.client_id == client_id
+    ]
     return conn
 
 
@@ -282,7 +286,7 @@ def test_a_client_that_reads_nothing_is_aborted_after_its_disconnect(
 ) -> None:
     """Closing waits for the write buffer to drain; this one never would. After the
     keep-alive timeout's close, it has CLOSE_TIMEOUT (here 0.5 s) and is then aborted."""
-    monkeypatch.setattr(server, "CLOSE_TIMEOUT", 0.5)
+    monkeypatch.setattr(broker_connection, "CLOSE_TIMEOUT", 0.5)
     slow = slow_client(broker.port, MQTT_5, "deaf", keep_alive=1)
     subscribe(slow, Subscription("flood", 0))
     publisher = connect(broker.port, MQTT_3_1_1, "flooder")

@@ -76,7 +76,7 @@ def wait_subscribed(broker: BrokerThread, client_id: str, topic_filter: str) -> 
 
 def wait_matched(broker: BrokerThread, topic: str, count: int) -> None:
     """Until ``count`` non-shared subscriptions match ``topic`` (for anonymous clients)."""
-    wait_for_broker(broker, lambda: len(broker.broker.router.tree.match(topic)[0]) == count)
+    wait_for_broker(broker, lambda: len(broker.broker.router.subscribers(topic)) == count)
 
 
 def broker_now(broker: BrokerThread) -> float:

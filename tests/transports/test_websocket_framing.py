@@ -7,12 +7,10 @@ import asyncio
 import base64
 import os
 import random
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from roost.broker.listeners import Listener
 from roost.broker.websocket import WebSocketLayer
 from tests.transports.helpers import frame
 
@@ -50,8 +48,7 @@ class Recorder(asyncio.Protocol):
 
 def layer(max_frame: int = 1 << 20) -> tuple[WebSocketLayer, FakeTransport, Recorder]:
     app = Recorder()
-    listener = cast("Listener", SimpleNamespace(label="ws test"))
-    ws = WebSocketLayer(app, listener, "/mqtt", max_frame)
+    ws = WebSocketLayer(app, "ws test", "/mqtt", max_frame)
     raw = FakeTransport()
     ws.connection_made(raw)
     assert app.transport is ws

@@ -1,8 +1,10 @@
 """The broker side of one client connection: each packet's effect on sessions and routing.
 
 Packets are handled synchronously, in order, straight from ``data_received``; nothing
-here spawns a task per packet. Framing, state and topic aliases are the sans-IO
-``ServerConnection``'s job; this module decides what the broker does with them.
+here spawns a task per packet. Framing, state, topic aliases and encoding the answers
+are the sans-IO ``ServerConnection``'s job, the terms of a CONNECT are ``connect.py``'s;
+this module decides what the broker does with each packet, and asks the rest of the
+broker only through ``ports.ConnectionHost`` and ``ports.Entrance``.
 
 The one exception is waiting for an authentication backend (a password hash, a plugin,
 an AUTH exchange): then ``_wait`` pauses the connection, its further packets stay
@@ -15,16 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import TYPE_CHECKING
 
 from roost.broker.auth.base import AuthRequest, AuthResult, Challenge, ClientInfo
+from roost.broker.connect import (
+    NO_LIMIT,
+    Refusal,
+    backend_refusal,
+    connack_for,
+    connect_terms,
+    refusal_connack,
+)
 from roost.broker.message import Message
-from roost.broker.sessions import Session, SubscriptionRecord
+from roost.broker.records import SubscriptionRecord
 from roost.broker.tls import certificate_identity
-from roost.broker.transport import WRITE_BUFFER_HIGH, BufferedTransport
+from roost.broker.transport import WRITE_BUFFER_HIGH, BufferedTransport, WriteCoalescer
 from roost.codec import (
-    MQTT_3_1,
     MQTT_5,
     Auth,
     AuthReasonCode,
@@ -43,16 +51,13 @@ from roost.codec import (
     Publish,
     Pubrec,
     Pubrel,
-    PubrelReasonCode,
-    Suback,
     SubackReasonCode,
     Subscribe,
-    Unsuback,
     UnsubackReasonCode,
     Unsubscribe,
     UnsupportedProtocolVersion,
 )
-from roost.protocol.server_conn import ServerConnection, State
+from roost.protocol.server_conn import ServerConnection, ServerState
 from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
@@ -60,29 +65,35 @@ if TYPE_CHECKING:
 
     from roost.broker.auth.access import ClientAccess
     from roost.broker.auth.base import EnhancedAuthentication
-    from roost.broker.listeners import Listener
-    from roost.broker.server import Broker
+    from roost.broker.ports import ConnectionHost, Entrance
+    from roost.broker.sessions import Session
 
 log = logging.getLogger("roost.broker")
 
-_PINGRESP = b"\xd0\x00"
-_NO_LIMIT = 1 << 30
 _NOTHING_TO_CHECK = AuthResult.accept()
+# Seconds a connection we closed has to take what we still had to send it; then it is
+# aborted (close() waits for the write buffer to drain, which a client that reads
+# nothing never lets happen).
+CLOSE_TIMEOUT = 5.0
 
 
-class ClientConnection(BufferedTransport):
+class BrokerConnection(BufferedTransport):
+    """The broker's end of one client connection: handles each packet's effect on the
+    client's session and on routing, through the ``ConnectionHost`` seam."""
+
     __slots__ = (
         "_auth_result",
         "_connect",
         "_exchange",
         "_waiting",
         "access",
+        "admitted",
         "auth_method",
-        "broker",
         "clean_disconnect",
         "client_id",
         "closing_since",
         "connected_at",
+        "host",
         "keep_alive",
         "last_activity",
         "listener",
@@ -95,22 +106,23 @@ class ClientConnection(BufferedTransport):
         "version",
     )
 
-    def __init__(self, broker: Broker, listener: Listener) -> None:
-        super().__init__(broker.coalescer)
-        self.broker = broker
+    def __init__(self, host: ConnectionHost, listener: Entrance, coalescer: WriteCoalescer) -> None:
+        super().__init__(coalescer)
+        self.host = host
         self.listener = listener
-        config = broker.config
+        config = host.config
         self.protocol = ServerConnection(config.max_packet_size, config.topic_alias_maximum)
         self.session: Session | None = None
         self.client_id = ""
         self.version = MQTT_5
         self.keep_alive = 0
         self.send_quota = config.max_inflight_messages
-        self.maximum_packet_size = _NO_LIMIT
+        self.maximum_packet_size = NO_LIMIT
         self.clean_disconnect = False
         self.peer = "?"
-        self.connected_at = self.last_activity = broker.now()
-        self.closing_since: float | None = None  # when we closed it (see Broker.sweep)
+        self.admitted = False  # counted in by the listener and the host (connection_made)
+        self.connected_at = self.last_activity = host.now()
+        self.closing_since: float | None = None  # when we closed it (see check_timers)
         # Authentication: the identity accepted, what it may do (None: unrestricted), the
         # MQTT 5 Authentication Method it used, and an AUTH exchange under way.
         self.username: str | None = None
@@ -130,26 +142,29 @@ class ClientConnection(BufferedTransport):
         if isinstance(peer, tuple):
             self.peer = f"{peer[0]}:{peer[1]}"
         listener = self.listener
-        refusal = listener.refusal()
+        refusal = listener.admit()
+        if refusal is None:
+            refusal = self.host.opened(self)
+            if refusal is not None:
+                listener.left()
         if refusal is not None:
             # Refused before a byte is read (or a TLS handshake is made): the cheapest
             # answer to a flood, and Mosquitto's. Clients see the connection closed.
             log.warning(
                 "Refused connection from %s on listener %s: %s.", self.peer, listener.label, refusal
             )
-            self.broker.stats.refused_connections += 1
+            self.host.stats.refused_connections += 1
+            self.admitted = False
             transport.close()
             return
-        listener.connections += 1
-        self.broker.connections.add(self)
+        self.admitted = True
 
     def data_received(self, data: bytes) -> None:
-        broker = self.broker
-        broker.stats.bytes_received += len(data)
-        protocol = self.protocol
-        protocol.receive_data(data)
+        host = self.host
+        host.stats.bytes_received += len(data)
+        self.protocol.receive_data(data)
         if self._waiting is None:
-            self._handle_packets(broker.now())
+            self._handle_packets(host.now())
 
     def _handle_packets(self, now: float) -> None:
         protocol = self.protocol
@@ -166,7 +181,7 @@ class ClientConnection(BufferedTransport):
                 # trickling one packet in pieces is still cut off at 1.5 x keep-alive.
                 self.last_activity = now
                 handlers[packet.packet_type](self, packet, now)
-                if protocol.state is State.CLOSED or self._waiting is not None:
+                if protocol.state is ServerState.CLOSED or self._waiting is not None:
                     return
         except CodecError as exc:
             self._protocol_violation(exc)
@@ -176,10 +191,11 @@ class ClientConnection(BufferedTransport):
             self.disconnect(DisconnectReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        broker = self.broker
-        if self in broker.connections:
-            broker.connections.remove(self)
-            self.listener.connections -= 1
+        host = self.host
+        if self.admitted:
+            self.admitted = False
+            host.closed(self)
+            self.listener.left()
         self.protocol.close()
         waiting = self._waiting
         if waiting is not None:
@@ -189,16 +205,16 @@ class ClientConnection(BufferedTransport):
         if session is None or session.connection is not self:
             return
         self.session = None
-        now = broker.now()
+        now = host.now()
         if self.clean_disconnect:
             log.info("Client %s disconnected.", self.client_id)
         else:
             log.info("Client %s closed its connection%s.", self.client_id, _cause(exc))
-        broker.detach(session, publish_will=not self.clean_disconnect, now=now)
+        host.detach(session, publish_will=not self.clean_disconnect, now=now)
 
     def on_writable(self) -> None:
         if self.session is not None:
-            self.session.pump(self.broker.now())
+            self.session.pump(self.host.now())
         # The packets left unhandled while the client was not reading (_handle_packets).
         self._carry_on()
 
@@ -222,7 +238,7 @@ class ClientConnection(BufferedTransport):
                 done.exception()
             return
         self._waiting = None
-        if self.protocol.state is State.CLOSED:
+        if self.protocol.state is ServerState.CLOSED:
             return
         self.update_reading()
         try:
@@ -238,33 +254,55 @@ class ClientConnection(BufferedTransport):
 
     def _carry_on(self) -> None:
         # The packets that came while we waited, unless the answer closed or paused us.
-        if self._waiting is None and self.protocol.state is not State.CLOSED:
-            self._handle_packets(self.broker.now())
+        if self._waiting is None and self.protocol.state is not ServerState.CLOSED:
+            self._handle_packets(self.host.now())
 
-    # Leaving.
+    # Timers and leaving.
+
+    def check_timers(self, now: float) -> None:
+        """Close the connection if its CONNECT, keep-alive or closing deadline passed."""
+        if self.closing_since is not None:
+            if now - self.closing_since > CLOSE_TIMEOUT and self.transport is not None:
+                log.info("Connection from %s left its last packets unread; aborted.", self.peer)
+                self.transport.abort()
+            return
+        if self.session is None:
+            if now - self.connected_at > self.host.config.connect_timeout:
+                log.warning("Client at %s sent no CONNECT in time; closing.", self.peer)
+                self.disconnect(DisconnectReasonCode.MAXIMUM_CONNECT_TIME)
+        elif self.keep_alive and now - self.last_activity > 1.5 * self.keep_alive:
+            log.info("Client %s has exceeded timeout, disconnecting.", self.client_id)
+            self.disconnect(DisconnectReasonCode.KEEP_ALIVE_TIMEOUT)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     def close_transport(self) -> None:
         super().close_transport()
         if self.closing_since is None:
-            self.closing_since = self.broker.now()
+            self.closing_since = self.host.now()
 
     def disconnect(self, reason: int, reason_string: str | None = None) -> None:
         """Close from the broker's side; MQTT 5 clients are told why first."""
         # Packets still waiting for a commit promised nothing: the client resends.
         self.drop_held()
-        if self.version == MQTT_5 and self.session is not None:
-            data = Disconnect(reason, reason_string=reason_string).encode(MQTT_5)
-            if len(data) > self.maximum_packet_size:
-                # The reason string goes first if the client could not take it [MQTT-3.14.2-3].
-                data = Disconnect(reason).encode(MQTT_5)
+        had_session = self.session is not None
+        data = self.protocol.disconnect(reason, reason_string, self.maximum_packet_size)
+        if data is not None and had_session:
             self.send(data)
-        self.protocol.close()
         self.close_transport()
+
+    def take_over(self) -> None:
+        # disconnect() tells only a connection with a session why: let go of it after,
+        # or MQTT 5 clients never get the DISCONNECT 0x8E [MQTT-3.1.4-3].
+        self.disconnect(DisconnectReasonCode.SESSION_TAKEN_OVER)
+        self.session = None
 
     def _protocol_violation(self, exc: CodecError) -> None:
         who = self.client_id or "<unknown>"
         log.warning("Client %s (%s) protocol violation: %s; disconnecting.", who, self.peer, exc)
-        self.broker.stats.protocol_violations += 1
+        self.host.stats.protocol_violations += 1
         if isinstance(exc, UnsupportedProtocolVersion) and self.session is None:
             # 3.1.1's answer [MQTT-3.1.2-2]; clients of every level understand it.
             self.send(Connack(False, ConnackReturnCode.UNACCEPTABLE_PROTOCOL_VERSION).encode(4))
@@ -273,132 +311,49 @@ class ClientConnection(BufferedTransport):
     # CONNECT.
 
     def on_connect(self, packet: Connect, now: float) -> None:
-        broker = self.broker
-        config = broker.config
-        version = self.version = packet.protocol_level
-        v5 = version == MQTT_5
-        client_id = packet.client_id
-        assigned = False
-        if not client_id:
-            if version == MQTT_3_1 or (not v5 and not packet.clean_start):
-                self._refuse(
-                    packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id"
-                )
-                return
-            # Kept across a wait for authentication, which runs on_connect again.
-            client_id = self.client_id or f"auto-{uuid.uuid4()}"
-            assigned = True
-        if len(client_id.encode()) > config.max_client_id_length:  # bytes, as documented
-            self._refuse(
-                packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id too long"
-            )
-            return
-        identity_source = self.listener.config.use_identity_as_username
-        if identity_source:
-            # The certificate names the client; a username in CONNECT does not count.
-            packet.username = certificate_identity(
+        host = self.host
+        self.version = packet.protocol_level
+        listener = self.listener
+        identity_source = listener.identity_source
+        terms = connect_terms(
+            packet,
+            host.config,
+            host.topic_limits,
+            allow_anonymous=listener.allow_anonymous,
+            identity_source=identity_source,
+            identity=certificate_identity(
                 self.transport and self.transport.get_extra_info("peercert"), identity_source
             )
-            if packet.username is None:
-                self._refuse(
-                    packet, ConnectReasonCode.NOT_AUTHORIZED, "no client certificate identity"
-                )
-                return
-        if (
-            packet.username is None
-            and packet.authentication_method is None
-            and not self.listener.allow_anonymous
-        ):
-            self._refuse(packet, ConnectReasonCode.NOT_AUTHORIZED, "anonymous access not allowed")
+            if identity_source
+            else None,
+            earlier_id=self.client_id,  # kept across a wait for authentication
+        )
+        if isinstance(terms, Refusal):
+            self._refuse(packet, terms)
             return
-        keep_alive = packet.keep_alive
-        server_keep_alive = None
-        if keep_alive > config.max_keep_alive or (
-            keep_alive == 0 and config.max_keep_alive < 65535
-        ):
-            if not v5:
-                # 3.1.x cannot be told another keep-alive; refuse as Mosquitto does.
-                self._refuse(
-                    packet, ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "keep alive too long"
-                )
-                return
-            keep_alive = server_keep_alive = config.max_keep_alive
-        will = packet.will
-        if will is not None and will.qos > config.maximum_qos:
-            # [MQTT-3.2.2-12]; 3.1.x has no return code for it (see _V3_UNANSWERED).
-            self._refuse(packet, ConnectReasonCode.QOS_NOT_SUPPORTED, "will QoS not supported")
-            return
-        if will is not None and will.retain and not config.retain_available:
-            # [MQTT-3.2.2-13]; likewise closed without a CONNACK at 3.1.x.
-            self._refuse(
-                packet, ConnectReasonCode.RETAIN_NOT_SUPPORTED, "will retain not supported"
-            )
-            return
-        limits = broker.topic_limits
-        if will is not None and len(will.topic) > limits.gate:
-            why = limits.topic_refusal(will.topic)
-            if why is not None:
-                # A will is published like any PUBLISH, so its topic meets the same limits.
-                self._refuse(packet, ConnectReasonCode.TOPIC_NAME_INVALID, f"will {why}")
-                return
-        self.client_id = client_id
-        self.keep_alive = keep_alive
-        if v5:
-            if packet.receive_maximum is not None:
-                self.send_quota = min(packet.receive_maximum, config.max_inflight_messages)
-            if packet.maximum_packet_size is not None:
-                self.maximum_packet_size = packet.maximum_packet_size
-            requested = packet.session_expiry_interval or 0
-            expiry = min(requested, config.max_session_expiry_interval)
-        else:
-            requested = expiry = 0 if packet.clean_start else config.persistent_session_expiry
+        client_id = self.client_id = terms.client_id
+        self.keep_alive = terms.keep_alive
+        self.send_quota = terms.send_quota
+        self.maximum_packet_size = terms.maximum_packet_size
         accepted = self._authenticated(packet)
         if accepted is None:
             return  # refused, or waiting for the answer (on_connect then runs again)
-        session, present = broker.attach(self, client_id, packet.clean_start, now)
-        session.expiry_interval = expiry
-        session.will = packet.will
+        session, present = host.attach(
+            self, client_id, packet.clean_start, terms.expiry_interval, packet.will, now
+        )
         self.session = session
         # After attach: taking over a session ends the old one, and its access with it.
-        self.access = broker.auth.access_for(self._client_info(self.username, accepted.attributes))
-        broker.session_connected(session)
-        if v5:
-            connack = Connack(
-                present,
-                ConnectReasonCode.SUCCESS,
-                session_expiry_interval=expiry if expiry != requested else None,
-                receive_maximum=config.receive_maximum,
-                maximum_qos=config.maximum_qos if config.maximum_qos < 2 else None,
-                retain_available=int(config.retain_available),
-                maximum_packet_size=config.max_packet_size,
-                assigned_client_identifier=client_id if assigned else None,
-                topic_alias_maximum=config.topic_alias_maximum,
-                wildcard_subscription_available=1,
-                subscription_identifier_available=1,
-                shared_subscription_available=1,
-                server_keep_alive=server_keep_alive,
-                authentication_method=self.auth_method,
-                authentication_data=accepted.data,
-            )
-            data = connack.encode(MQTT_5)
-            if len(data) > self.maximum_packet_size:
-                # [MQTT-3.1.2-24]: a client with a tiny Maximum Packet Size still gets its
-                # CONNACK; the properties that only restate their defaults go first.
-                connack.retain_available = None if config.retain_available else 0
-                connack.wildcard_subscription_available = None
-                connack.subscription_identifier_available = None
-                connack.shared_subscription_available = None
-                data = connack.encode(MQTT_5)
-            self.send(data)
-        else:
-            self.send(Connack(present, ConnackReturnCode.ACCEPTED).encode(version))
+        self.access = host.auth.access_for(self._client_info(self.username, accepted.attributes))
+        self.send(
+            connack_for(self.version, present, terms, host.config, self.auth_method, accepted.data)
+        )
         log.info(
             "New client connected from %s as %s (p%d, c%d, k%d%s).",
             self.peer,
             client_id,
-            version,
+            self.version,
             packet.clean_start,
-            keep_alive,
+            terms.keep_alive,
             "" if self.username is None else f", u'{self.username}'",
         )
         session.resume(now)
@@ -422,15 +377,17 @@ class ClientConnection(BufferedTransport):
         result = self._auth_result
         method = packet.authentication_method
         if result is None:
-            auth = self.broker.auth
+            auth = self.host.auth
             self._connect = packet
             if method is not None:
                 exchange = auth.start_auth(method, self._client_info(packet.username))
                 if exchange is None:
                     self._refuse(
                         packet,
-                        ConnectReasonCode.BAD_AUTHENTICATION_METHOD,
-                        f"authentication method {method!r} not offered",
+                        Refusal(
+                            ConnectReasonCode.BAD_AUTHENTICATION_METHOD,
+                            f"authentication method {method!r} not offered",
+                        ),
                     )
                     return None
                 self.auth_method = method
@@ -439,7 +396,7 @@ class ClientConnection(BufferedTransport):
                 return None
             # A listener that takes the username from the client certificate has checked
             # the credential already (and the CONNECT's password is not the user's).
-            certified = bool(self.listener.config.use_identity_as_username)
+            certified = bool(self.listener.identity_source)
             if certified or not auth.needs_authentication(packet.username):
                 result = _NOTHING_TO_CHECK
             else:
@@ -450,14 +407,16 @@ class ClientConnection(BufferedTransport):
         self._connect = None
         if not result.allowed:
             why = result.reason_string or "not authorized"
-            self._refuse(packet, _refusal(result.reason_code), why)
+            self._refuse(packet, backend_refusal(result.reason_code, why))
             return None
         username = packet.username if result.username is None else result.username
         if method is not None and packet.username not in (None, username):
             self._refuse(
                 packet,
-                ConnectReasonCode.NOT_AUTHORIZED,
-                "the username differs from the identity authenticated",
+                Refusal(
+                    ConnectReasonCode.NOT_AUTHORIZED,
+                    "the username differs from the identity authenticated",
+                ),
             )
             return None
         self.username = username
@@ -467,7 +426,7 @@ class ClientConnection(BufferedTransport):
         assert isinstance(result, AuthResult)  # noqa: S101
         assert self._connect is not None  # noqa: S101
         self._auth_result = result
-        self.on_connect(self._connect, self.broker.now())
+        self.on_connect(self._connect, self.host.now())
 
     def _client_info(
         self, username: str | None, attributes: Mapping[str, object] | None = None
@@ -477,36 +436,29 @@ class ClientConnection(BufferedTransport):
             return ClientInfo(self.client_id, username, self.peer, self.version, label)
         return ClientInfo(self.client_id, username, self.peer, self.version, label, attributes)
 
-    def _refuse(self, packet: Connect, reason: ConnectReasonCode, why: str) -> None:
+    def _refuse(self, packet: Connect, refusal: Refusal) -> None:
         log.warning(
             "Refused connection from %s as %r (p%d): %s.",
             self.peer,
             packet.client_id,
             packet.protocol_level,
-            why,
+            refusal.why,
         )
-        self.broker.stats.refused_connections += 1
-        if packet.protocol_level == MQTT_5:
-            data = Connack(False, reason, reason_string=why).encode(MQTT_5)
-            limit = packet.maximum_packet_size
-            if limit is not None and len(data) > limit:
-                # The reason string goes first if the client could not take it [MQTT-3.2.2-19].
-                data = Connack(False, reason).encode(MQTT_5)
+        self.host.stats.refused_connections += 1
+        data = refusal_connack(packet, refusal)
+        if data is not None:
             self.send(data)
-        elif reason not in _V3_UNANSWERED:
-            code = _V3_CODES.get(reason, ConnackReturnCode.NOT_AUTHORIZED)
-            self.send(Connack(False, code).encode(packet.protocol_level))
         self.protocol.close()
         self.close_transport()
 
     # PUBLISH and its acknowledgements.
 
     def on_publish(self, packet: Publish, now: float) -> None:
-        broker = self.broker
-        config = broker.config
+        host = self.host
+        config = host.config
         session = self.session
         assert session is not None  # noqa: S101  (the state machine only passes PUBLISH after CONNECT)
-        limits = broker.topic_limits
+        limits = host.topic_limits
         if len(packet.topic) > limits.gate:
             why = limits.topic_refusal(packet.topic)
             if why is not None:
@@ -515,16 +467,16 @@ class ClientConnection(BufferedTransport):
         access = self.access
         if access is None:
             # Nothing restricts this client but the $-topic rule.
-            allowed = packet.topic[:1] != "$" or broker.auth.sys_publish_allowed(packet.topic)
+            allowed = packet.topic[:1] != "$" or host.auth.sys_publish_allowed(packet.topic)
         else:
             decision = access.may_write(packet.topic)
             if not isinstance(decision, bool):
                 # A plugin is deciding: handle this PUBLISH again once it has (cached).
-                self._wait(decision, lambda _: self.on_publish(packet, self.broker.now()))
+                self._wait(decision, lambda _: self.on_publish(packet, self.host.now()))
                 return
             allowed = decision
         qos = packet.qos
-        broker.stats.messages_received += 1
+        host.stats.messages_received += 1
         if qos > config.maximum_qos:
             self.disconnect(DisconnectReasonCode.QOS_NOT_SUPPORTED, "QoS not supported")
             return
@@ -532,13 +484,12 @@ class ClientConnection(BufferedTransport):
             self.disconnect(DisconnectReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
             return
         packet_id = packet.packet_id
-        store = broker.store
-        changes = store.op_count
+        changes = host.changes()
         if qos:
             awaiting = session.awaiting_release
             if qos == 2 and packet_id in awaiting:
                 # A resend of a message already accepted: acknowledge, do not deliver again.
-                self.send(Pubrec(packet_id).encode(self.version))
+                self.send(self.protocol.publish_ack(2, packet_id))
                 return
             # A QoS 1 PUBLISH is unacknowledged until our PUBACK, so it counts as well.
             if len(awaiting) >= config.receive_maximum:
@@ -547,31 +498,23 @@ class ClientConnection(BufferedTransport):
                 )
                 return
             if qos == 2:
-                awaiting.add(packet_id)
-                if session.store is not None:
-                    session.store.receive_id_added(session, packet_id)
+                session.qos2_received(packet_id)
         if not allowed:
             # By the ACL or plugin, or a $-topic (the broker's own, e.g. $SYS) not allowed
             # by allow_sys_publish. MQTT 3.1.1 cannot say no: acknowledged, not delivered.
             log.warning("Client %s denied PUBLISH to %r.", self.client_id, packet.topic)
             if qos == 2 and self.version == MQTT_5:
                 # Our PUBREC 0x87 ends the exchange: the id is free again [MQTT-4.3.3-9].
-                session.awaiting_release.discard(packet_id)
-                if session.store is not None:
-                    session.store.receive_id_removed(session, packet_id)
-            if store.op_count != changes:
-                store.hold(self)
+                session.qos2_released(packet_id)
+            if host.changes() != changes:
+                host.hold(self)
             self._acknowledge(qos, packet_id, PubackReasonCode.NOT_AUTHORIZED)
             return
-        message = Message.from_publish(packet, self.client_id, now)
-        if packet.retain:
-            broker.router.store_retained(message)
-        delivered = broker.router.publish(message, now)
-        broker.stats.messages_sent += delivered
+        delivered = host.publish(Message.from_publish(packet, self.client_id, now), now)
         if qos:
-            if store.op_count != changes:
+            if host.changes() != changes:
                 # Acknowledged means durable: the PUBACK/PUBREC waits for the commit.
-                store.hold(self)
+                host.hold(self)
             self._acknowledge(
                 qos,
                 packet_id,
@@ -591,32 +534,20 @@ class ClientConnection(BufferedTransport):
         self.disconnect(DisconnectReasonCode.TOPIC_NAME_INVALID, why)
 
     def _acknowledge(self, qos: int, packet_id: int, reason: int) -> None:
-        if not qos:
-            return
-        version = self.version
-        if version != MQTT_5 or reason == 0:
-            first = b"\x40\x02" if qos == 1 else b"\x50\x02"
-            self.send(first + packet_id.to_bytes(2, "big"))
-        elif qos == 1:
-            self.send(Puback(packet_id, reason).encode(version))
-        else:
-            self.send(Pubrec(packet_id, reason).encode(version))
+        if qos:
+            self.send(self.protocol.publish_ack(qos, packet_id, reason))
 
     def on_pubrel(self, packet: Pubrel, now: float) -> None:
-        assert self.session is not None  # noqa: S101
-        awaiting = self.session.awaiting_release
-        if packet.packet_id in awaiting:
-            awaiting.discard(packet.packet_id)
-            store = self.session.store
-            if store is not None:
+        session = self.session
+        assert session is not None  # noqa: S101
+        if session.qos2_released(packet.packet_id):
+            if session.store is not None:
                 # Until the id's removal is durable, PUBCOMP must wait: after a crash
                 # the restored id would make us drop the client's next message with it.
-                store.receive_id_removed(self.session, packet.packet_id)
-                store.hold(self)
-            self.send(b"\x70\x02" + packet.packet_id.to_bytes(2, "big"))
+                self.host.hold(self)
+            self.send(self.protocol.pubcomp(packet.packet_id))
         else:
-            reason = PubrelReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-            self.send(Pubcomp(packet.packet_id, reason).encode(self.version))
+            self.send(self.protocol.pubcomp(packet.packet_id, found=False))
 
     def on_puback(self, packet: Puback, now: float) -> None:
         assert self.session is not None  # noqa: S101
@@ -626,10 +557,9 @@ class ClientConnection(BufferedTransport):
         assert self.session is not None  # noqa: S101
         session = self.session
         if session.pubrec(packet.packet_id, packet.reason_code >= 0x80, now):
-            self.send(b"\x62\x02" + packet.packet_id.to_bytes(2, "big"))
+            self.send(self.protocol.pubrel(packet.packet_id))
         elif packet.reason_code < 0x80:
-            reason = PubrelReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-            self.send(Pubrel(packet.packet_id, reason).encode(self.version))
+            self.send(self.protocol.pubrel(packet.packet_id, found=False))
 
     def on_pubcomp(self, packet: Pubcomp, now: float) -> None:
         assert self.session is not None  # noqa: S101
@@ -641,7 +571,8 @@ class ClientConnection(BufferedTransport):
         session = self.session
         assert session is not None  # noqa: S101
         access = self.access
-        limits = self.broker.topic_limits
+        host = self.host
+        limits = host.topic_limits
         if access is not None:
             decisions = [
                 access.may_subscribe(_inner(sub.topic_filter))
@@ -652,15 +583,13 @@ class ClientConnection(BufferedTransport):
             if undecided:
                 # A plugin is deciding: handle this SUBSCRIBE again once it has (cached).
                 answers = asyncio.gather(*undecided)
-                self._wait(answers, lambda _: self.on_subscribe(packet, self.broker.now()))
+                self._wait(answers, lambda _: self.on_subscribe(packet, self.host.now()))
                 return
-        broker = self.broker
-        router = broker.router
-        maximum_qos = broker.config.maximum_qos
-        max_subscriptions = broker.config.max_subscriptions_per_client
+        maximum_qos = host.config.maximum_qos
+        max_subscriptions = host.config.max_subscriptions_per_client
         v5 = self.version == MQTT_5
         codes: list[int] = []
-        retained_to_send: list[tuple[SubscriptionRecord, bool]] = []
+        retained_to_send: list[SubscriptionRecord] = []
         for sub in packet.subscriptions:
             why = limits.filter_refusal(sub.topic_filter)
             if why is not None:
@@ -696,43 +625,37 @@ class ClientConnection(BufferedTransport):
                 packet.subscription_identifier,
                 group,
             )
-            is_new = router.tree.add(self.client_id, sub.topic_filter, record)
-            session.subscriptions[sub.topic_filter] = record
-            if session.store is not None:
-                session.store.subscription_added(session, record)
+            is_new = host.subscribe(session, record)
             codes.append(granted)
             if group is None and (
                 sub.retain_handling == 0 or (sub.retain_handling == 1 and is_new)
             ):
-                retained_to_send.append((record, is_new))
+                retained_to_send.append(record)
         if session.store is not None:
-            session.store.hold(self)
-        self.send(Suback(packet.packet_id, tuple(codes)).encode(self.version))
-        for record, _is_new in retained_to_send:
-            broker.send_retained(session, record, now)
+            host.hold(self)
+        self.send(self.protocol.suback(packet.packet_id, codes))
+        for record in retained_to_send:
+            host.send_retained(session, record, now)
         self._flush_burst()
 
     def on_unsubscribe(self, packet: Unsubscribe, now: float) -> None:
         session = self.session
         assert session is not None  # noqa: S101
-        tree = self.broker.router.tree
-        codes = []
-        for topic_filter in packet.topic_filters:
-            if session.subscriptions.pop(topic_filter, None) is None:
-                codes.append(UnsubackReasonCode.NO_SUBSCRIPTION_EXISTED)
-            else:
-                tree.remove(self.client_id, topic_filter)
-                codes.append(UnsubackReasonCode.SUCCESS)
-                if session.store is not None:
-                    session.store.subscription_removed(session, topic_filter)
+        host = self.host
+        codes = [
+            UnsubackReasonCode.SUCCESS
+            if host.unsubscribe(session, topic_filter)
+            else UnsubackReasonCode.NO_SUBSCRIPTION_EXISTED
+            for topic_filter in packet.topic_filters
+        ]
         if session.store is not None:
-            session.store.hold(self)
-        self.send(Unsuback(packet.packet_id, tuple(codes)).encode(self.version))
+            host.hold(self)
+        self.send(self.protocol.unsuback(packet.packet_id, codes))
 
     # The rest.
 
     def on_pingreq(self, packet: Packet, now: float) -> None:
-        self.send(_PINGRESP)
+        self.send(self.protocol.pingresp())
 
     def on_disconnect(self, packet: Disconnect, now: float) -> None:
         session = self.session
@@ -750,7 +673,7 @@ class ClientConnection(BufferedTransport):
                     _protocol_error("session expiry set on DISCONNECT after 0 at CONNECT")
                 )
                 return
-            session.expiry_interval = min(expiry, self.broker.config.max_session_expiry_interval)
+            session.expiry_interval = min(expiry, self.host.config.max_session_expiry_interval)
         self.clean_disconnect = (
             packet.reason_code != DisconnectReasonCode.DISCONNECT_WITH_WILL_MESSAGE
         )
@@ -771,7 +694,7 @@ class ClientConnection(BufferedTransport):
         if self._exchange is None:
             if reason != AuthReasonCode.RE_AUTHENTICATE:
                 raise _protocol_error(f"AUTH 0x{reason:02X} outside an authentication exchange")
-            exchange = self.broker.auth.start_auth(method, self._client_info(self.username))
+            exchange = self.host.auth.start_auth(method, self._client_info(self.username))
             if exchange is None:  # the method's backend went away (a reload)
                 self.disconnect(DisconnectReasonCode.NOT_AUTHORIZED, "re-authentication failed")
                 return
@@ -785,7 +708,7 @@ class ClientConnection(BufferedTransport):
         if isinstance(step, Challenge):
             if self.session is None:
                 self.protocol.authenticating()  # until CONNACK: only AUTH or DISCONNECT
-            self.send(Auth(AuthReasonCode.CONTINUE_AUTHENTICATION, method, step.data).encode())
+            self.send(self.protocol.auth(AuthReasonCode.CONTINUE_AUTHENTICATION, method, step.data))
             return
         assert isinstance(step, AuthResult)  # noqa: S101
         self._exchange = None
@@ -793,12 +716,12 @@ class ClientConnection(BufferedTransport):
             assert self._connect is not None  # noqa: S101
             self.protocol.authenticated()
             self._auth_result = step
-            self.on_connect(self._connect, self.broker.now())
+            self.on_connect(self._connect, self.host.now())
             return
         # Re-authentication: the identity may not change on a connection.
         if step.allowed and step.username in (None, self.username):
             log.info("Client %s re-authenticated with %s.", self.client_id, method)
-            self.send(Auth(AuthReasonCode.SUCCESS, method, step.data).encode())
+            self.send(self.protocol.auth(AuthReasonCode.SUCCESS, method, step.data))
             return
         log.warning(
             "Client %s failed re-authentication with %s: %s; disconnecting.",
@@ -823,54 +746,26 @@ def _cause(exc: Exception | None) -> str:
     return "" if exc is None else f" ({exc})"
 
 
-def _unexpected(conn: ClientConnection, packet: Packet, now: float) -> None:
+def _unexpected(conn: BrokerConnection, packet: Packet, now: float) -> None:
     # ServerConnection refuses these before they get here.
     raise _protocol_error(f"unexpected {type(packet).__name__.upper()}")
 
 
-def _refusal(code: int) -> ConnectReasonCode:
-    """A backend's refusal code as a CONNACK reason; anything not a failure code is 0x87."""
-    try:
-        reason = ConnectReasonCode(code)
-    except ValueError:
-        return ConnectReasonCode.NOT_AUTHORIZED
-    return reason if reason >= 0x80 else ConnectReasonCode.NOT_AUTHORIZED
-
-
-_V3_CODES = {
-    ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID: ConnackReturnCode.IDENTIFIER_REJECTED,
-    ConnectReasonCode.BAD_USERNAME_OR_PASSWORD: ConnackReturnCode.BAD_USERNAME_OR_PASSWORD,
-    ConnectReasonCode.NOT_AUTHORIZED: ConnackReturnCode.NOT_AUTHORIZED,
-    ConnectReasonCode.BAD_AUTHENTICATION_METHOD: ConnackReturnCode.NOT_AUTHORIZED,
-    ConnectReasonCode.SERVER_UNAVAILABLE: ConnackReturnCode.SERVER_UNAVAILABLE,
-    ConnectReasonCode.SERVER_BUSY: ConnackReturnCode.SERVER_UNAVAILABLE,
-}
-
-# Refusals that no 3.1.x return code describes: the connection is closed without a
-# CONNACK (3.1.1 [MQTT-3.2.2-6]), as 3.1.x closes a PUBLISH above these limits.
-_V3_UNANSWERED = frozenset(
-    (
-        ConnectReasonCode.QOS_NOT_SUPPORTED,
-        ConnectReasonCode.RETAIN_NOT_SUPPORTED,
-        ConnectReasonCode.TOPIC_NAME_INVALID,
-    )
-)
-
-_HANDLERS: tuple[Callable[[ClientConnection, Packet, float], None], ...] = (  # type: ignore[assignment]
+_HANDLERS: tuple[Callable[[BrokerConnection, Packet, float], None], ...] = (  # type: ignore[assignment]
     _unexpected,
-    ClientConnection.on_connect,
+    BrokerConnection.on_connect,
     _unexpected,
-    ClientConnection.on_publish,
-    ClientConnection.on_puback,
-    ClientConnection.on_pubrec,
-    ClientConnection.on_pubrel,
-    ClientConnection.on_pubcomp,
-    ClientConnection.on_subscribe,
+    BrokerConnection.on_publish,
+    BrokerConnection.on_puback,
+    BrokerConnection.on_pubrec,
+    BrokerConnection.on_pubrel,
+    BrokerConnection.on_pubcomp,
+    BrokerConnection.on_subscribe,
     _unexpected,
-    ClientConnection.on_unsubscribe,
+    BrokerConnection.on_unsubscribe,
     _unexpected,
-    ClientConnection.on_pingreq,
+    BrokerConnection.on_pingreq,
     _unexpected,
-    ClientConnection.on_disconnect,
-    ClientConnection.on_auth,
+    BrokerConnection.on_disconnect,
+    BrokerConnection.on_auth,
 )

@@ -3,10 +3,13 @@ stack, connection limit, anonymous-access rule and (for tls/wss) TLS context.
 
 Which layers a connection gets is decided once, here, by the listener's type:
 
-    tcp   socket -> ClientConnection
-    tls   socket -> TlsLayer -> ClientConnection
-    ws    socket -> WebSocketLayer -> ClientConnection
-    wss   socket -> TlsLayer -> WebSocketLayer -> ClientConnection
+    tcp   socket -> BrokerConnection
+    tls   socket -> TlsLayer -> BrokerConnection
+    ws    socket -> WebSocketLayer -> BrokerConnection
+    wss   socket -> TlsLayer -> WebSocketLayer -> BrokerConnection
+
+A ``Listener`` is the ``ports.Entrance`` its connections see; it knows the broker only
+as a ``ports.ConnectionHost``, handed to it with the write coalescer when it is made.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from roost.broker.config import TLS_LISTENER_TYPES, ListenerConfig
-from roost.broker.connection import ClientConnection
+from roost.broker.connection import BrokerConnection
 from roost.broker.tls import TlsFilesError, TlsLayer, server_context
 from roost.broker.websocket import WebSocketLayer
 
@@ -25,7 +28,8 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable
 
-    from roost.broker.server import Broker
+    from roost.broker.ports import ConnectionHost
+    from roost.broker.transport import WriteCoalescer
 
 log = logging.getLogger("roost.broker")
 
@@ -48,22 +52,35 @@ class ListenerError(OSError):
 
 
 class Listener:
+    """One configured listener at run time: its server socket, TLS context, connection
+    count and anonymous-access rule."""
+
     __slots__ = (
+        "_coalescer",
+        "_host",
         "allow_anonymous",
-        "broker",
         "config",
         "connections",
+        "identity_source",
         "index",
         "label",
         "server",
         "ssl_context",
     )
 
-    def __init__(self, broker: Broker, config: ListenerConfig, index: int) -> None:
-        self.broker = broker
+    def __init__(
+        self,
+        host: ConnectionHost,
+        coalescer: WriteCoalescer,
+        config: ListenerConfig,
+        index: int,
+    ) -> None:
+        self._host = host
+        self._coalescer = coalescer
         self.config = config
         self.index = index
-        self.connections = 0  # admitted ClientConnections, counted by them
+        self.identity_source: str | None = config.use_identity_as_username or None
+        self.connections = 0  # admitted connections (admit / left)
         self.server: asyncio.Server | None = None
         self.label = f"{config.type} {_address(config.host, config.port)}"
         self.allow_anonymous = False  # decided in start(), once the bound address is known
@@ -84,7 +101,7 @@ class Listener:
         self.label = f"{config.type} {_address(addresses[0][0], addresses[0][1])}"
         anonymous = config.allow_anonymous
         if anonymous is None:
-            anonymous = self.broker.config.allow_anonymous
+            anonymous = self._host.config.allow_anonymous
         if anonymous is None:
             anonymous = all(_is_loopback(address[0]) for address in addresses)
         self.allow_anonymous = anonymous
@@ -115,15 +132,16 @@ class Listener:
             parts.append(f"at most {config.max_connections} connections")
         return ", ".join(parts)
 
-    def refusal(self) -> str | None:
-        """Why a new connection must be refused now, or None to admit it."""
+    def admit(self) -> str | None:
+        """Count a new connection in, or say why it must be refused now."""
         limit = self.config.max_connections
         if limit and self.connections >= limit:
             return f"the listener's max_connections ({limit}) is reached"
-        limit = self.broker.config.max_connections
-        if limit and len(self.broker.connections) >= limit:
-            return f"the broker's max_connections ({limit}) is reached"
+        self.connections += 1
         return None
+
+    def left(self) -> None:
+        self.connections -= 1
 
     def reload_tls(self) -> None:
         """Read the TLS files again; new connections get them, open ones keep theirs."""
@@ -141,20 +159,26 @@ class Listener:
         log.info("Listener %s: TLS certificates reloaded.", self.label)
 
     def _protocol_factory(self) -> Callable[[], asyncio.Protocol]:
-        broker = self.broker
+        host = self._host
+        coalescer = self._coalescer
         kind = self.config.type
         path = self.config.path
-        max_frame = broker.config.max_packet_size
+        max_frame = host.config.max_packet_size
+
+        def connection() -> BrokerConnection:
+            return BrokerConnection(host, self, coalescer)
+
+        # The label is read per connection: start() sets it once the port is known.
         if kind == "tcp":
-            return lambda: ClientConnection(broker, self)
+            return connection
         if kind == "ws":
-            return lambda: WebSocketLayer(ClientConnection(broker, self), self, path, max_frame)
+            return lambda: WebSocketLayer(connection(), self.label, path, max_frame)
         if kind == "tls":
-            return lambda: TlsLayer(self._context(), ClientConnection(broker, self), self)
+            return lambda: TlsLayer(self._context(), connection(), self.label)
         return lambda: TlsLayer(
             self._context(),
-            WebSocketLayer(ClientConnection(broker, self), self, path, max_frame),
-            self,
+            WebSocketLayer(connection(), self.label, path, max_frame),
+            self.label,
         )
 
     def _context(self) -> ssl.SSLContext:

@@ -3,18 +3,38 @@
 Only values that changed since the last round are published, so an idle broker
 sends (almost) nothing. Load figures are per-minute rates smoothed over 1, 5 and 15
 minutes, the way Mosquitto's ``$SYS/broker/load/...`` topics are.
+
+``SysTopics`` knows nothing of the broker's parts: it takes a function that returns a
+``SysSnapshot`` of the counts, and one that publishes (and retains) a message.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from roost import __version__
 from roost.broker.message import Message
 
 if TYPE_CHECKING:
-    from roost.broker.server import Broker
+    from collections.abc import Callable
+
+
+@dataclass(slots=True, frozen=True)
+class SysSnapshot:
+    """The counts ``$SYS`` reports, read from the broker's parts at one moment."""
+
+    connected: int
+    sessions: int
+    subscriptions: int
+    retained: int
+    messages_received: int
+    messages_sent: int
+    bytes_received: int
+    bytes_sent: int
+    clients_total: int
+
 
 _WINDOWS = ((1, "1min"), (5, "5min"), (15, "15min"))
 _LOADS = (
@@ -27,10 +47,28 @@ _LOADS = (
 
 
 class SysTopics:
-    __slots__ = ("_broker", "_last_counts", "_last_time", "_loads", "_published", "next_at")
+    """Publishes the ``$SYS/broker/...`` values that changed, every ``sys_interval``."""
 
-    def __init__(self, broker: Broker, now: float) -> None:
-        self._broker = broker
+    __slots__ = (
+        "_last_counts",
+        "_last_time",
+        "_loads",
+        "_publish",
+        "_published",
+        "_snapshot",
+        "_started_at",
+        "next_at",
+    )
+
+    def __init__(
+        self,
+        snapshot: Callable[[], SysSnapshot],
+        publish: Callable[[Message, float], object],
+        now: float,
+    ) -> None:
+        self._snapshot = snapshot
+        self._publish = publish
+        self._started_at = now
         self._published: dict[str, str] = {}
         self._loads: dict[str, float] = {}
         self._last_counts: dict[str, int] = {}
@@ -38,35 +76,34 @@ class SysTopics:
         self.next_at = now
 
     def values(self, now: float) -> dict[str, str]:
-        broker = self._broker
-        stats = broker.stats
-        connected = len([conn for conn in broker.connections if conn.session is not None])
-        sessions = len(broker.sessions)
+        snap = self._snapshot()
+        connected = snap.connected
+        sessions = snap.sessions
         values = {
             "$SYS/broker/version": f"roost version {__version__}",
-            "$SYS/broker/uptime": f"{int(now - broker.started_at)} seconds",
+            "$SYS/broker/uptime": f"{int(now - self._started_at)} seconds",
             "$SYS/broker/clients/connected": str(connected),
             "$SYS/broker/clients/active": str(connected),
             "$SYS/broker/clients/disconnected": str(sessions - connected),
             "$SYS/broker/clients/inactive": str(sessions - connected),
             "$SYS/broker/clients/total": str(sessions),
-            "$SYS/broker/messages/received": str(stats.messages_received),
-            "$SYS/broker/messages/sent": str(stats.messages_sent),
-            "$SYS/broker/publish/messages/received": str(stats.messages_received),
-            "$SYS/broker/publish/messages/sent": str(stats.messages_sent),
-            "$SYS/broker/bytes/received": str(stats.bytes_received),
-            "$SYS/broker/bytes/sent": str(broker.coalescer.bytes_sent),
-            "$SYS/broker/subscriptions/count": str(len(broker.router.tree)),
-            "$SYS/broker/retained messages/count": str(len(broker.router.retained)),
+            "$SYS/broker/messages/received": str(snap.messages_received),
+            "$SYS/broker/messages/sent": str(snap.messages_sent),
+            "$SYS/broker/publish/messages/received": str(snap.messages_received),
+            "$SYS/broker/publish/messages/sent": str(snap.messages_sent),
+            "$SYS/broker/bytes/received": str(snap.bytes_received),
+            "$SYS/broker/bytes/sent": str(snap.bytes_sent),
+            "$SYS/broker/subscriptions/count": str(snap.subscriptions),
+            "$SYS/broker/retained messages/count": str(snap.retained),
         }
         elapsed = now - self._last_time
         if elapsed > 0:
             counts = {
-                "messages_received": stats.messages_received,
-                "messages_sent": stats.messages_sent,
-                "bytes_received": stats.bytes_received,
-                "bytes_sent": broker.coalescer.bytes_sent,
-                "clients_total": stats.clients_total,
+                "messages_received": snap.messages_received,
+                "messages_sent": snap.messages_sent,
+                "bytes_received": snap.bytes_received,
+                "bytes_sent": snap.bytes_sent,
+                "clients_total": snap.clients_total,
             }
             for name, counter in _LOADS:
                 per_minute = (counts[counter] - self._last_counts.get(counter, 0)) * 60 / elapsed
@@ -81,12 +118,9 @@ class SysTopics:
         return values
 
     def publish(self, now: float) -> None:
-        router = self._broker.router
         published = self._published
         for topic, value in self.values(now).items():
             if published.get(topic) == value:
                 continue
             published[topic] = value
-            message = Message(topic, value.encode(), 0, True)
-            router.store_retained(message)
-            router.publish(message, now)
+            self._publish(Message(topic, value.encode(), 0, True), now)

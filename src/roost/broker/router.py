@@ -1,41 +1,70 @@
-"""The publish path: match a message's topic, merge per client, deliver.
+"""The router: who is subscribed to what, and where each published message goes.
 
-Overlapping subscriptions of one client are merged into one delivery at the highest
-granted QoS with every matching subscription identifier (MQTT 5.0 section 4.8.1 and
-[MQTT-3.3.4-3]); each shared group delivers to one member.
+The router alone owns the subscription index (``SubscriptionTree``), the retained
+messages (``RetainedStore``) and the choice of member in shared groups. Its surface is
+``subscribe``, ``unsubscribe``, ``drop_client`` and ``publish``, with ``retain`` and
+``send_retained`` for retained messages.
 
-With an ACL file or an authorizing plugin, ``readers`` maps client ids to what they may
-do, and each delivery first checks read access to the topic (a cached answer, one dict
-lookup); a session without an entry there gets nothing (fail closed). With neither,
+**The routing seam.** A message enters through ``publish`` (from a connection, a will,
+``$SYS``) and leaves through ``Destination.deliver``. Destinations are looked up by the
+subscriber key the subscription was made under (a client id, for local sessions) in
+``destinations``, a mapping the router reads and never changes. Local sessions are one
+kind of destination; another broker process, a cluster node or a bridge is added by
+registering its own key and ``Destination`` there and subscribing for it, with no
+change to connection code.
+
+Overlapping subscriptions of one subscriber are merged into one delivery at the
+highest granted QoS with every matching subscription identifier (MQTT 5.0 section
+4.8.1 and [MQTT-3.3.4-3]); each shared group delivers to one member.
+
+With an ACL file or an authorizing plugin, ``readers`` maps subscriber keys to what they
+may do, and each delivery first checks read access to the topic (a cached answer, one
+dict lookup); a key without an entry there gets nothing (fail closed). With neither,
 ``readers`` is None and nothing is checked.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from roost.broker.message import Message
 from roost.broker.retained import RetainedStore
-from roost.broker.sessions import Outgoing, Session, SubscriptionRecord
 from roost.broker.subscriptions import SharedGroup, SubscriptionTree
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Mapping
 
     from roost.broker.auth.access import ClientAccess
-    from roost.broker.persistence.store import Store
+    from roost.broker.message import Message
+    from roost.broker.records import Outgoing, SubscriptionRecord
 
 
-def _has_room(client_id: str, record: SubscriptionRecord, sessions: dict[str, Session]) -> bool:
-    session = sessions.get(client_id)
-    if session is None or session.connection is None:
-        return False
-    conn = session.connection
-    return conn.writable and len(session.inflight) < conn.send_quota
+class Destination(Protocol):
+    """Where the router hands a message: a local session, or (next) another node."""
+
+    def deliver(
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscription_ids: tuple[int, ...] = (),
+        now: float = 0.0,
+        share_group: str | None = None,
+    ) -> None:
+        """Take ``message`` at ``qos`` (already min(published, granted))."""
+
+    def has_room(self) -> bool:
+        """Whether a message now would go out at once; shared groups prefer such members."""
+
+
+class RetainedLog(Protocol):
+    """Where retained messages are kept durable (the broker's store, when it is)."""
+
+    def retained_set(self, topic: str, message: Message) -> None: ...
+    def retained_deleted(self, topic: str) -> None: ...
 
 
 class _Delivery:
-    """One client's merged view of its overlapping subscriptions to a topic."""
+    """One subscriber's merged view of its overlapping subscriptions to a topic."""
 
     __slots__ = ("ids", "qos", "retain")
 
@@ -52,65 +81,111 @@ class _Delivery:
             self.ids = (*self.ids, identifier)
 
 
-def _may_read(readers: dict[str, ClientAccess], client_id: str, topic: str) -> bool:
-    access = readers.get(client_id)
+def _may_read(readers: dict[str, ClientAccess], key: str, topic: str) -> bool:
+    access = readers.get(key)
     return access is not None and access.may_read(topic) is True
 
 
-def deliver_later(
-    session: Session, message: Message, qos: int, retain: bool, ids: tuple[int, ...]
+def _deliver_later(
+    destination: Destination, message: Message, qos: int, retain: bool, ids: tuple[int, ...]
 ) -> Callable[[float], None]:
     """A delivery to make once read access is known (``ClientAccess.defer_delivery``)."""
 
     def deliver(now: float) -> None:
-        session.deliver(message, qos, retain, ids, now)
+        destination.deliver(message, qos, retain, ids, now)
 
     return deliver
 
 
 class Router:
-    __slots__ = ("readers", "retained", "sessions", "store", "tree")
+    """Subscriptions, retained messages and shared-group choice; publish delivers."""
 
-    def __init__(self, sessions: dict[str, Session], max_retained_messages: int) -> None:
-        self.sessions = sessions
-        self.tree: SubscriptionTree[SubscriptionRecord] = SubscriptionTree()
-        self.retained: RetainedStore[Message] = RetainedStore(max_retained_messages)
-        self.store: Store | None = None  # where retained messages are kept, if durable
+    __slots__ = ("_retained", "_tree", "destinations", "log", "readers")
+
+    def __init__(self, destinations: Mapping[str, Destination], max_retained_messages: int) -> None:
+        self.destinations = destinations
+        self._tree: SubscriptionTree[SubscriptionRecord] = SubscriptionTree()
+        self._retained: RetainedStore[Message] = RetainedStore(max_retained_messages)
+        self.log: RetainedLog | None = None  # where retained messages are kept, if durable
         self.readers: dict[str, ClientAccess] | None = None  # set when access is restricted
+
+    # What others may read.
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self._tree)
+
+    @property
+    def retained_count(self) -> int:
+        return len(self._retained)
+
+    def subscribers(self, topic: str) -> list[tuple[str, SubscriptionRecord]]:
+        """The (key, record) pairs of the non-shared subscriptions matching ``topic``."""
+        return self._tree.match(topic)[0]
+
+    def shared_groups(self, topic: str) -> list[SharedGroup[SubscriptionRecord]]:
+        """The shared groups matching ``topic`` (to read; the router changes them)."""
+        return self._tree.match(topic)[1]
+
+    def retained_topics(self, topic_filter: str) -> list[str]:
+        """The topics of the retained messages matching ``topic_filter``."""
+        return [topic for topic, _message in self._retained.match(topic_filter)]
+
+    # Subscriptions.
+
+    def subscribe(self, key: str, record: SubscriptionRecord) -> bool:
+        """Add or replace ``key``'s subscription; True if it did not exist before."""
+        return self._tree.add(key, record.topic_filter, record)
+
+    def unsubscribe(self, key: str, topic_filter: str) -> None:
+        self._tree.remove(key, topic_filter)
+
+    def drop_client(
+        self, key: str, topic_filters: Iterable[str], unfinished: list[Outgoing], now: float
+    ) -> None:
+        """``key`` is gone: remove its subscriptions, and hand the shared-subscription
+        messages it did not finish to other members (MQTT 5.0 section 4.8.2)."""
+        tree = self._tree
+        for topic_filter in topic_filters:
+            tree.remove(key, topic_filter)
+        for item in unfinished:
+            self._publish_to_share(item, now)
+
+    # Publishing.
 
     def publish(self, message: Message, now: float) -> int:
         """Deliver ``message`` to every matching subscriber; returns how many got it."""
-        matches, groups = self.tree.match(message.topic)
-        sessions = self.sessions
+        matches, groups = self._tree.match(message.topic)
+        destinations = self.destinations
         sender = message.sender
         delivered = 0
         if matches:
             merged: dict[str, _Delivery] = {}
-            for client_id, record in matches:
-                if record.no_local and client_id == sender:
+            for key, record in matches:
+                if record.no_local and key == sender:
                     continue
                 retain = message.retain and record.retain_as_published
-                delivery = merged.get(client_id)
+                delivery = merged.get(key)
                 if delivery is None:
-                    merged[client_id] = _Delivery(record.qos, retain, record.identifier)
+                    merged[key] = _Delivery(record.qos, retain, record.identifier)
                 else:
                     delivery.merge(record.qos, retain, record.identifier)
             qos = message.qos
             readers = self.readers
-            for client_id, delivery in merged.items():
-                session = sessions.get(client_id)
-                if session is not None:
+            for key, delivery in merged.items():
+                destination = destinations.get(key)
+                if destination is not None:
                     granted = delivery.qos
                     if readers is not None:
-                        access = readers.get(client_id)
+                        access = readers.get(key)
                         readable = False if access is None else access.may_read(message.topic)
                         if readable is not True:
                             if readable is None and access is not None:
                                 # A plugin is deciding: delivered (in order) if it says yes.
                                 access.defer_delivery(
                                     message.topic,
-                                    deliver_later(
-                                        session,
+                                    _deliver_later(
+                                        destination,
                                         message,
                                         min(qos, granted),
                                         delivery.retain,
@@ -119,7 +194,7 @@ class Router:
                                 )
                                 delivered += 1
                             continue
-                    session.deliver(
+                    destination.deliver(
                         message,
                         qos if qos < granted else granted,
                         delivery.retain,
@@ -131,66 +206,104 @@ class Router:
             picked = self._pick_member(group, message.topic)
             if picked is None:
                 continue
-            client_id, record = picked
-            session = sessions.get(client_id)
-            if session is None:
+            key, record = picked
+            destination = destinations.get(key)
+            if destination is None:
                 continue
             ids = () if record.identifier is None else (record.identifier,)
             retain = message.retain and record.retain_as_published
-            session.deliver(
+            destination.deliver(
                 message, min(message.qos, record.qos), retain, ids, now, record.topic_filter
             )
             delivered += 1
         return delivered
-
-    def store_retained(self, message: Message) -> bool:
-        """Keep (or, for an empty payload, delete) the retained message of its topic."""
-        topic = message.topic
-        if not message.payload:
-            self.delete_retained(topic)
-            return True
-        if not self.retained.set(topic, message):
-            return False
-        # $-topics are the broker's own ($SYS), rebuilt after a restart.
-        if self.store is not None and not topic.startswith("$"):
-            self.store.retained_set(topic, message)
-        return True
-
-    def delete_retained(self, topic: str) -> None:
-        self.retained.delete(topic)
-        if self.store is not None:
-            self.store.retained_deleted(topic)
 
     def _pick_member(
         self, group: SharedGroup[SubscriptionRecord], topic: str
     ) -> tuple[str, SubscriptionRecord] | None:
         """The member of a shared group to get ``topic``: one with room in its window if
         any, else any member (its session queues it)."""
-        sessions = self.sessions
+        destinations = self.destinations
+
+        def has_room(key: str, _record: SubscriptionRecord) -> bool:
+            destination = destinations.get(key)
+            return destination is not None and destination.has_room()
+
         readers = self.readers
         if readers is None:
-            return group.pick(lambda cid, rec: _has_room(cid, rec, sessions)) or group.pick()
+            return group.pick(has_room) or group.pick()
         # Only members known to be allowed to read it (a member whose plugin answer is
         # still coming is passed over this time).
         return group.pick(
-            lambda cid, rec: _may_read(readers, cid, topic) and _has_room(cid, rec, sessions)
-        ) or group.pick(lambda cid, rec: _may_read(readers, cid, topic))
+            lambda key, rec: _may_read(readers, key, topic) and has_room(key, rec)
+        ) or group.pick(lambda key, _rec: _may_read(readers, key, topic))
 
-    def publish_to_share(self, item: Outgoing, now: float) -> None:
+    def _publish_to_share(self, item: Outgoing, now: float) -> None:
         """Hand a shared-subscription message its old member did not finish to another."""
         topic = item.message.topic
-        _matches, groups = self.tree.match(topic)
+        _matches, groups = self._tree.match(topic)
         for group in groups:
             if f"$share/{group.name}/{group.topic_filter}" != item.share_group:
                 continue
             picked = self._pick_member(group, topic)
             if picked is None:
                 return
-            client_id, record = picked
-            session = self.sessions.get(client_id)
-            if session is not None:
+            key, record = picked
+            destination = self.destinations.get(key)
+            if destination is not None:
                 qos = min(item.message.qos, record.qos)
-                session.deliver(
+                destination.deliver(
                     item.message, qos, item.retain, item.subscription_ids, now, item.share_group
                 )
             return
+
+    # Retained messages.
+
+    def retain(self, message: Message) -> bool:
+        """Keep (or, for an empty payload, delete) the retained message of its topic;
+        False if it could not be kept (``max_retained_messages``)."""
+        topic = message.topic
+        if not message.payload:
+            self.delete_retained(topic)
+            return True
+        if not self._retained.set(topic, message):
+            return False
+        # $-topics are the broker's own ($SYS), rebuilt after a restart.
+        if self.log is not None and not topic.startswith("$"):
+            self.log.retained_set(topic, message)
+        return True
+
+    def restore_retained(self, topic: str, message: Message) -> bool:
+        """Put back a retained message a store kept, without recording it again."""
+        return self._retained.set(topic, message)
+
+    def delete_retained(self, topic: str) -> None:
+        self._retained.delete(topic)
+        if self.log is not None:
+            self.log.retained_deleted(topic)
+
+    def send_retained(
+        self, key: str, destination: Destination, record: SubscriptionRecord, now: float
+    ) -> None:
+        """Deliver the retained messages matching a new subscription, retain flag set."""
+        ids = () if record.identifier is None else (record.identifier,)
+        expired = []
+        readers = self.readers
+        access = None if readers is None else readers.get(key)
+        for topic, message in self._retained.match(record.topic_filter):
+            if message.expired(now):
+                expired.append(topic)
+                continue
+            qos = min(message.qos, record.qos)
+            if readers is not None:
+                # Read access, as for any delivery (no access known: nothing).
+                readable = False if access is None else access.may_read(topic)
+                if readable is None and access is not None:
+                    access.defer_delivery(
+                        topic, _deliver_later(destination, message, qos, True, ids)
+                    )
+                if not readable:
+                    continue
+            destination.deliver(message, qos, True, ids, now)
+        for topic in expired:
+            self.delete_retained(topic)

@@ -1,26 +1,32 @@
 """Sessions: what the broker remembers about a client, connected or not.
 
-A session owns its subscriptions, the QoS 1/2 messages in flight to the client, the
-queue of messages waiting for a free slot (or for the client to come back), the QoS 2
-packet identifiers it has received but not yet seen released, and a pending will.
-The connection it is attached to is a ``Sink``; with none, messages queue.
+A session owns its subscriptions (its own record of them; the router holds the
+matching index), the QoS 1/2 messages in flight to the client, the queue of messages
+waiting for a free slot (or for the client to come back), the QoS 2 packet identifiers
+it has received but not yet seen released, and a pending will. The connection it is
+attached to is a ``Sink``; with none, messages queue. Only the session changes these;
+the registry (``registry.py``) creates, attaches, detaches and ends sessions.
+
+Changes to a session that outlives its connection are recorded in a ``SessionStore``;
+the full ``Store`` (``persistence/store.py``) is one, and it builds on this module
+rather than the other way round.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from roost.broker.config import BrokerConfig
-from roost.broker.message import Message
+from roost.broker.records import Outgoing, SubscriptionRecord
 from roost.codec import Pubrel, Will
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from roost.broker.persistence.store import Store
+    from roost.broker.config import BrokerConfig
+    from roost.broker.message import Message
+    from roost.broker.transport import Holder
 
 log = logging.getLogger("roost.broker")
 
@@ -35,54 +41,39 @@ class Sink(Protocol):
 
     def send(self, data: bytes) -> None: ...
 
-    # Holding packets until a store commit (see roost.broker.persistence.store.Holder).
+    def take_over(self) -> None:
+        """Another connection took the session: tell the client (MQTT 5: DISCONNECT
+        0x8E), close, and let go of the session."""
+
+    # Holding packets until a store commit (see roost.broker.transport.Holder).
     def hold(self, batch: int) -> None: ...
     def release(self, committed: int) -> bool: ...
 
 
-@dataclass(slots=True)
-class SubscriptionRecord:
-    client_id: str
-    topic_filter: str  # as subscribed, $share/{group}/ included
-    qos: int
-    no_local: bool = False
-    retain_as_published: bool = False
-    retain_handling: int = 0
-    identifier: int | None = None
-    share_group: str | None = None
+class SessionStore(Protocol):
+    """Where a durable session's changes are recorded (see ``persistence/store.py``)."""
 
+    # ``session_saved`` records the session's own fields: expiry interval, expiry
+    # deadline, will and will deadline (a will scheduled or cancelled).
+    def session_saved(self, session: Session) -> None: ...
+    def session_ended(self, session: Session) -> None: ...
+    def subscription_added(self, session: Session, record: SubscriptionRecord) -> None: ...
+    def subscription_removed(self, session: Session, topic_filter: str) -> None: ...
+    def delivery_queued(self, session: Session, item: Outgoing) -> None: ...
+    def delivery_sent(self, session: Session, item: Outgoing, packet_id: int) -> None: ...
+    def delivery_released(self, session: Session, item: Outgoing, packet_id: int) -> None: ...
+    def delivery_removed(self, session: Session, item: Outgoing) -> None: ...
+    def receive_id_added(self, session: Session, packet_id: int) -> None: ...
+    def receive_id_removed(self, session: Session, packet_id: int) -> None: ...
 
-class Outgoing:
-    """One message on its way to this session's client."""
-
-    __slots__ = (
-        "message",
-        "qos",
-        "released",
-        "retain",
-        "share_group",
-        "store_id",
-        "subscription_ids",
-    )
-
-    def __init__(
-        self,
-        message: Message,
-        qos: int,
-        retain: bool,
-        subscription_ids: tuple[int, ...],
-        share_group: str | None = None,
-    ) -> None:
-        self.message = message
-        self.qos = qos
-        self.retain = retain
-        self.subscription_ids = subscription_ids
-        self.share_group = share_group
-        self.released = False  # QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
-        self.store_id = 0  # its row in the session's store; 0: none
+    def hold(self, conn: Holder) -> None:
+        """Hold ``conn``'s packets sent from now on until the changes so far commit."""
 
 
 class Session:
+    """One client's session: its subscriptions, messages in flight and queued, QoS 2
+    ids awaiting release and will; attached to a connection (``Sink``) or not."""
+
     __slots__ = (
         "_next_packet_id",
         "_queue",
@@ -120,7 +111,7 @@ class Session:
         self.dropped = 0
         # Where changes are recorded: set only while the session outlives its connection
         # (expiry interval > 0) and the broker's store is durable.
-        self.store: Store | None = None
+        self.store: SessionStore | None = None
         self._next_packet_id = 1
         # Ids in flight from an earlier connection, not yet resent on this one because
         # the client's Receive Maximum had no room (an ordered set).
@@ -137,6 +128,41 @@ class Session:
     @queue.setter
     def queue(self, value: deque[Outgoing]) -> None:
         self._queue = value
+
+    def has_room(self) -> bool:
+        """Whether a QoS 1/2 message now would go out at once (shared groups prefer it)."""
+        conn = self.connection
+        return conn is not None and conn.writable and len(self.inflight) < conn.send_quota
+
+    # Subscriptions and incoming QoS 2 ids: the session's own records, kept durable.
+
+    def add_subscription(self, record: SubscriptionRecord) -> None:
+        self.subscriptions[record.topic_filter] = record
+        if self.store is not None:
+            self.store.subscription_added(self, record)
+
+    def remove_subscription(self, topic_filter: str) -> bool:
+        """Forget a subscription; False if there was none with that filter."""
+        if self.subscriptions.pop(topic_filter, None) is None:
+            return False
+        if self.store is not None:
+            self.store.subscription_removed(self, topic_filter)
+        return True
+
+    def qos2_received(self, packet_id: int) -> None:
+        """A QoS 2 PUBLISH was accepted: its id waits for the client's PUBREL."""
+        self.awaiting_release.add(packet_id)
+        if self.store is not None:
+            self.store.receive_id_added(self, packet_id)
+
+    def qos2_released(self, packet_id: int) -> bool:
+        """The exchange of ``packet_id`` ended; False if the id was not awaiting release."""
+        if packet_id not in self.awaiting_release:
+            return False
+        self.awaiting_release.discard(packet_id)
+        if self.store is not None:
+            self.store.receive_id_removed(self, packet_id)
+        return True
 
     # Outgoing messages.
 

@@ -1,4 +1,8 @@
-"""The one periodic sweep: keep-alive, session expiry, will delay, $SYS."""
+"""The one periodic sweep: keep-alive, session expiry, will delay, $SYS.
+
+The sweeper calls one function with the clock's time every ``SWEEP_INTERVAL``; what
+the function does (``Broker.sweep``) is the broker's business, not the timer's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from roost.broker.server import Broker
+    from collections.abc import Callable
 
 log = logging.getLogger("roost.broker")
 
@@ -16,10 +20,13 @@ SWEEP_INTERVAL = 0.5  # seconds; keep-alive is checked to this resolution
 
 
 class Sweeper:
-    __slots__ = ("_broker", "_task")
+    """Calls ``tick(clock())`` every ``SWEEP_INTERVAL`` seconds until stopped."""
 
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
+    __slots__ = ("_clock", "_task", "_tick")
+
+    def __init__(self, clock: Callable[[], float], tick: Callable[[float], None]) -> None:
+        self._clock = clock
+        self._tick = tick
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -32,10 +39,11 @@ class Sweeper:
                 await self._task
 
     async def _run(self) -> None:
-        broker = self._broker
+        clock = self._clock
+        tick = self._tick
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
-                broker.sweep(broker.now())
+                tick(clock())
             except Exception:  # the sweep must survive a bug in one of its parts
                 log.exception("Timer sweep failed")

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from roost.broker.config import ListenerConfig
-    from roost.broker.listeners import Listener
 
 log = logging.getLogger("roost.broker")
 
@@ -87,15 +86,15 @@ def certificate_identity(peercert: object, source: str) -> str | None:
 class TlsLayer(StreamLayer):
     """Server-side TLS between the socket and the protocol above (MQTT or WebSocket)."""
 
-    __slots__ = ("_established", "_incoming", "_listener", "_outgoing", "_tls")
+    __slots__ = ("_established", "_incoming", "_label", "_outgoing", "_tls")
 
-    def __init__(self, context: ssl.SSLContext, app: asyncio.Protocol, listener: Listener) -> None:
+    def __init__(self, context: ssl.SSLContext, app: asyncio.Protocol, label: str) -> None:
         super().__init__(app)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._established = False
-        self._listener = listener
+        self._label = label  # the listener's, for the log
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
@@ -116,7 +115,7 @@ class TlsLayer(StreamLayer):
                 log.debug(
                     "TLS connection from %s on listener %s: %s, %s, client certificate %s.",
                     self.peer(),
-                    self._listener.label,
+                    self._label,
                     tls.version(),
                     (tls.cipher() or ("?",))[0],
                     _subject(tls.getpeercert()),
@@ -186,7 +185,7 @@ class TlsLayer(StreamLayer):
             "%s with %s on listener %s failed: %s; closing.",
             stage,
             self.peer(),
-            self._listener.label,
+            self._label,
             describe_tls_error(exc),
         )
         self._send_pending()  # the alert, which tells the client why

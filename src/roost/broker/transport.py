@@ -18,12 +18,22 @@ so a client that sends without reading what it is sent cannot grow its buffer.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Protocol, cast
 
 # Bytes in a transport's write buffer above which a connection is not writable, and
 # below which it is again.
 WRITE_BUFFER_HIGH = 64 * 1024
 WRITE_BUFFER_LOW = 16 * 1024
+
+
+class Holder(Protocol):
+    """A connection whose outgoing packets can wait for a store commit."""
+
+    def hold(self, batch: int) -> None:
+        """Keep every packet sent from now on until commit ``batch`` is durable."""
+
+    def release(self, committed: int) -> bool:
+        """Send what waited for commits up to ``committed``; True if some still waits."""
 
 
 class WriteCoalescer:

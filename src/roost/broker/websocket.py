@@ -38,7 +38,6 @@ from roost.protocol.websocket import (
 if TYPE_CHECKING:
     import asyncio
 
-    from roost.broker.listeners import Listener
 
 log = logging.getLogger("roost.broker")
 
@@ -83,7 +82,7 @@ class WebSocketLayer(StreamLayer):
         "_buffer",
         "_close_sent",
         "_in_message",
-        "_listener",
+        "_label",
         "_mask",
         "_mask_offset",
         "_max_frame",
@@ -92,11 +91,9 @@ class WebSocketLayer(StreamLayer):
         "_upgraded",
     )
 
-    def __init__(
-        self, app: asyncio.Protocol, listener: Listener, path: str, max_frame: int
-    ) -> None:
+    def __init__(self, app: asyncio.Protocol, label: str, path: str, max_frame: int) -> None:
         super().__init__(app)
-        self._listener = listener
+        self._label = label  # the listener's, for the log
         self._path = path
         self._max_frame = max_frame  # payload bytes of one frame
         self._buffer = bytearray()  # the request head, then a partial frame header
@@ -136,7 +133,7 @@ class WebSocketLayer(StreamLayer):
             log.warning(
                 "WebSocket client %s on listener %s: %s; closing.",
                 self.peer(),
-                self._listener.label,
+                self._label,
                 failure.why,
             )
             self._send_close(failure.code)
@@ -325,7 +322,7 @@ class WebSocketLayer(StreamLayer):
         log.debug(
             "WebSocket connection from %s on listener %s (sub-protocol %s).",
             self.peer(),
-            self._listener.label,
+            self._label,
             chosen or "none",
         )
 
@@ -333,7 +330,7 @@ class WebSocketLayer(StreamLayer):
         log.warning(
             "WebSocket handshake from %s on listener %s refused: %s (HTTP %d).",
             self.peer(),
-            self._listener.label,
+            self._label,
             refused.why,
             refused.status,
         )

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     import asyncio
 
     from roost.broker.message import Message
-    from roost.broker.sessions import Outgoing, Session, SubscriptionRecord
+    from roost.broker.records import Outgoing, SubscriptionRecord
+    from roost.broker.sessions import Session
 
 
 class MemoryStore:

@@ -10,7 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from roost.broker.message import Message
-from roost.broker.sessions import SubscriptionRecord
+from roost.broker.records import SubscriptionRecord
 from roost.codec import Will
 from roost.protocol.topics import parse_shared
 

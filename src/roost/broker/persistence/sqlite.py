@@ -48,7 +48,8 @@ from roost.broker.persistence.store import Holder, StoredState
 
 if TYPE_CHECKING:
     from roost.broker.message import Message
-    from roost.broker.sessions import Outgoing, Session, SubscriptionRecord
+    from roost.broker.records import Outgoing, SubscriptionRecord
+    from roost.broker.sessions import Session
 
 log = logging.getLogger("roost.broker")
 

@@ -14,6 +14,9 @@ broker gives ``Session.store`` only to those, so clean sessions cost nothing.
 Deadlines passed in and handed back are loop times (``loop.time()``); a store keeps
 wall-clock times, since the loop's clock starts again with each process.
 
+The protocol builds on ``sessions.SessionStore`` (the part a session records its own
+changes through); this module depends on sessions, never the reverse.
+
 ``hold(conn)`` is how "acknowledged means durable" is kept: with a store that holds
 (the SQLite store with commit policy "sync"), every packet sent on ``conn`` from that
 call on waits until the changes recorded so far are committed. ``op_count`` counts the
@@ -25,26 +28,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from roost.broker.sessions import SessionStore
+from roost.broker.transport import Holder
+
 if TYPE_CHECKING:
     import asyncio
 
     from roost.broker.message import Message
-    from roost.broker.sessions import Outgoing, Session, SubscriptionRecord
+    from roost.broker.records import SubscriptionRecord
     from roost.codec import Will
+
+__all__ = [
+    "Holder",
+    "Store",
+    "StoreError",
+    "StoredDelivery",
+    "StoredSession",
+    "StoredState",
+]
 
 
 class StoreError(Exception):
     """Storage Roost cannot use; ``str()`` names the file and says what to do."""
-
-
-class Holder(Protocol):
-    """A connection whose outgoing packets can wait for a commit."""
-
-    def hold(self, batch: int) -> None:
-        """Keep every packet sent from now on until commit ``batch`` is durable."""
-
-    def release(self, committed: int) -> bool:
-        """Send what waited for commits up to ``committed``; True if some still waits."""
 
 
 @dataclass(slots=True)
@@ -63,6 +68,8 @@ class StoredDelivery:
 
 @dataclass(slots=True)
 class StoredSession:
+    """A session as the store kept it, handed back at start."""
+
     client_id: str
     expiry_interval: int
     expires_at: float | None  # None: the client was connected when the broker stopped
@@ -75,11 +82,16 @@ class StoredSession:
 
 @dataclass(slots=True)
 class StoredState:
+    """Everything a store holds: sessions and retained messages."""
+
     sessions: list[StoredSession] = field(default_factory=list)
     retained: list[tuple[str, Message]] = field(default_factory=list)
 
 
-class Store(Protocol):
+class Store(SessionStore, Protocol):
+    """A broker's storage: what it records of sessions and retained messages as they
+    change, and what it hands back at start."""
+
     durable: bool  # False: nothing is kept; the broker records nothing
     op_count: int  # changes recorded so far
     description: str  # for the startup log line
@@ -92,26 +104,6 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Commit what is recorded and close; nothing may be recorded after."""
-
-    def hold(self, conn: Holder) -> None:
-        """Hold ``conn``'s packets sent from now on until the changes so far commit."""
-
-    # Sessions. ``session_saved`` records the session's own fields: expiry interval,
-    # expiry deadline, will and will deadline (a will scheduled or cancelled).
-    def session_saved(self, session: Session) -> None: ...
-    def session_ended(self, session: Session) -> None: ...
-    def subscription_added(self, session: Session, record: SubscriptionRecord) -> None: ...
-    def subscription_removed(self, session: Session, topic_filter: str) -> None: ...
-
-    # Outgoing messages.
-    def delivery_queued(self, session: Session, item: Outgoing) -> None: ...
-    def delivery_sent(self, session: Session, item: Outgoing, packet_id: int) -> None: ...
-    def delivery_released(self, session: Session, item: Outgoing, packet_id: int) -> None: ...
-    def delivery_removed(self, session: Session, item: Outgoing) -> None: ...
-
-    # Incoming QoS 2: packet ids received and not yet released by PUBREL.
-    def receive_id_added(self, session: Session, packet_id: int) -> None: ...
-    def receive_id_removed(self, session: Session, packet_id: int) -> None: ...
 
     # Retained messages.
     def retained_set(self, topic: str, message: Message) -> None: ...

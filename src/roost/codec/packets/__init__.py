@@ -23,7 +23,7 @@ from roost.codec.packets.base import (
 )
 from roost.codec.packets.connect import Auth, Connack, Connect, Will
 from roost.codec.packets.control import Disconnect, Pingreq, Pingresp
-from roost.codec.packets.publish import Puback, Pubcomp, Publish, Pubrec, Pubrel
+from roost.codec.packets.publish import Puback, Pubcomp, Publish, Pubrec, Pubrel, encode_ack
 from roost.codec.packets.subscribe import Suback, Subscribe, Subscription, Unsuback, Unsubscribe
 
 __all__ = [
@@ -63,4 +63,5 @@ __all__ = [
     "Unsuback",
     "Unsubscribe",
     "Will",
+    "encode_ack",
 ]

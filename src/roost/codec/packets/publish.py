@@ -136,16 +136,30 @@ class _Ack(Packet):
     user_properties: tuple[tuple[str, str], ...] = ()
 
     def encode(self, version: int = 4) -> bytes:
+        if self.reason_string is None and not self.user_properties:
+            return encode_ack(self.packet_type, self.packet_id, self.reason_code, version)
         first = self.packet_type << 4 | (0x02 if self.packet_type == PUBREL else 0)
         packet_id = self.packet_id.to_bytes(2, "big")
         if version != MQTT_5:
             return bytes((first, 2)) + packet_id
-        if self.reason_string is None and not self.user_properties:
-            if self.reason_code == 0:
-                return bytes((first, 2)) + packet_id
-            return bytes((first, 3)) + packet_id + bytes((self.reason_code,))
         body = packet_id + bytes((self.reason_code,)) + props.encode_properties(self, props.ACK)
         return bytes((first,)) + encode_varint(len(body)) + body
+
+
+# The fixed headers of the property-less acknowledgements, by packet type and length.
+_ACK_HEADERS = {
+    (kind, length): bytes((kind << 4 | (0x02 if kind == PUBREL else 0), length))
+    for kind in (PUBACK, PUBREC, PUBREL, PUBCOMP)
+    for length in (2, 3)
+}
+
+
+def encode_ack(packet_type: int, packet_id: int, reason_code: int = 0, version: int = 4) -> bytes:
+    """A PUBACK, PUBREC, PUBREL or PUBCOMP without properties, built without an object:
+    a broker sends one per QoS 1/2 message, so this is on the hot path."""
+    if version != MQTT_5 or reason_code == 0:
+        return _ACK_HEADERS[packet_type, 2] + packet_id.to_bytes(2, "big")
+    return _ACK_HEADERS[packet_type, 3] + packet_id.to_bytes(2, "big") + bytes((reason_code,))
 
 
 @dataclass(slots=True)

@@ -1,0 +1,176 @@
+"""The broker's parts, wired: what every client connection talks to.
+
+``BrokerCore`` implements ``ports.ConnectionHost`` over the session registry, the
+router, the authorization backends and the store, and owns the set of open
+connections. It holds no protocol logic of its own: each call is handed to the part
+that owns the state it changes (see docs/architecture.md, "Who owns what").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from roost.broker.auth.manager import AuthManager
+from roost.broker.limits import TopicLimits
+from roost.broker.persistence import make_store
+from roost.broker.registry import SessionRegistry
+from roost.broker.router import Router
+from roost.broker.stats import Stats
+from roost.codec import DisconnectReasonCode
+
+if TYPE_CHECKING:
+    from roost.broker.config import BrokerConfig
+    from roost.broker.message import Message
+    from roost.broker.persistence.store import StoredState
+    from roost.broker.ports import Connection
+    from roost.broker.records import SubscriptionRecord
+    from roost.broker.sessions import Session, Sink
+    from roost.broker.transport import Holder
+    from roost.codec import Will
+
+log = logging.getLogger("roost.broker")
+
+
+class BrokerCore:
+    """Sessions, routing, authorization, storage and counters behind one narrow seam."""
+
+    __slots__ = (
+        "_loop",
+        "auth",
+        "config",
+        "connections",
+        "registry",
+        "router",
+        "stats",
+        "store",
+        "topic_limits",
+    )
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.topic_limits = TopicLimits(config.max_topic_length, config.max_topic_levels)
+        # Reads the password, ACL and SCRAM files and loads the plugin: fails early.
+        self.auth = AuthManager(config)
+        self.store = make_store(config)
+        sessions: dict[str, Session] = {}
+        # The router reads the registry's sessions as its local destinations.
+        self.router = Router(sessions, config.max_retained_messages)
+        if self.auth.authorizes:
+            self.router.readers = self.auth.accesses
+        self.registry = SessionRegistry(
+            sessions, self.router, self.store, config, self.stats, self.auth.forget
+        )
+        self.connections: set[Connection] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open_state(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Open the store and put back what it kept, before any client can connect."""
+        self._loop = loop
+        store = self.store
+        state: StoredState = store.open(loop)
+        log.info("Persistence: %s.", store.description)
+        if not store.durable:
+            return
+        self.router.log = store
+        now = loop.time()
+        messages = self.registry.restore(state.sessions, now)
+        router = self.router
+        for topic, message in state.retained:
+            if not router.restore_retained(topic, message):
+                # max_retained_messages was lowered since: the store must not keep it either.
+                store.retained_deleted(topic)
+        log.info(
+            "Restored %d sessions, %d queued or in-flight messages and %d retained messages.",
+            len(state.sessions),
+            messages,
+            router.retained_count,
+        )
+
+    def now(self) -> float:
+        assert self._loop is not None  # noqa: S101  (set by open_state)
+        return self._loop.time()
+
+    # Connections.
+
+    def opened(self, conn: Connection) -> str | None:
+        limit = self.config.max_connections
+        if limit and len(self.connections) >= limit:
+            return f"the broker's max_connections ({limit}) is reached"
+        self.connections.add(conn)
+        return None
+
+    def closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+
+    def sweep_connections(self, now: float) -> None:
+        """Keep-alive, connect timeouts and connections that will not finish closing."""
+        for conn in list(self.connections):
+            conn.check_timers(now)
+
+    async def close_connections(self, grace: float = 1.0) -> None:
+        """Tell every client the server is going, and wait (``grace`` at most) for the
+        connections to end as if their clients had gone: wills are published or, if
+        delayed, scheduled, and durable sessions record their expiry deadlines."""
+        for conn in list(self.connections):
+            conn.disconnect(DisconnectReasonCode.SERVER_SHUTTING_DOWN)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.connections:
+            if loop.time() >= deadline:
+                # Clients that do not read keep a transport's buffer full, and so open.
+                for conn in list(self.connections):
+                    conn.abort()
+                await asyncio.sleep(0)
+                return
+            await asyncio.sleep(0.005)
+
+    # Sessions.
+
+    def attach(
+        self,
+        conn: Sink,
+        client_id: str,
+        clean_start: bool,
+        expiry_interval: int,
+        will: Will | None,
+        now: float,
+    ) -> tuple[Session, bool]:
+        return self.registry.attach(conn, client_id, clean_start, expiry_interval, will, now)
+
+    def detach(self, session: Session, publish_will: bool, now: float) -> None:
+        self.registry.detach(session, publish_will, now)
+
+    # Routing.
+
+    def publish(self, message: Message, now: float) -> int:
+        router = self.router
+        if message.retain:
+            router.retain(message)
+        delivered = router.publish(message, now)
+        self.stats.messages_sent += delivered
+        return delivered
+
+    def subscribe(self, session: Session, record: SubscriptionRecord) -> bool:
+        is_new = self.router.subscribe(session.client_id, record)
+        session.add_subscription(record)
+        return is_new
+
+    def send_retained(self, session: Session, record: SubscriptionRecord, now: float) -> None:
+        self.router.send_retained(session.client_id, session, record, now)
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        if not session.remove_subscription(topic_filter):
+            return False
+        self.router.unsubscribe(session.client_id, topic_filter)
+        return True
+
+    # Durability.
+
+    def changes(self) -> int:
+        return self.store.op_count
+
+    def hold(self, conn: Holder) -> None:
+        self.store.hold(conn)

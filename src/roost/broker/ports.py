@@ -1,0 +1,127 @@
+"""The seams between a client connection and the rest of the broker.
+
+A ``BrokerConnection`` (``connection.py``) knows the broker only through these
+protocols: ``ConnectionHost`` (sessions, routing, authorization, counters),
+``Entrance`` (the listener it came in on) and, through the host, ``Authority``.
+``core.BrokerCore`` and ``listeners.Listener`` implement them; a test or another kind
+of front end can implement them too. Nothing here imports a broker module that imports
+back: the arrows point from the connection to these protocols, and from the
+implementations to the parts they wire.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from roost.broker.auth.access import ClientAccess
+    from roost.broker.auth.base import AuthRequest, AuthResult, ClientInfo, EnhancedAuthentication
+    from roost.broker.config import BrokerConfig
+    from roost.broker.limits import TopicLimits
+    from roost.broker.message import Message
+    from roost.broker.records import SubscriptionRecord
+    from roost.broker.sessions import Session, Sink
+    from roost.broker.stats import Stats
+    from roost.broker.transport import Holder
+    from roost.codec import Will
+
+
+class Authority(Protocol):
+    """Who may connect and what they may do (``auth.manager.AuthManager``)."""
+
+    def needs_authentication(self, username: str | None) -> bool:
+        """Whether a CONNECT with this username must wait for a backend."""
+
+    async def authenticate(self, request: AuthRequest) -> AuthResult:
+        """Check a CONNECT's credentials."""
+
+    def start_auth(self, method: str, client: ClientInfo) -> EnhancedAuthentication | None:
+        """An exchange for an MQTT 5 Authentication Method, or None if nothing offers it."""
+
+    def access_for(self, client: ClientInfo) -> ClientAccess | None:
+        """What ``client`` may do; None when nothing restricts anyone."""
+
+    def sys_publish_allowed(self, topic: str) -> bool:
+        """Whether clients may publish to this ``$``-topic."""
+
+
+class Connection(Sink, Protocol):
+    """A client connection as the host sees it: for the timer sweep and shutdown."""
+
+    def check_timers(self, now: float) -> None:
+        """Close the connection if its CONNECT, keep-alive or closing deadline passed."""
+
+    def disconnect(self, reason: int, reason_string: str | None = None) -> None:
+        """Close from the broker's side; MQTT 5 clients are told why first."""
+
+    def abort(self) -> None:
+        """Drop the connection at once, whatever it still had to send."""
+
+
+class Entrance(Protocol):
+    """The listener a connection came in on, as far as the connection needs it."""
+
+    label: str  # e.g. "tls 0.0.0.0:8883", for the log
+    allow_anonymous: bool
+    identity_source: str | None  # "cn" or "san": the certificate names the user
+
+    def admit(self) -> str | None:
+        """Count a new connection in, or say why it must be refused."""
+
+    def left(self) -> None:
+        """An admitted connection closed."""
+
+
+class ConnectionHost(Protocol):
+    """What a client connection may ask of the broker, and all it may change there."""
+
+    config: BrokerConfig
+    stats: Stats
+    topic_limits: TopicLimits
+
+    @property
+    def auth(self) -> Authority:
+        """Authentication and authorization."""
+
+    def now(self) -> float:
+        """The event loop's clock: every deadline is in these seconds."""
+
+    # Connections.
+    def opened(self, conn: Connection) -> str | None:
+        """Count a new connection in, or say why the broker must refuse it."""
+
+    def closed(self, conn: Connection) -> None: ...
+
+    # Sessions (see registry.SessionRegistry).
+    def attach(
+        self,
+        conn: Sink,
+        client_id: str,
+        clean_start: bool,
+        expiry_interval: int,
+        will: Will | None,
+        now: float,
+    ) -> tuple[Session, bool]:
+        """The session for an accepted CONNECT, and whether it was present."""
+
+    def detach(self, session: Session, publish_will: bool, now: float) -> None: ...
+
+    # Routing (see router.Router).
+    def publish(self, message: Message, now: float) -> int:
+        """Route a client's message (kept first if retained); how many got it."""
+
+    def subscribe(self, session: Session, record: SubscriptionRecord) -> bool:
+        """Add or replace a subscription; True if it is new."""
+
+    def send_retained(self, session: Session, record: SubscriptionRecord, now: float) -> None:
+        """Deliver the retained messages for a new subscription."""
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        """Remove a subscription; False if there was none."""
+
+    # Durability: "acknowledged means durable".
+    def changes(self) -> int:
+        """How many changes the store has recorded so far (to tell if a packet made any)."""
+
+    def hold(self, conn: Holder) -> None:
+        """Hold ``conn``'s packets sent from now on until the changes so far commit."""

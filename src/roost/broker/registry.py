@@ -1,0 +1,236 @@
+"""The session registry: the one place sessions are created, taken over, ended and expired.
+
+It owns the map of client id to ``Session`` (the router reads it as its local
+destinations) and the set of offline sessions that will expire or have a delayed will.
+Wills are published from here, through the router, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from roost.broker.message import Message
+from roost.broker.persistence.restore import restored_session
+from roost.broker.sessions import Session, Sink
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from roost.broker.config import BrokerConfig
+    from roost.broker.persistence.store import Store, StoredSession
+    from roost.broker.router import Router
+    from roost.broker.stats import Stats
+    from roost.codec import Will
+
+log = logging.getLogger("roost.broker")
+
+# Seconds between sweeps of offline sessions' queues for expired messages (each sweep
+# walks every queued message, so not on every timer tick).
+PURGE_INTERVAL = 60.0
+
+
+class SessionRegistry:
+    """Sessions by client id: attach (new, resumed or taken over), detach, end, expire."""
+
+    __slots__ = (
+        "_config",
+        "_forget",
+        "_purge_at",
+        "_router",
+        "_sessions",
+        "_stats",
+        "_store",
+        "offline",
+    )
+
+    def __init__(
+        self,
+        sessions: dict[str, Session],
+        router: Router,
+        store: Store,
+        config: BrokerConfig,
+        stats: Stats,
+        forget: Callable[[str], None],
+    ) -> None:
+        self._sessions = sessions
+        self._router = router
+        self._store = store
+        self._config = config
+        self._stats = stats
+        self._forget = forget  # what authorization remembers of a client id
+        # Disconnected sessions that will expire, or have a delayed will to publish.
+        self.offline: set[Session] = set()
+        self._purge_at = 0.0  # the first sweep purges what expired while we were down
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        """Every session by client id (read it; only the registry changes it)."""
+        return self._sessions
+
+    def attach(
+        self,
+        conn: Sink,
+        client_id: str,
+        clean_start: bool,
+        expiry_interval: int,
+        will: Will | None,
+        now: float,
+    ) -> tuple[Session, bool]:
+        """Give ``conn`` its session, resumed or new; returns (session, session present).
+
+        A session still attached to another connection is taken over: that connection
+        is told (MQTT 5: DISCONNECT 0x8E) and closed, and its will published.
+        """
+        sessions = self._sessions
+        session = sessions.get(client_id)
+        if session is not None and session.connection is not None:
+            log.info("Client %s already connected, closing old connection.", client_id)
+            session.connection.take_over()
+            self.detach(session, publish_will=True, now=now, ending=clean_start)
+            session = sessions.get(client_id)
+        if session is not None and clean_start:
+            self.end(session, now)
+            session = None
+        present = session is not None
+        if session is None:
+            session = Session(client_id, self._config)
+            sessions[client_id] = session
+        else:
+            # Reconnected in time: a delayed will is cancelled [MQTT-3.1.3-9].
+            session.will = None
+            session.will_at = None
+            session.expires_at = None
+            self.offline.discard(session)
+        session.connection = conn
+        session.expiry_interval = expiry_interval
+        session.will = will
+        self._stats.clients_total += 1
+        self._keep_durable(session)
+        return session, present
+
+    def _keep_durable(self, session: Session) -> None:
+        """The session's expiry and will are known now: keep it durable if it outlives
+        its connection, stop keeping it if it no longer does."""
+        store = self._store
+        if not store.durable:
+            return
+        if session.expiry_interval == 0:
+            if session.store is not None:
+                session.store.session_ended(session)
+                session.store = None
+            return
+        if session.store is None:
+            session.store = store
+            for record in session.subscriptions.values():
+                store.subscription_added(session, record)
+            for packet_id in session.awaiting_release:
+                store.receive_id_added(session, packet_id)
+            for item in session.queue:
+                store.delivery_queued(session, item)
+        store.session_saved(session)
+
+    def detach(
+        self, session: Session, publish_will: bool, now: float, ending: bool = False
+    ) -> None:
+        """The session's connection is gone; keep the session or end it."""
+        session.connection = None
+        will = session.will
+        if not publish_will:
+            session.will = None
+        elif will is not None:
+            delay = will.will_delay_interval or 0
+            if delay == 0 or session.expiry_interval == 0 or ending:
+                session.will = None
+                self._publish_will(session.client_id, will, now)
+            else:
+                session.will_at = now + delay
+        if session.expiry_interval == 0 or ending:
+            self.end(session, now)
+        else:
+            session.expires_at = now + session.expiry_interval
+            self.offline.add(session)
+            if session.store is not None:
+                session.store.session_saved(session)
+
+    def end(self, session: Session, now: float) -> None:
+        """The session is over: its pending will goes out, its subscriptions go."""
+        self._publish_pending_will(session, now)
+        self.offline.discard(session)
+        if self._sessions.get(session.client_id) is session:
+            del self._sessions[session.client_id]
+            self._forget(session.client_id)
+        self._router.drop_client(
+            session.client_id, session.subscriptions, session.take_shared_messages(), now
+        )
+        if session.store is not None:
+            session.store.session_ended(session)
+            session.store = None
+        session.subscriptions.clear()
+        session.inflight.clear()
+        session.queue.clear()
+
+    def _publish_pending_will(self, session: Session, now: float) -> None:
+        will = session.will
+        if will is not None and session.will_at is not None:
+            session.will = None
+            session.will_at = None
+            if session.store is not None:
+                session.store.session_saved(session)
+            self._publish_will(session.client_id, will, now)
+
+    def _publish_will(self, client_id: str, will: Will, now: float) -> None:
+        log.info("Publishing will of client %s to %r.", client_id, will.topic)
+        message = Message(
+            will.topic,
+            will.payload,
+            will.qos,
+            will.retain,
+            client_id,
+            None if will.message_expiry_interval is None else now + will.message_expiry_interval,
+            will.payload_format_indicator,
+            will.content_type,
+            will.response_topic,
+            will.correlation_data,
+            will.user_properties,
+        )
+        if will.retain:
+            self._router.retain(message)
+        self._router.publish(message, now)
+
+    def sweep(self, now: float) -> None:
+        """Delayed wills and session expiry, from their deadlines; now and then, queued
+        messages whose Message Expiry Interval has passed."""
+        for session in list(self.offline):
+            if session.will_at is not None and now >= session.will_at:
+                self._publish_pending_will(session, now)
+            if session.expires_at is not None and now >= session.expires_at:
+                log.info("Session of client %s expired.", session.client_id)
+                self.end(session, now)
+        if now >= self._purge_at:
+            self._purge_at = now + PURGE_INTERVAL
+            for session in self.offline:
+                session.purge_expired(now)
+
+    def shut_down(self, now: float) -> None:
+        """A shutdown without durable storage ends every session: pending wills go out
+        now [MQTT-3.1.2-8]."""
+        if not self._store.durable:
+            for session in list(self._sessions.values()):
+                self._publish_pending_will(session, now)
+
+    def restore(self, stored: Iterable[StoredSession], now: float) -> int:
+        """Put back the sessions a store kept, every one offline; returns how many
+        queued or in-flight messages they hold."""
+        messages = 0
+        store = self._store
+        for kept in stored:
+            session, was_connected = restored_session(kept, self._config, store, now)
+            for record in session.subscriptions.values():
+                self._router.subscribe(session.client_id, record)
+            messages += session.pending_messages()
+            self._sessions[session.client_id] = session
+            self.offline.add(session)
+            if was_connected:
+                store.session_saved(session)
+        return messages
