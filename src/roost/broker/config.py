@@ -36,6 +36,10 @@ WEBSOCKET_LISTENER_TYPES = ("ws", "wss")
 
 @dataclass(slots=True)
 class ListenerConfig:
+    """One address the broker accepts connections on: transport, TLS files and
+    per-listener limits (a ``[[listeners]]`` table).
+    """
+
     host: str = "127.0.0.1"
     port: int = 1883
     type: ListenerType = "tcp"
@@ -56,6 +60,8 @@ class ListenerConfig:
 
 @dataclass(slots=True)
 class BrokerConfig:
+    """Everything the broker can be configured with; the defaults are the documented ones."""
+
     listeners: list[ListenerConfig] = field(default_factory=lambda: [ListenerConfig()])
     # None: anonymous clients only on listeners bound to loopback addresses.
     allow_anonymous: bool | None = None

@@ -28,6 +28,8 @@ GENERATOR = "roost-bench"
 
 @dataclass(slots=True)
 class Outcome:
+    """What a run reports: the RESULT fields, status, exit code, human summary, errors."""
+
     fields: dict[str, Value]
     status: str
     exit_code: int
