@@ -6,14 +6,12 @@ reads the same names from TOML (see ``load_config``).
 
 from __future__ import annotations
 
-import bisect
 import datetime
 import difflib
 import json
 import math
 import os
 import re
-import string
 import tomllib
 import types
 from collections.abc import Callable, Mapping
@@ -21,6 +19,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar, get_args, get_origin, get_type_hints
 
+from roost.broker.toml_key_lines import BARE_KEY_CHARS, KeyLocator, KeyPath
 from roost.codec import CodecError
 from roost.protocol.topics import validate_topic_filter
 
@@ -37,6 +36,10 @@ WEBSOCKET_LISTENER_TYPES = ("ws", "wss")
 
 @dataclass(slots=True)
 class ListenerConfig:
+    """One address the broker accepts connections on: transport, TLS files and
+    per-listener limits (a ``[[listeners]]`` table).
+    """
+
     host: str = "127.0.0.1"
     port: int = 1883
     type: ListenerType = "tcp"
@@ -57,6 +60,8 @@ class ListenerConfig:
 
 @dataclass(slots=True)
 class BrokerConfig:
+    """Everything the broker can be configured with; the defaults are the documented ones."""
+
     listeners: list[ListenerConfig] = field(default_factory=lambda: [ListenerConfig()])
     # None: anonymous clients only on listeners bound to loopback addresses.
     allow_anonymous: bool | None = None
@@ -109,10 +114,9 @@ class BrokerConfig:
 # The checks are derived from the dataclass annotations, so a new field is loadable as
 # soon as it is declared; numeric fields must also state their range in _RANGES (the
 # schema refuses to build otherwise, so a forgotten range fails every test at once).
+# The line an error names comes from roost.broker.toml_key_lines.
 
-_Path = tuple[str | int, ...]
 _T = TypeVar("_T")
-_BARE_KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_-")
 # The largest packet MQTT can express: Remaining Length 268,435,455 (the 4-byte varint
 # maximum) plus a 5-byte fixed header.
 _MAX_PACKET_SIZE = 268_435_460
@@ -234,7 +238,7 @@ def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(str(exc), text, source) from exc
-    locator = _KeyLocator(text)
+    locator = KeyLocator(text)
     return _Builder(source, locator.line_of).broker_config(data)
 
 
@@ -278,7 +282,7 @@ class _Builder:
     error reported is the first one in the file.
     """
 
-    def __init__(self, source: str, line_of: Callable[[_Path], int | None]) -> None:
+    def __init__(self, source: str, line_of: Callable[[KeyPath], int | None]) -> None:
         self._source = source
         self._line_of = line_of
 
@@ -300,7 +304,7 @@ class _Builder:
             except CodecError as exc:
                 self._fail(path, f"not a valid topic filter: {exc}")
 
-    def _fail(self, path: _Path, problem: str) -> NoReturn:
+    def _fail(self, path: KeyPath, problem: str) -> NoReturn:
         raise ConfigError(
             problem,
             source=self._source,
@@ -308,7 +312,7 @@ class _Builder:
             key=_dotted(path) if path else None,
         )
 
-    def _dataclass(self, cls: type[_T], data: object, path: _Path) -> _T:
+    def _dataclass(self, cls: type[_T], data: object, path: KeyPath) -> _T:
         if not isinstance(data, Mapping):
             self._fail(path, f"expected a table, got {_show(data)}")
         schema = _schema(cls)
@@ -323,7 +327,7 @@ class _Builder:
             values[key] = self._value(hint, bounds, value, here)
         return cls(**values)
 
-    def _value(self, hint: object, bounds: _Range | None, value: object, path: _Path) -> object:
+    def _value(self, hint: object, bounds: _Range | None, value: object, path: KeyPath) -> object:
         expected = _describe(hint, bounds, path)
         if hint is bool:
             if not isinstance(value, bool):
@@ -385,7 +389,7 @@ class _Builder:
                 )
             seen.setdefault(address, index)
 
-    def _check_listener(self, listener: ListenerConfig, path: _Path) -> None:
+    def _check_listener(self, listener: ListenerConfig, path: KeyPath) -> None:
         """Settings that only make sense together, or only for some listener types."""
         kind = listener.type
         default = ListenerConfig()
@@ -433,7 +437,7 @@ def _within(number: float, bounds: _Range | None) -> bool:
     return bounds.high is None or number <= bounds.high
 
 
-def _describe(hint: object, bounds: _Range | None, path: _Path) -> str:
+def _describe(hint: object, bounds: _Range | None, path: KeyPath) -> str:
     """What a valid value looks like, in the words of the error message."""
     if hint is bool:
         return "true or false"
@@ -471,7 +475,7 @@ def _unknown_key(key: str, cls: type, schema: Mapping[str, object]) -> str:
     return "unknown key"
 
 
-def _dotted(path: _Path) -> str:
+def _dotted(path: KeyPath) -> str:
     """("listeners", 1, "port") -> "listeners[1].port"; odd keys are quoted as in TOML."""
     text = ""
     for part in path:
@@ -479,7 +483,7 @@ def _dotted(path: _Path) -> str:
             text += f"[{part}]"
             continue
         name = (
-            part if part and set(part) <= _BARE_KEY_CHARS else json.dumps(part, ensure_ascii=False)
+            part if part and set(part) <= BARE_KEY_CHARS else json.dumps(part, ensure_ascii=False)
         )
         text += f".{name}" if text else name
     return text
@@ -503,151 +507,3 @@ def _show(value: object) -> str:
     if isinstance(value, datetime.date | datetime.time):
         return f"a date/time ({value.isoformat()})"
     return f"a {type(value).__name__}"
-
-
-# --------------------------------------------------------------------------------------
-# Finding the line of a key. tomllib reports no positions for values, so on an error we
-# scan the (already valid) TOML text for where each key and table is defined. Valid
-# input keeps this simple: a statement is a [table] header, a [[array]] header or a
-# key = value pair, and only strings and brackets can span lines.
-
-
-class _KeyLocator:
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._lines: dict[_Path, int] | None = None
-
-    def line_of(self, path: _Path) -> int | None:
-        """The line defining ``path``, or its nearest enclosing key; None if unknown.
-
-        Falling back to the enclosing key covers values inside inline tables and
-        arrays, which are on (or start at) the line of the key that holds them.
-        """
-        if self._lines is None:  # scan only once there is an error to report
-            self._lines = _scan_key_lines(self._text)
-        for end in range(len(path), 0, -1):
-            line = self._lines.get(path[:end])
-            if line is not None:
-                return line
-        return None
-
-
-def _scan_key_lines(text: str) -> dict[_Path, int]:
-    newlines = [i for i, ch in enumerate(text) if ch == "\n"]
-    lines: dict[_Path, int] = {}
-    array_lengths: dict[_Path, int] = {}  # [[name]] tables seen so far, per array
-    table: _Path = ()
-    pos = 0
-    while pos < len(text):
-        ch = text[pos]
-        if ch in " \t\r\n":
-            pos += 1
-            continue
-        if ch == "#":
-            pos = _line_end(text, pos)
-            continue
-        line = bisect.bisect_right(newlines, pos) + 1
-        if ch == "[":
-            is_array = text.startswith("[[", pos)
-            keys, pos = _parse_key(text, pos + (2 if is_array else 1))
-            pos = _line_end(text, pos)  # past "]" or "]]" and any comment
-            if is_array:
-                array = (*_resolve(keys[:-1], array_lengths), keys[-1])
-                index = array_lengths.get(array, 0)
-                array_lengths[array] = index + 1
-                table = (*array, index)
-            else:
-                table = _resolve(keys, array_lengths)
-            for end in range(1, len(table) + 1):
-                lines.setdefault(table[:end], line)
-            continue
-        keys, pos = _parse_key(text, pos)
-        for end in range(1, len(keys) + 1):
-            lines.setdefault((*table, *keys[:end]), line)
-        pos = _skip_value(text, pos + 1)  # + 1: past the "="
-    return lines
-
-
-def _resolve(keys: tuple[str, ...], array_lengths: Mapping[_Path, int]) -> _Path:
-    """A header's key path, with each array of tables replaced by its last element."""
-    path: _Path = ()
-    for key in keys:
-        path = (*path, key)
-        if path in array_lengths:
-            path = (*path, array_lengths[path] - 1)
-    return path
-
-
-def _parse_key(text: str, pos: int) -> tuple[tuple[str, ...], int]:
-    """A (dotted) key starting at ``pos``; returns its parts and the position after it."""
-    parts: list[str] = []
-    while True:
-        while text[pos] in " \t":
-            pos += 1
-        if text[pos] == '"':
-            end = pos + 1
-            while text[end] != '"':
-                end += 2 if text[end] == "\\" else 1
-            # Let tomllib undo the escapes: the quoted key is also a valid string value.
-            parts.append(str(tomllib.loads(f"k = {text[pos : end + 1]}")["k"]))
-            pos = end + 1
-        elif text[pos] == "'":
-            end = text.index("'", pos + 1)
-            parts.append(text[pos + 1 : end])
-            pos = end + 1
-        else:
-            start = pos
-            while text[pos] in _BARE_KEY_CHARS:
-                pos += 1
-            parts.append(text[start:pos])
-        while text[pos] in " \t":
-            pos += 1
-        if text[pos] != ".":
-            return tuple(parts), pos
-        pos += 1
-
-
-def _skip_value(text: str, pos: int) -> int:
-    """The position of the newline (or end of text) that ends the value at ``pos``."""
-    depth = 0  # open [ and { brackets; only inside them may a value span lines
-    while pos < len(text):
-        ch = text[pos]
-        if ch in "\"'":
-            pos = _skip_string(text, pos)
-            continue
-        if ch == "#":
-            pos = _line_end(text, pos)
-            continue
-        if ch == "\n" and depth == 0:
-            return pos
-        if ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        pos += 1
-    return pos
-
-
-def _skip_string(text: str, pos: int) -> int:
-    """The position just after the string (of any of TOML's four kinds) at ``pos``."""
-    quote = text[pos]
-    escapes = quote == '"'
-    if text.startswith(quote * 3, pos):
-        delimiter, pos = quote * 3, pos + 3
-    else:
-        delimiter, pos = quote, pos + 1
-    while not text.startswith(delimiter, pos):
-        pos += 2 if escapes and text[pos] == "\\" else 1
-    pos += len(delimiter)
-    # A multi-line string may end with one or two quotes just before its delimiter:
-    # """a""""" is 'a""'. The delimiter is the last three quotes of the run.
-    extra = 0
-    while len(delimiter) == 3 and extra < 2 and text.startswith(quote, pos):
-        pos += 1
-        extra += 1
-    return pos
-
-
-def _line_end(text: str, pos: int) -> int:
-    end = text.find("\n", pos)
-    return len(text) if end < 0 else end

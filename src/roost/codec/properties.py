@@ -28,6 +28,8 @@ from roost.codec.primitives import (
 
 
 class PropertyId(IntEnum):
+    """The identifier byte of each MQTT 5 property, as it appears on the wire."""
+
     PAYLOAD_FORMAT_INDICATOR = 0x01
     MESSAGE_EXPIRY_INTERVAL = 0x02
     CONTENT_TYPE = 0x03

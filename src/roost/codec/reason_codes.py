@@ -21,6 +21,8 @@ class ConnackReturnCode(IntEnum):
 
 
 class ConnectReasonCode(IntEnum):
+    """MQTT 5 CONNACK reason codes."""
+
     SUCCESS = 0x00
     UNSPECIFIED_ERROR = 0x80
     MALFORMED_PACKET = 0x81
@@ -73,6 +75,8 @@ PubcompReasonCode = PubrelReasonCode
 
 
 class SubackReasonCode(IntEnum):
+    """Reason codes of SUBACK, one per requested filter (granted QoS or refusal)."""
+
     GRANTED_QOS_0 = 0x00
     GRANTED_QOS_1 = 0x01
     GRANTED_QOS_2 = 0x02
@@ -88,6 +92,8 @@ class SubackReasonCode(IntEnum):
 
 
 class UnsubackReasonCode(IntEnum):
+    """MQTT 5 UNSUBACK reason codes, one per filter."""
+
     SUCCESS = 0x00
     NO_SUBSCRIPTION_EXISTED = 0x11
     UNSPECIFIED_ERROR = 0x80
@@ -98,6 +104,8 @@ class UnsubackReasonCode(IntEnum):
 
 
 class DisconnectReasonCode(IntEnum):
+    """MQTT 5 DISCONNECT reason codes (either side may send them)."""
+
     NORMAL_DISCONNECTION = 0x00
     DISCONNECT_WITH_WILL_MESSAGE = 0x04
     UNSPECIFIED_ERROR = 0x80
@@ -130,6 +138,8 @@ class DisconnectReasonCode(IntEnum):
 
 
 class AuthReasonCode(IntEnum):
+    """MQTT 5 AUTH reason codes: the steps of an enhanced authentication exchange."""
+
     SUCCESS = 0x00
     CONTINUE_AUTHENTICATION = 0x18
     RE_AUTHENTICATE = 0x19

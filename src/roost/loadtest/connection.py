@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from roost.codec import (
     MQTT_5,
@@ -33,7 +33,6 @@ from roost.codec import (
 from roost.codec.packets.base import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL
 
 if TYPE_CHECKING:
-    from roost.loadtest.publisher import Publisher
     from roost.loadtest.stats import Tracker
 
 PINGREQ = b"\xc0\x00"
@@ -44,6 +43,19 @@ HEADER_SIZE = HEADER.size
 _BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 _unpack_header = HEADER.unpack_from
 _monotonic_ns = time.monotonic_ns
+
+
+class PublisherHooks(Protocol):
+    """What a connection calls on the publisher that hangs off it.
+
+    Spelled out here rather than naming ``publisher.Publisher``, which is built on this
+    module: the two importing each other would be an import cycle.
+    """
+
+    def acknowledged(self, kind: int, packet_id: int) -> None: ...
+    def after_read(self) -> None: ...
+    def connection_lost(self) -> None: ...
+    def schedule(self) -> None: ...
 
 
 class ConnectFailed(Exception):
@@ -89,7 +101,7 @@ class BenchConnection(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self._waiters: dict[int, asyncio.Future[Suback]] = {}
         self.tracker: Tracker | None = None
-        self.publisher: Publisher | None = None
+        self.publisher: PublisherHooks | None = None
         self.on_read: Callable[[BenchConnection], None] | None = None
         self.last_sent = time.monotonic()
         self.ping_since = 0.0  # when the outstanding PINGREQ was sent; 0 = none

@@ -58,6 +58,10 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class ClientSpec:
+    """One simulated client's part in the plan: what it subscribes to, publishes and
+    expects to receive.
+    """
+
     index: int  # its slot in the shared counters
     client_id: str
     subscribe: tuple[str, ...] = ()  # topic filters

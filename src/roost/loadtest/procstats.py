@@ -14,6 +14,8 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class ProcSample:
+    """One reading of a process's CPU time and memory, to diff across a window."""
+
     cpu_ns: int
     rss_kb: int
     hwm_kb: int

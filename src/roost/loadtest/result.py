@@ -11,13 +11,12 @@ Status and exit code, as mqttload: ``ok`` (0); ``LOSS`` (QoS 1/2 messages missin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from roost.loadtest import procstats
-
-if TYPE_CHECKING:
-    from roost.loadtest.runner import Totals
+from roost.loadtest.plan import Settings
+from roost.loadtest.stats import SubscriberCounts
+from roost.loadtest.worker import ConnectReport, PublishReport, StatusReport
 
 Value = int | float | str
 EXIT_OK = 0
@@ -28,6 +27,8 @@ GENERATOR = "roost-bench"
 
 @dataclass(slots=True)
 class Outcome:
+    """What a run reports: the RESULT fields, status, exit code, human summary, errors."""
+
     fields: dict[str, Value]
     status: str
     exit_code: int
@@ -36,6 +37,29 @@ class Outcome:
 
     def result_line(self) -> str:
         return "RESULT " + " ".join(f"{key}={_text(value)}" for key, value in self.fields.items())
+
+
+@dataclass(slots=True)
+class Totals:
+    """Everything the workers reported, added up; what ``summarize`` turns into an Outcome."""
+
+    settings: Settings
+    clients: int
+    connect: ConnectReport = field(default_factory=ConnectReport)
+    status: StatusReport | None = None  # after the hold (conn)
+    publish: PublishReport = field(default_factory=PublishReport)
+    counts: SubscriberCounts = field(default_factory=SubscriberCounts)
+    expected: int = 0
+    final_status: StatusReport = field(default_factory=StatusReport)
+    gen_cpu_s: float = 0.0
+    window_s: float = 0.0  # publish command to the end of the drain
+    broker_start: procstats.ProcSample | None = None
+    broker_connected: procstats.ProcSample | None = None
+    broker_held: procstats.ProcSample | None = None
+    broker_before: procstats.ProcSample | None = None
+    broker_after: procstats.ProcSample | None = None
+    broker_connect_cpu_pct: float | None = None
+    aborted: str | None = None
 
 
 def _text(value: Value) -> str:

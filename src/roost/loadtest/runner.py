@@ -17,16 +17,14 @@ import multiprocessing
 import multiprocessing.connection
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from typing import TypeVar
 
 from roost.loadtest import procstats
 from roost.loadtest.plan import Settings, build_clients, deal, with_processes
-from roost.loadtest.result import Outcome, summarize
+from roost.loadtest.result import Outcome, Totals, summarize
 from roost.loadtest.shared import shared_counters
-from roost.loadtest.stats import SubscriberCounts
 from roost.loadtest.worker import (
     ConnectReport,
     DrainReport,
@@ -41,29 +39,6 @@ T = TypeVar("T")
 
 class WorkerFailed(Exception):
     """A worker process died or stopped answering."""
-
-
-@dataclass(slots=True)
-class Totals:
-    """Everything the workers reported, added up; what result.py turns into a RESULT."""
-
-    settings: Settings
-    clients: int
-    connect: ConnectReport = field(default_factory=ConnectReport)
-    status: StatusReport | None = None  # after the hold (conn)
-    publish: PublishReport = field(default_factory=PublishReport)
-    counts: SubscriberCounts = field(default_factory=SubscriberCounts)
-    expected: int = 0
-    final_status: StatusReport = field(default_factory=StatusReport)
-    gen_cpu_s: float = 0.0
-    window_s: float = 0.0  # publish command to the end of the drain
-    broker_start: procstats.ProcSample | None = None
-    broker_connected: procstats.ProcSample | None = None
-    broker_held: procstats.ProcSample | None = None
-    broker_before: procstats.ProcSample | None = None
-    broker_after: procstats.ProcSample | None = None
-    broker_connect_cpu_pct: float | None = None
-    aborted: str | None = None
 
 
 class Workers:

@@ -17,6 +17,10 @@ from typing import cast
 
 
 class Counters:
+    """A worker's handle on the shared counters (one slot per client), passed to
+    the publishers whose send window reads them.
+    """
+
     __slots__ = ("values",)
 
     def __init__(self, values: MutableSequence[int]) -> None:

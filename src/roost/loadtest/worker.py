@@ -36,6 +36,10 @@ MAX_ERRORS = 5  # error messages kept per worker (the rest are only counted)
 
 @dataclass(slots=True)
 class ConnectReport:
+    """A worker's answer to ``connect``: how its clients' connects and
+    subscriptions went, and how long they took.
+    """
+
     connected: int = 0
     failed: int = 0
     subscriptions: int = 0
@@ -49,6 +53,8 @@ class ConnectReport:
 
 @dataclass(slots=True)
 class StatusReport:
+    """A worker's answer to ``status``: live connections and keep-alive pings."""
+
     alive: int = 0
     pings: int = 0
     pongs: int = 0
@@ -57,6 +63,8 @@ class StatusReport:
 
 @dataclass(slots=True)
 class PublishReport:
+    """A worker's answer to ``publish``: what its publishers sent and had acknowledged."""
+
     sent: int = 0
     acked: int = 0
     unacked: int = 0
@@ -68,6 +76,8 @@ class PublishReport:
 
 @dataclass(slots=True)
 class DrainReport:
+    """A worker's answer to ``drain``: what its subscribers received of what was sent."""
+
     counts: SubscriberCounts
     expected: int
     cpu_s: float  # process CPU from the publish command to the end of the drain
@@ -78,6 +88,8 @@ Command = tuple[Any, ...]
 
 
 class Worker:
+    """Runs one worker process's clients and answers the runner's commands over the pipe."""
+
     def __init__(
         self,
         settings: Settings,

@@ -34,6 +34,10 @@ CACHE_SIZE = 1024
 
 
 class Authorize(Protocol):
+    """The signature of a plugin's ``authorize``: True allows, anything else denies;
+    it may return an awaitable for a decision that takes time.
+    """
+
     def __call__(
         self, client: ClientInfo, access: Access, topic: str, /
     ) -> bool | Awaitable[bool | None] | None: ...
@@ -52,6 +56,10 @@ class _Cache(OrderedDict[str, bool]):
 
 
 class ClientAccess:
+    """Answers what one connected client may publish, subscribe to and receive,
+    caching each answer per topic.
+    """
+
     __slots__ = (
         "_authorize",
         "_deferred",

@@ -60,6 +60,10 @@ class AclFileError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class AclRule:
+    """One ``topic`` or ``pattern`` line of an ACL file: the access it grants on a
+    topic filter, and the line it came from.
+    """
+
     access: int  # READ | WRITE bits; 0 (DENY) refuses
     topic_filter: str
     line: int = 0

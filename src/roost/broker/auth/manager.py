@@ -36,6 +36,10 @@ class AuthSetupError(Exception):
 
 
 class AuthManager:
+    """The broker's single entry point for authentication and authorization, over
+    every configured backend; see the module docstring.
+    """
+
     def __init__(self, config: BrokerConfig) -> None:
         self._password_path = config.password_file
         self._acl_path = config.acl_file

@@ -47,6 +47,10 @@ class Will:
 
 @dataclass(slots=True)
 class Connect(Packet):
+    """The packet that opens a session: client id, protocol level, credentials, will
+    and the client's MQTT 5 limits.
+    """
+
     packet_type: ClassVar[int] = CONNECT
 
     client_id: str = ""
@@ -158,6 +162,10 @@ def decode_connect(flags: int, buf: Buffer, pos: int, end: int, version: int) ->
 
 @dataclass(slots=True)
 class Connack(Packet):
+    """The server's answer to CONNECT: accepted or why not, and (MQTT 5) the limits
+    the server imposes on this connection.
+    """
+
     packet_type: ClassVar[int] = CONNACK
 
     session_present: bool = False

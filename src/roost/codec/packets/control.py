@@ -14,6 +14,8 @@ from roost.codec.reason_codes import VALID_DISCONNECT
 
 @dataclass(slots=True)
 class Pingreq(Packet):
+    """Keep-alive probe from the client; it carries nothing."""
+
     packet_type: ClassVar[int] = PINGREQ
 
     def encode(self, version: int = 4) -> bytes:
@@ -22,6 +24,8 @@ class Pingreq(Packet):
 
 @dataclass(slots=True)
 class Pingresp(Packet):
+    """The server's answer to PINGREQ; it carries nothing."""
+
     packet_type: ClassVar[int] = PINGRESP
 
     def encode(self, version: int = 4) -> bytes:
@@ -45,6 +49,8 @@ def decode_pingresp(flags: int, buf: Buffer, pos: int, end: int, version: int) -
 
 @dataclass(slots=True)
 class Disconnect(Packet):
+    """Ends a connection on purpose; in MQTT 5 either side sends it, with a reason."""
+
     packet_type: ClassVar[int] = DISCONNECT
 
     reason_code: int = 0

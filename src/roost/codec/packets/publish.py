@@ -16,6 +16,10 @@ _NO_PACKET_ID = b""
 
 @dataclass(slots=True)
 class Publish(Packet):
+    """An application message on its way to or from the broker, with its delivery
+    flags and MQTT 5 message properties.
+    """
+
     packet_type: ClassVar[int] = PUBLISH
 
     topic: str
@@ -164,21 +168,29 @@ def encode_ack(packet_type: int, packet_id: int, reason_code: int = 0, version: 
 
 @dataclass(slots=True)
 class Puback(_Ack):
+    """Acknowledges a QoS 1 PUBLISH; its packet identifier is then free again."""
+
     packet_type: ClassVar[int] = PUBACK
 
 
 @dataclass(slots=True)
 class Pubrec(_Ack):
+    """QoS 2, step 2: the receiver has stored the PUBLISH; the sender answers with PUBREL."""
+
     packet_type: ClassVar[int] = PUBREC
 
 
 @dataclass(slots=True)
 class Pubrel(_Ack):
+    """QoS 2, step 3: the sender releases the message; the receiver answers with PUBCOMP."""
+
     packet_type: ClassVar[int] = PUBREL
 
 
 @dataclass(slots=True)
 class Pubcomp(_Ack):
+    """QoS 2, step 4: the exchange is complete and its packet identifier free again."""
+
     packet_type: ClassVar[int] = PUBCOMP
 
 

@@ -36,6 +36,8 @@ class Subscription:
 
 @dataclass(slots=True)
 class Subscribe(Packet):
+    """A client's request to receive messages on one or more topic filters."""
+
     packet_type: ClassVar[int] = SUBSCRIBE
 
     packet_id: int
@@ -97,6 +99,8 @@ def decode_subscribe(flags: int, buf: Buffer, pos: int, end: int, version: int) 
 
 @dataclass(slots=True)
 class Suback(Packet):
+    """The answer to SUBSCRIBE: per filter, the granted QoS or why it was refused."""
+
     packet_type: ClassVar[int] = SUBACK
 
     packet_id: int
@@ -128,6 +132,8 @@ def decode_suback(flags: int, buf: Buffer, pos: int, end: int, version: int) -> 
 
 @dataclass(slots=True)
 class Unsubscribe(Packet):
+    """A client's request to stop receiving messages on some topic filters."""
+
     packet_type: ClassVar[int] = UNSUBSCRIBE
 
     packet_id: int
@@ -160,6 +166,8 @@ def decode_unsubscribe(flags: int, buf: Buffer, pos: int, end: int, version: int
 
 @dataclass(slots=True)
 class Unsuback(Packet):
+    """The answer to UNSUBSCRIBE; MQTT 5 adds one reason code per filter."""
+
     packet_type: ClassVar[int] = UNSUBACK
 
     packet_id: int
