@@ -20,6 +20,8 @@ from roost.protocol.topics import parse_shared
 
 
 class TopicLimits:
+    """The configured limits on topic length and levels, and the refusals they make."""
+
     __slots__ = ("gate", "max_length", "max_levels")
 
     def __init__(self, max_length: int, max_levels: int) -> None:

@@ -11,6 +11,8 @@ from roost.codec import MQTT_5, Publish
 
 
 class Message:
+    """A routed application message, stored once and encoded once per outgoing variant."""
+
     __slots__ = (
         "_templates",
         "content_type",

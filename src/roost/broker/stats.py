@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(slots=True)
 class Stats:
+    """Counters for $SYS and operators; each is incremented where its event happens."""
+
     messages_received: int = 0
     messages_sent: int = 0
     bytes_received: int = 0

@@ -36,6 +36,8 @@ log = logging.getLogger("roost.broker")
 
 @dataclass(slots=True)
 class Loaded:
+    """What reading the database at start gave: the state, and the next free row ids."""
+
     state: StoredState
     retained: dict[str, Message]  # topic -> message, as the store tracks them
     next_message_id: int

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 class MemoryStore:
+    """The store of a broker without persistence: records nothing, holds nothing back."""
+
     durable = False
     op_count = 0
     description = "off (state is kept in memory only)"

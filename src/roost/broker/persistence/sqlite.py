@@ -59,6 +59,8 @@ _ATTEMPTS_WHEN_CLOSING = 3  # a shutdown must end, even with a disk that fails
 
 
 class SqliteStore:
+    """Durable state in one SQLite file, written in batches by a thread of its own."""
+
     durable = True
 
     def __init__(
