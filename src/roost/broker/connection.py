@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from roost.broker import publishing, subscribing
 from roost.broker.auth.base import AuthRequest, AuthResult, Challenge, ClientInfo
 from roost.broker.connect import (
     NO_LIMIT,
@@ -28,8 +29,6 @@ from roost.broker.connect import (
     connect_terms,
     refusal_connack,
 )
-from roost.broker.message import Message
-from roost.broker.records import SubscriptionRecord
 from roost.broker.tls import certificate_identity
 from roost.broker.transport import WRITE_BUFFER_HIGH, BufferedTransport, WriteCoalescer
 from roost.codec import (
@@ -45,20 +44,9 @@ from roost.codec import (
     DisconnectReasonCode,
     Packet,
     ProtocolError,
-    Puback,
-    PubackReasonCode,
-    Pubcomp,
-    Publish,
-    Pubrec,
-    Pubrel,
-    SubackReasonCode,
-    Subscribe,
-    UnsubackReasonCode,
-    Unsubscribe,
     UnsupportedProtocolVersion,
 )
 from roost.protocol.server_conn import ServerConnection, ServerState
-from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -223,7 +211,7 @@ class BrokerConnection(BufferedTransport):
 
     # Waiting for an authentication backend.
 
-    def _wait(self, answer: Awaitable[object], then: Callable[[object], None]) -> None:
+    def wait_for(self, answer: Awaitable[object], then: Callable[[object], None]) -> None:
         """Pause this connection's packets until ``answer`` is ready, then ``then(it)``."""
         waiting = self._waiting = asyncio.ensure_future(answer)
         if self.transport is not None:
@@ -357,9 +345,9 @@ class BrokerConnection(BufferedTransport):
             "" if self.username is None else f", u'{self.username}'",
         )
         session.resume(now)
-        self._flush_burst()
+        self.flush_burst()
 
-    def _flush_burst(self) -> None:
+    def flush_burst(self) -> None:
         """Write a burst (retained messages, a resumed session's) out now if it is large:
         the transport's high-water mark then stops _handle_packets before the next packet.
         Other packets are answered with about their own size (a PUBACK may free the slot
@@ -392,7 +380,7 @@ class BrokerConnection(BufferedTransport):
                     return None
                 self.auth_method = method
                 self._exchange = exchange
-                self._wait(exchange.step(packet.authentication_data), self._auth_step_done)
+                self.wait_for(exchange.step(packet.authentication_data), self._auth_step_done)
                 return None
             # A listener that takes the username from the client certificate has checked
             # the credential already (and the CONNECT's password is not the user's).
@@ -401,7 +389,7 @@ class BrokerConnection(BufferedTransport):
                 result = _NOTHING_TO_CHECK
             else:
                 request = AuthRequest(self._client_info(packet.username), packet.password)
-                self._wait(auth.authenticate(request), self._credentials_checked)
+                self.wait_for(auth.authenticate(request), self._credentials_checked)
                 return None
         self._auth_result = None
         self._connect = None
@@ -450,207 +438,6 @@ class BrokerConnection(BufferedTransport):
             self.send(data)
         self.protocol.close()
         self.close_transport()
-
-    # PUBLISH and its acknowledgements.
-
-    def on_publish(self, packet: Publish, now: float) -> None:
-        host = self.host
-        config = host.config
-        session = self.session
-        assert session is not None  # noqa: S101  (the state machine only passes PUBLISH after CONNECT)
-        limits = host.topic_limits
-        if len(packet.topic) > limits.gate:
-            why = limits.topic_refusal(packet.topic)
-            if why is not None:
-                self._publish_refused(packet, why)
-                return
-        access = self.access
-        if access is None:
-            # Nothing restricts this client but the $-topic rule.
-            allowed = packet.topic[:1] != "$" or host.auth.sys_publish_allowed(packet.topic)
-        else:
-            decision = access.may_write(packet.topic)
-            if not isinstance(decision, bool):
-                # A plugin is deciding: handle this PUBLISH again once it has (cached).
-                self._wait(decision, lambda _: self.on_publish(packet, self.host.now()))
-                return
-            allowed = decision
-        qos = packet.qos
-        host.stats.messages_received += 1
-        if qos > config.maximum_qos:
-            self.disconnect(DisconnectReasonCode.QOS_NOT_SUPPORTED, "QoS not supported")
-            return
-        if packet.retain and not config.retain_available:
-            self.disconnect(DisconnectReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
-            return
-        packet_id = packet.packet_id
-        changes = host.changes()
-        if qos:
-            awaiting = session.awaiting_release
-            if qos == 2 and packet_id in awaiting:
-                # A resend of a message already accepted: acknowledge, do not deliver again.
-                self.send(self.protocol.publish_ack(2, packet_id))
-                return
-            # A QoS 1 PUBLISH is unacknowledged until our PUBACK, so it counts as well.
-            if len(awaiting) >= config.receive_maximum:
-                self.disconnect(
-                    DisconnectReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"
-                )
-                return
-            if qos == 2:
-                session.qos2_received(packet_id)
-        if not allowed:
-            # By the ACL or plugin, or a $-topic (the broker's own, e.g. $SYS) not allowed
-            # by allow_sys_publish. MQTT 3.1.1 cannot say no: acknowledged, not delivered.
-            log.warning("Client %s denied PUBLISH to %r.", self.client_id, packet.topic)
-            if qos == 2 and self.version == MQTT_5:
-                # Our PUBREC 0x87 ends the exchange: the id is free again [MQTT-4.3.3-9].
-                session.qos2_released(packet_id)
-            if host.changes() != changes:
-                host.hold(self)
-            self._acknowledge(qos, packet_id, PubackReasonCode.NOT_AUTHORIZED)
-            return
-        delivered = host.publish(Message.from_publish(packet, self.client_id, now), now)
-        if qos:
-            if host.changes() != changes:
-                # Acknowledged means durable: the PUBACK/PUBREC waits for the commit.
-                host.hold(self)
-            self._acknowledge(
-                qos,
-                packet_id,
-                PubackReasonCode.SUCCESS if delivered else PubackReasonCode.NO_MATCHING_SUBSCRIBERS,
-            )
-
-    def _publish_refused(self, packet: Publish, why: str) -> None:
-        """A PUBLISH over max_topic_length or max_topic_levels: never delivered."""
-        log.warning("Client %s PUBLISH refused: %s.", self.client_id, why)
-        if packet.qos and self.version == MQTT_5:
-            # 0x90: the topic is well formed but this server does not accept it. The
-            # exchange ends there (a PUBREC >= 0x80 frees the id [MQTT-4.3.3-9]).
-            self._acknowledge(packet.qos, packet.packet_id, PubackReasonCode.TOPIC_NAME_INVALID)
-            return
-        # QoS 0 has no acknowledgement to refuse with, and 3.1.x no reason codes: an
-        # acknowledged and dropped message would be lost without a word.
-        self.disconnect(DisconnectReasonCode.TOPIC_NAME_INVALID, why)
-
-    def _acknowledge(self, qos: int, packet_id: int, reason: int) -> None:
-        if qos:
-            self.send(self.protocol.publish_ack(qos, packet_id, reason))
-
-    def on_pubrel(self, packet: Pubrel, now: float) -> None:
-        session = self.session
-        assert session is not None  # noqa: S101
-        if session.qos2_released(packet.packet_id):
-            if session.store is not None:
-                # Until the id's removal is durable, PUBCOMP must wait: after a crash
-                # the restored id would make us drop the client's next message with it.
-                self.host.hold(self)
-            self.send(self.protocol.pubcomp(packet.packet_id))
-        else:
-            self.send(self.protocol.pubcomp(packet.packet_id, found=False))
-
-    def on_puback(self, packet: Puback, now: float) -> None:
-        assert self.session is not None  # noqa: S101
-        self.session.puback(packet.packet_id, now)
-
-    def on_pubrec(self, packet: Pubrec, now: float) -> None:
-        assert self.session is not None  # noqa: S101
-        session = self.session
-        if session.pubrec(packet.packet_id, packet.reason_code >= 0x80, now):
-            self.send(self.protocol.pubrel(packet.packet_id))
-        elif packet.reason_code < 0x80:
-            self.send(self.protocol.pubrel(packet.packet_id, found=False))
-
-    def on_pubcomp(self, packet: Pubcomp, now: float) -> None:
-        assert self.session is not None  # noqa: S101
-        self.session.pubcomp(packet.packet_id, now)
-
-    # SUBSCRIBE and UNSUBSCRIBE.
-
-    def on_subscribe(self, packet: Subscribe, now: float) -> None:
-        session = self.session
-        assert session is not None  # noqa: S101
-        access = self.access
-        host = self.host
-        limits = host.topic_limits
-        if access is not None:
-            decisions = [
-                access.may_subscribe(_inner(sub.topic_filter))
-                for sub in packet.subscriptions
-                if limits.filter_refusal(sub.topic_filter) is None  # not worth asking
-            ]
-            undecided = [decision for decision in decisions if not isinstance(decision, bool)]
-            if undecided:
-                # A plugin is deciding: handle this SUBSCRIBE again once it has (cached).
-                answers = asyncio.gather(*undecided)
-                self._wait(answers, lambda _: self.on_subscribe(packet, self.host.now()))
-                return
-        maximum_qos = host.config.maximum_qos
-        max_subscriptions = host.config.max_subscriptions_per_client
-        v5 = self.version == MQTT_5
-        codes: list[int] = []
-        retained_to_send: list[SubscriptionRecord] = []
-        for sub in packet.subscriptions:
-            why = limits.filter_refusal(sub.topic_filter)
-            if why is not None:
-                log.warning("Client %s SUBSCRIBE refused: %s.", self.client_id, why)
-                codes.append(SubackReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
-                continue
-            group, inner = parse_shared(sub.topic_filter)
-            if access is not None and access.may_subscribe(inner) is not True:
-                # Refused in the SUBACK, not silently accepted as Mosquitto does.
-                log.warning("Client %s denied SUBSCRIBE to %r.", self.client_id, sub.topic_filter)
-                codes.append(SubackReasonCode.NOT_AUTHORIZED if v5 else 0x80)
-                continue
-            if (
-                max_subscriptions
-                and len(session.subscriptions) >= max_subscriptions
-                and sub.topic_filter not in session.subscriptions
-            ):
-                log.warning(
-                    "Client %s SUBSCRIBE refused: over max_subscriptions_per_client (%d).",
-                    self.client_id,
-                    max_subscriptions,
-                )
-                codes.append(SubackReasonCode.QUOTA_EXCEEDED if v5 else 0x80)
-                continue
-            granted = min(sub.qos, maximum_qos)
-            record = SubscriptionRecord(
-                self.client_id,
-                sub.topic_filter,
-                granted,
-                sub.no_local,
-                sub.retain_as_published,
-                sub.retain_handling,
-                packet.subscription_identifier,
-                group,
-            )
-            is_new = host.subscribe(session, record)
-            codes.append(granted)
-            if group is None and (
-                sub.retain_handling == 0 or (sub.retain_handling == 1 and is_new)
-            ):
-                retained_to_send.append(record)
-        if session.store is not None:
-            host.hold(self)
-        self.send(self.protocol.suback(packet.packet_id, codes))
-        for record in retained_to_send:
-            host.send_retained(session, record, now)
-        self._flush_burst()
-
-    def on_unsubscribe(self, packet: Unsubscribe, now: float) -> None:
-        session = self.session
-        assert session is not None  # noqa: S101
-        host = self.host
-        codes = [
-            UnsubackReasonCode.SUCCESS
-            if host.unsubscribe(session, topic_filter)
-            else UnsubackReasonCode.NO_SUBSCRIPTION_EXISTED
-            for topic_filter in packet.topic_filters
-        ]
-        if session.store is not None:
-            host.hold(self)
-        self.send(self.protocol.unsuback(packet.packet_id, codes))
 
     # The rest.
 
@@ -701,7 +488,7 @@ class BrokerConnection(BufferedTransport):
             self._exchange = exchange
         elif reason != AuthReasonCode.CONTINUE_AUTHENTICATION:
             raise _protocol_error(f"AUTH 0x{reason:02X} in an authentication exchange")
-        self._wait(self._exchange.step(packet.authentication_data), self._auth_step_done)
+        self.wait_for(self._exchange.step(packet.authentication_data), self._auth_step_done)
 
     def _auth_step_done(self, step: object) -> None:
         method = self.auth_method
@@ -733,11 +520,6 @@ class BrokerConnection(BufferedTransport):
         self.disconnect(DisconnectReasonCode.NOT_AUTHORIZED, "re-authentication failed")
 
 
-def _inner(topic_filter: str) -> str:
-    """What a subscription filter reaches: of a shared one, the filter after the group."""
-    return parse_shared(topic_filter)[1]
-
-
 def _protocol_error(message: str) -> CodecError:
     return ProtocolError(message)
 
@@ -755,14 +537,14 @@ _HANDLERS: tuple[Callable[[BrokerConnection, Packet, float], None], ...] = (  # 
     _unexpected,
     BrokerConnection.on_connect,
     _unexpected,
-    BrokerConnection.on_publish,
-    BrokerConnection.on_puback,
-    BrokerConnection.on_pubrec,
-    BrokerConnection.on_pubrel,
-    BrokerConnection.on_pubcomp,
-    BrokerConnection.on_subscribe,
+    publishing.on_publish,
+    publishing.on_puback,
+    publishing.on_pubrec,
+    publishing.on_pubrel,
+    publishing.on_pubcomp,
+    subscribing.on_subscribe,
     _unexpected,
-    BrokerConnection.on_unsubscribe,
+    subscribing.on_unsubscribe,
     _unexpected,
     BrokerConnection.on_pingreq,
     _unexpected,

@@ -2,7 +2,9 @@
 
 A ``BrokerConnection`` (``connection.py``) knows the broker only through these
 protocols: ``ConnectionHost`` (sessions, routing, authorization, counters),
-``Entrance`` (the listener it came in on) and, through the host, ``Authority``.
+``Entrance`` (the listener it came in on) and, through the host, ``Authority``. The
+packet handlers in ``publishing.py`` and ``subscribing.py`` know their connection only
+as a ``ClientSide``.
 ``core.BrokerCore`` and ``listeners.Listener`` implement them; a test or another kind
 of front end can implement them too. Nothing here imports a broker module that imports
 back: the arrows point from the connection to these protocols, and from the
@@ -14,6 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from roost.broker.auth.access import ClientAccess
     from roost.broker.auth.base import AuthRequest, AuthResult, ClientInfo, EnhancedAuthentication
     from roost.broker.config import BrokerConfig
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from roost.broker.stats import Stats
     from roost.broker.transport import Holder
     from roost.codec import Will
+    from roost.protocol.server_conn import ServerConnection
 
 
 class Authority(Protocol):
@@ -125,3 +130,29 @@ class ConnectionHost(Protocol):
 
     def hold(self, conn: Holder) -> None:
         """Hold ``conn``'s packets sent from now on until the changes so far commit."""
+
+
+class ClientSide(Protocol):
+    """What a packet handler (``publishing.py``, ``subscribing.py``) may use of the
+    connection the packet came on."""
+
+    host: ConnectionHost
+    protocol: ServerConnection  # the sans-IO side: it encodes the answers
+    session: Session | None
+    access: ClientAccess | None  # None: nothing restricts this client
+    client_id: str
+    version: int
+
+    def send(self, data: bytes) -> None: ...
+
+    def disconnect(self, reason: int, reason_string: str | None = None) -> None: ...
+
+    def wait_for(self, answer: Awaitable[object], then: Callable[[object], None]) -> None:
+        """Pause this connection's packets until ``answer`` is ready, then ``then(it)``."""
+
+    def flush_burst(self) -> None:
+        """Write a large burst out now, so flow control sees it."""
+
+    # Holding packets until a store commit (see transport.Holder).
+    def hold(self, batch: int) -> None: ...
+    def release(self, committed: int) -> bool: ...

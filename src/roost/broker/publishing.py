@@ -1,0 +1,141 @@
+"""PUBLISH and its acknowledgements, as the broker handles them from a client.
+
+Each handler takes the connection the packet came on (a ``ports.ClientSide``), the
+packet and the loop time; ``connection.py`` dispatches to them by packet type. QoS 1
+and 2 acknowledgements wait for the store's commit when the packet changed durable
+state ("acknowledged means durable").
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from roost.broker.message import Message
+from roost.codec import MQTT_5, DisconnectReasonCode, PubackReasonCode
+
+if TYPE_CHECKING:
+    from roost.broker.ports import ClientSide
+    from roost.codec import Puback, Pubcomp, Publish, Pubrec, Pubrel
+
+log = logging.getLogger("roost.broker")
+
+
+def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
+    host = conn.host
+    config = host.config
+    session = conn.session
+    assert session is not None  # noqa: S101  (the state machine only passes PUBLISH after CONNECT)
+    limits = host.topic_limits
+    if len(packet.topic) > limits.gate:
+        why = limits.topic_refusal(packet.topic)
+        if why is not None:
+            _publish_refused(conn, packet, why)
+            return
+    access = conn.access
+    if access is None:
+        # Nothing restricts this client but the $-topic rule.
+        allowed = packet.topic[:1] != "$" or host.auth.sys_publish_allowed(packet.topic)
+    else:
+        decision = access.may_write(packet.topic)
+        if not isinstance(decision, bool):
+            # A plugin is deciding: handle this PUBLISH again once it has (cached).
+            conn.wait_for(decision, lambda _: on_publish(conn, packet, conn.host.now()))
+            return
+        allowed = decision
+    qos = packet.qos
+    host.stats.messages_received += 1
+    if qos > config.maximum_qos:
+        conn.disconnect(DisconnectReasonCode.QOS_NOT_SUPPORTED, "QoS not supported")
+        return
+    if packet.retain and not config.retain_available:
+        conn.disconnect(DisconnectReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
+        return
+    packet_id = packet.packet_id
+    changes = host.changes()
+    if qos:
+        awaiting = session.awaiting_release
+        if qos == 2 and packet_id in awaiting:
+            # A resend of a message already accepted: acknowledge, do not deliver again.
+            conn.send(conn.protocol.publish_ack(2, packet_id))
+            return
+        # A QoS 1 PUBLISH is unacknowledged until our PUBACK, so it counts as well.
+        if len(awaiting) >= config.receive_maximum:
+            conn.disconnect(
+                DisconnectReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"
+            )
+            return
+        if qos == 2:
+            session.qos2_received(packet_id)
+    if not allowed:
+        # By the ACL or plugin, or a $-topic (the broker's own, e.g. $SYS) not allowed
+        # by allow_sys_publish. MQTT 3.1.1 cannot say no: acknowledged, not delivered.
+        log.warning("Client %s denied PUBLISH to %r.", conn.client_id, packet.topic)
+        if qos == 2 and conn.version == MQTT_5:
+            # Our PUBREC 0x87 ends the exchange: the id is free again [MQTT-4.3.3-9].
+            session.qos2_released(packet_id)
+        if host.changes() != changes:
+            host.hold(conn)
+        _acknowledge(conn, qos, packet_id, PubackReasonCode.NOT_AUTHORIZED)
+        return
+    delivered = host.publish(Message.from_publish(packet, conn.client_id, now), now)
+    if qos:
+        if host.changes() != changes:
+            # Acknowledged means durable: the PUBACK/PUBREC waits for the commit.
+            host.hold(conn)
+        _acknowledge(
+            conn,
+            qos,
+            packet_id,
+            PubackReasonCode.SUCCESS if delivered else PubackReasonCode.NO_MATCHING_SUBSCRIBERS,
+        )
+
+
+def _publish_refused(conn: ClientSide, packet: Publish, why: str) -> None:
+    """A PUBLISH over max_topic_length or max_topic_levels: never delivered."""
+    log.warning("Client %s PUBLISH refused: %s.", conn.client_id, why)
+    if packet.qos and conn.version == MQTT_5:
+        # 0x90: the topic is well formed but this server does not accept it. The
+        # exchange ends there (a PUBREC >= 0x80 frees the id [MQTT-4.3.3-9]).
+        _acknowledge(conn, packet.qos, packet.packet_id, PubackReasonCode.TOPIC_NAME_INVALID)
+        return
+    # QoS 0 has no acknowledgement to refuse with, and 3.1.x no reason codes: an
+    # acknowledged and dropped message would be lost without a word.
+    conn.disconnect(DisconnectReasonCode.TOPIC_NAME_INVALID, why)
+
+
+def _acknowledge(conn: ClientSide, qos: int, packet_id: int, reason: int) -> None:
+    if qos:
+        conn.send(conn.protocol.publish_ack(qos, packet_id, reason))
+
+
+def on_pubrel(conn: ClientSide, packet: Pubrel, now: float) -> None:
+    session = conn.session
+    assert session is not None  # noqa: S101
+    if session.qos2_released(packet.packet_id):
+        if session.store is not None:
+            # Until the id's removal is durable, PUBCOMP must wait: after a crash
+            # the restored id would make us drop the client's next message with it.
+            conn.host.hold(conn)
+        conn.send(conn.protocol.pubcomp(packet.packet_id))
+    else:
+        conn.send(conn.protocol.pubcomp(packet.packet_id, found=False))
+
+
+def on_puback(conn: ClientSide, packet: Puback, now: float) -> None:
+    assert conn.session is not None  # noqa: S101
+    conn.session.puback(packet.packet_id, now)
+
+
+def on_pubrec(conn: ClientSide, packet: Pubrec, now: float) -> None:
+    assert conn.session is not None  # noqa: S101
+    session = conn.session
+    if session.pubrec(packet.packet_id, packet.reason_code >= 0x80, now):
+        conn.send(conn.protocol.pubrel(packet.packet_id))
+    elif packet.reason_code < 0x80:
+        conn.send(conn.protocol.pubrel(packet.packet_id, found=False))
+
+
+def on_pubcomp(conn: ClientSide, packet: Pubcomp, now: float) -> None:
+    assert conn.session is not None  # noqa: S101
+    conn.session.pubcomp(packet.packet_id, now)
