@@ -29,16 +29,16 @@ from roost.codec import (
 )
 from roost.protocol.client_conn import (
     ClientConnection,
+    ClientState,
+    ConnackRefused,
     Connected,
-    ConnectRefused,
+    DisconnectReceived,
     KeepAliveTimeout,
     MessageReceived,
     NoPacketIdentifier,
     PublishCompleted,
     ReceiveMaximumExceeded,
     Refused,
-    ServerDisconnected,
-    State,
     SubscribeCompleted,
     UnsubscribeCompleted,
 )
@@ -74,13 +74,13 @@ def connected(version: int = MQTT_5, keep_alive: int = 60, **connack: object) ->
 
 def test_connack_success_and_refusal() -> None:
     conn = connected()
-    assert conn.state is State.CONNECTED
+    assert conn.state is ClientState.CONNECTED
     refused = ClientConnection()
     refused.connect(Connect("c", 5), 0.0)
     events = feed(refused, Connack(reason_code=0x86))
-    assert isinstance(events[0], ConnectRefused)
+    assert isinstance(events[0], ConnackRefused)
     assert events[0].connack.reason_code == 0x86
-    assert refused.state is State.DISCONNECTED
+    assert refused.state is ClientState.DISCONNECTED
 
 
 def test_packet_ids_are_allocated_skipping_those_in_use() -> None:
@@ -158,7 +158,7 @@ def test_our_receive_maximum_is_enforced() -> None:
     assert sent(conn)[-1] == Disconnect(
         0x93, reason_string="the server exceeded our Receive Maximum"
     )
-    assert conn.state is State.DISCONNECTED
+    assert conn.state is ClientState.DISCONNECTED
 
 
 def test_server_receive_maximum_limits_inflight() -> None:
@@ -245,7 +245,7 @@ def test_keep_alive_ping_and_timeout() -> None:
     sent(conn, 24.0)
     with pytest.raises(KeepAliveTimeout):
         conn.handle_timer(34.0)
-    assert conn.state is State.DISCONNECTED
+    assert conn.state is ClientState.DISCONNECTED
 
 
 def test_server_keep_alive_overrides_ours() -> None:
@@ -315,5 +315,5 @@ def test_protocol_errors_close_with_a_reason() -> None:
 def test_server_disconnect_event() -> None:
     conn = connected()
     events = feed(conn, Disconnect(0x8B, reason_string="bye"), Publish("t", b""))
-    assert events == [ServerDisconnected(Disconnect(0x8B, reason_string="bye"))]
-    assert conn.state is State.DISCONNECTED
+    assert events == [DisconnectReceived(Disconnect(0x8B, reason_string="bye"))]
+    assert conn.state is ClientState.DISCONNECTED

@@ -199,7 +199,7 @@ class Client:
 
     @property
     def connected(self) -> bool:
-        return self._conn.state is proto.State.CONNECTED and self._link is not None
+        return self._conn.state is proto.ClientState.CONNECTED and self._link is not None
 
     @property
     def session_present(self) -> bool:
@@ -330,7 +330,7 @@ class Client:
         await asyncio.gather(*auth_tasks, return_exceptions=True)
         link = self._link
         if link is not None:
-            if self._conn.state is proto.State.CONNECTED:
+            if self._conn.state is proto.ClientState.CONNECTED:
                 self._conn.disconnect(
                     Disconnect(
                         reason_code,
@@ -580,12 +580,12 @@ class Client:
                 request.set_result(ack)
         elif isinstance(event, proto.Connected):
             self._on_connected(event)
-        elif isinstance(event, proto.ConnectRefused):
+        elif isinstance(event, proto.ConnackRefused):
             connack = event.connack
             error = ConnectRefused(connack.reason_code, connack.reason_string, self.version)
             if self._connack is not None and not self._connack.done():
                 self._connack.set_exception(error)
-        elif isinstance(event, proto.ServerDisconnected):
+        elif isinstance(event, proto.DisconnectReceived):
             packet = event.disconnect
             self._loss = ServerDisconnected(packet.reason_code, packet.reason_string)
             log.warning("%s", self._loss)

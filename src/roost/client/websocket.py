@@ -16,9 +16,9 @@ from roost.client.transport import Link, Owner
 from roost.protocol.websocket_client import (
     Accepted,
     CloseReceived,
-    State,
     WebSocketClient,
     WebSocketProtocolError,
+    WebSocketState,
 )
 
 log = logging.getLogger("roost.client")
@@ -58,7 +58,7 @@ class WebSocketLink(Link):
             elif isinstance(event, CloseReceived):
                 log.debug("The server closed the WebSocket (%d %s).", event.code, event.reason)
         self._send_queued()
-        if ws.state is State.CLOSED and self.transport is not None:
+        if ws.state is WebSocketState.CLOSED and self.transport is not None:
             # Close frames went both ways: nothing more can come (RFC 6455 section 7.1.1).
             self.transport.close()
 
@@ -95,7 +95,7 @@ class WebSocketLink(Link):
 
     def close(self) -> None:
         """Start the closing handshake; the server answers and closes the connection."""
-        if self._ws.state is State.OPEN:
+        if self._ws.state is WebSocketState.OPEN:
             super().write(self._ws.close())
         elif self.transport is not None:
             self.transport.close()

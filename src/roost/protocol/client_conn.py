@@ -87,7 +87,7 @@ from roost.codec.framing import PROTOCOL_MAX_PACKET_SIZE
 _U16_MAX = 65535
 
 
-class State(Enum):
+class ClientState(Enum):
     DISCONNECTED = 1
     CONNECTING = 2
     CONNECTED = 3
@@ -95,11 +95,11 @@ class State(Enum):
 
 
 # What the server may send in each state; anything else is a protocol error.
-_ALLOWED: dict[State, frozenset[int]] = {
-    State.DISCONNECTED: frozenset(),
-    State.VERIFYING: frozenset(),  # nothing is parsed until server_verified()
-    State.CONNECTING: frozenset((CONNACK, AUTH, DISCONNECT)),
-    State.CONNECTED: frozenset(
+_ALLOWED: dict[ClientState, frozenset[int]] = {
+    ClientState.DISCONNECTED: frozenset(),
+    ClientState.VERIFYING: frozenset(),  # nothing is parsed until server_verified()
+    ClientState.CONNECTING: frozenset((CONNACK, AUTH, DISCONNECT)),
+    ClientState.CONNECTED: frozenset(
         (PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP, DISCONNECT, AUTH)
     ),
 }
@@ -145,7 +145,7 @@ class Connected:
 
 
 @dataclass(slots=True)
-class ConnectRefused:
+class ConnackRefused:
     connack: Connack
 
 
@@ -176,7 +176,7 @@ class UnsubscribeCompleted:
 
 
 @dataclass(slots=True)
-class ServerDisconnected:
+class DisconnectReceived:
     disconnect: Disconnect
 
 
@@ -198,12 +198,12 @@ class VerifyServer:
 Event = (
     Connected
     | VerifyServer
-    | ConnectRefused
+    | ConnackRefused
     | MessageReceived
     | PublishCompleted
     | SubscribeCompleted
     | UnsubscribeCompleted
-    | ServerDisconnected
+    | DisconnectReceived
     | AuthReceived
 )
 
@@ -248,7 +248,7 @@ class ClientConnection:
 
     def __init__(self, ping_timeout: float | None = None, trace: Trace | None = None) -> None:
         self._reader = PacketReader()
-        self.state = State.DISCONNECTED
+        self.state = ClientState.DISCONNECTED
         self._connect = Connect()
         self.connack: Connack | None = None
         self.keep_alive = 0
@@ -311,7 +311,7 @@ class ClientConnection:
 
     def connect(self, packet: Connect, now: float) -> None:
         """Start a network connection with ``packet``; a CONNACK ends CONNECTING."""
-        if self.state is not State.DISCONNECTED:
+        if self.state is not ClientState.DISCONNECTED:
             raise RuntimeError(f"connect() while {self.state.name}")
         self._connect = packet
         self._reader = PacketReader(
@@ -325,7 +325,7 @@ class ClientConnection:
         self.connack = None
         self._auth_reply_owed = False
         self._reauthenticating = False
-        self.state = State.CONNECTING
+        self.state = ClientState.CONNECTING
         self._send(packet)
         self._last_sent = now
 
@@ -337,20 +337,24 @@ class ClientConnection:
         that failed to prove itself.
         """
         state = self.state
-        if state is State.CONNECTED or state is State.VERIFYING or self._authenticating():
+        if (
+            state is ClientState.CONNECTED
+            or state is ClientState.VERIFYING
+            or self._authenticating()
+        ):
             self._send(packet or Disconnect())
-        self.state = State.DISCONNECTED
+        self.state = ClientState.DISCONNECTED
 
     def _authenticating(self) -> bool:
         return (
-            self.state is State.CONNECTING
+            self.state is ClientState.CONNECTING
             and self.version == MQTT_5
             and self._connect.authentication_method is not None
         )
 
     def connection_lost(self) -> None:
         """The network connection is gone; session state stays for the next one."""
-        self.state = State.DISCONNECTED
+        self.state = ClientState.DISCONNECTED
         self._ping_sent_at = None
         self._auth_reply_owed = False
         self._reauthenticating = False
@@ -383,7 +387,7 @@ class ClientConnection:
         """
         self._check_publish(packet)
         if packet.qos == 0:
-            if self.state is not State.CONNECTED:
+            if self.state is not ClientState.CONNECTED:
                 raise RuntimeError("QoS 0 messages can only be sent while connected")
             self._send(self._with_alias(packet))
             return 0
@@ -394,13 +398,13 @@ class ClientConnection:
             full = replace(first, topic=self._alias_topic(packet), topic_alias=None)
         self._outgoing[packet_id] = _Outgoing(full, first)
         self._queue.append(packet_id)
-        if self.state is State.CONNECTED:
+        if self.state is ClientState.CONNECTED:
             self._pump()
         return packet_id
 
     def _check_publish(self, packet: Publish) -> None:
         connack = self.connack
-        if connack is not None and self.state is State.CONNECTED:
+        if connack is not None and self.state is ClientState.CONNECTED:
             if connack.maximum_qos is not None and packet.qos > connack.maximum_qos:
                 # [MQTT-3.2.2-11]: not above the Maximum QoS the server announced.
                 raise Refused(0x9B, f"the server accepts QoS {connack.maximum_qos} at most")
@@ -442,7 +446,7 @@ class ClientConnection:
             packet_id, tuple(subscriptions), subscription_identifier, user_properties
         )
         self._requests[packet_id] = packet
-        if self.state is State.CONNECTED:
+        if self.state is ClientState.CONNECTED:
             self._send(packet)
         return packet_id
 
@@ -452,7 +456,7 @@ class ClientConnection:
         packet_id = self._allocate_id()
         packet = Unsubscribe(packet_id, tuple(topic_filters), user_properties)
         self._requests[packet_id] = packet
-        if self.state is State.CONNECTED:
+        if self.state is ClientState.CONNECTED:
             self._send(packet)
         return packet_id
 
@@ -468,7 +472,7 @@ class ClientConnection:
     def reauthenticate(self, data: bytes | None) -> None:
         """Start a re-authentication (AUTH 0x19) with the CONNECT's method [MQTT-4.12.1-1]."""
         method = self._connect.authentication_method
-        if self.state is not State.CONNECTED or method is None:
+        if self.state is not ClientState.CONNECTED or method is None:
             raise RuntimeError("re-authentication needs a connection with an authentication method")
         if self._reauthenticating:
             raise RuntimeError("a re-authentication is already under way")
@@ -483,7 +487,7 @@ class ClientConnection:
         """The server's final authentication data checked out: finish the CONNACK's work
         (resend, Connected) and parse what arrived after it."""
         connack = self.connack
-        if self.state is not State.VERIFYING or connack is None:
+        if self.state is not ClientState.VERIFYING or connack is None:
             raise RuntimeError(f"server_verified() while {self.state.name}")
         events: list[Event] = []
         self._accept(connack, events)
@@ -522,7 +526,7 @@ class ClientConnection:
 
     def next_deadline(self) -> float | None:
         """When ``handle_timer`` next has work: a PINGREQ to send or a PINGRESP overdue."""
-        if self.state is not State.CONNECTED or not self.keep_alive:
+        if self.state is not ClientState.CONNECTED or not self.keep_alive:
             return None
         if self._ping_sent_at is not None:
             timeout = self.ping_timeout if self.ping_timeout is not None else self.keep_alive
@@ -535,7 +539,7 @@ class ClientConnection:
         if deadline is None or now < deadline:
             return
         if self._ping_sent_at is not None:
-            self.state = State.DISCONNECTED
+            self.state = ClientState.DISCONNECTED
             raise KeepAliveTimeout(f"no PINGRESP within {deadline - self._ping_sent_at:g} s")
         self._send(Pingreq())
         self._ping_sent_at = now
@@ -548,7 +552,7 @@ class ClientConnection:
         On a protocol error an MQTT 5 DISCONNECT naming it is queued first
         (``data_to_send``), as MQTT 5.0 section 4.13 asks.
         """
-        if self.state is State.DISCONNECTED:
+        if self.state is ClientState.DISCONNECTED:
             return []
         self._reader.feed(data)
         events: list[Event] = []
@@ -563,9 +567,9 @@ class ClientConnection:
                     raise ProtocolError(f"unexpected {type(packet).__name__.upper()}")
                 self._handle(packet, events)
         except CodecError as exc:
-            if self.state is State.CONNECTED and self.version == MQTT_5:
+            if self.state is ClientState.CONNECTED and self.version == MQTT_5:
                 self._send(Disconnect(exc.reason_code, reason_string=exc.message[:200]))
-            self.state = State.DISCONNECTED
+            self.state = ClientState.DISCONNECTED
             raise
         return events
 
@@ -573,7 +577,7 @@ class ClientConnection:
         # A DISCONNECT or refused CONNACK ends the connection: ignore what follows it.
         # VERIFYING keeps what follows a CONNACK unread until the server is verified.
         state = self.state
-        return state is State.CONNECTED or state is State.CONNECTING
+        return state is ClientState.CONNECTED or state is ClientState.CONNECTING
 
     def _handle(self, packet: Packet, events: list[Event]) -> None:
         if isinstance(packet, Publish):
@@ -591,8 +595,8 @@ class ClientConnection:
         elif isinstance(packet, Connack):
             self._on_connack(packet, events)
         elif isinstance(packet, Disconnect):
-            self.state = State.DISCONNECTED
-            events.append(ServerDisconnected(packet))
+            self.state = ClientState.DISCONNECTED
+            events.append(DisconnectReceived(packet))
         elif isinstance(packet, Auth):
             self._on_auth(packet, events)
         else:  # PINGRESP
@@ -610,12 +614,12 @@ class ClientConnection:
         ):
             raise ProtocolError(f"AUTH with another authentication method than {method!r}")
         if reason == 0x18:
-            if self.state is State.CONNECTED and not self._reauthenticating:
+            if self.state is ClientState.CONNECTED and not self._reauthenticating:
                 raise ProtocolError("AUTH 0x18 outside a re-authentication")
             if self._auth_reply_owed:
                 raise ProtocolError("a second AUTH before our answer to the first")
             self._auth_reply_owed = True
-        elif reason == 0 and self.state is State.CONNECTED and self._reauthenticating:
+        elif reason == 0 and self.state is ClientState.CONNECTED and self._reauthenticating:
             if self._auth_reply_owed:
                 raise ProtocolError("AUTH 0x00 before our answer to its AUTH 0x18")
             self._reauthenticating = False
@@ -626,8 +630,8 @@ class ClientConnection:
 
     def _on_connack(self, packet: Connack, events: list[Event]) -> None:
         if packet.reason_code:
-            self.state = State.DISCONNECTED
-            events.append(ConnectRefused(packet))
+            self.state = ClientState.DISCONNECTED
+            events.append(ConnackRefused(packet))
             return
         method = self._connect.authentication_method
         if method is not None and self.version == MQTT_5:
@@ -635,14 +639,14 @@ class ClientConnection:
                 raise ProtocolError(f"CONNACK without the authentication method {method!r}")
             if self._auth_reply_owed:
                 raise ProtocolError("CONNACK before our answer to the server's AUTH")
-            self.state = State.VERIFYING
+            self.state = ClientState.VERIFYING
             self.connack = packet
             events.append(VerifyServer(packet))
             return
         self._accept(packet, events)
 
     def _accept(self, packet: Connack, events: list[Event]) -> None:
-        self.state = State.CONNECTED
+        self.state = ClientState.CONNECTED
         self.connack = packet
         if packet.server_keep_alive is not None:
             self.keep_alive = packet.server_keep_alive  # [MQTT-3.1.2-21]
