@@ -27,9 +27,8 @@ from roost.codec import (
     Unsubscribe,
     read_packet,
 )
-from roost.protocol.client_conn import (
-    ClientConnection,
-    ClientState,
+from roost.protocol.client_conn import ClientConnection, ClientState
+from roost.protocol.client_events import (
     ConnackRefused,
     Connected,
     DisconnectReceived,

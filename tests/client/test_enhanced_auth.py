@@ -35,10 +35,9 @@ from roost.codec import (
     Publish,
     read_packet,
 )
-from roost.protocol.client_conn import (
+from roost.protocol.client_conn import ClientConnection, ClientState
+from roost.protocol.client_events import (
     AuthReceived,
-    ClientConnection,
-    ClientState,
     Connected,
     MessageReceived,
     VerifyServer,

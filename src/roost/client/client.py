@@ -53,7 +53,20 @@ from roost.codec import (
     Unsuback,
     Will,
 )
-from roost.protocol import client_conn as proto
+from roost.protocol.client_conn import ClientConnection, ClientState
+from roost.protocol.client_events import (
+    AuthReceived,
+    ConnackRefused,
+    Connected,
+    DisconnectReceived,
+    Event,
+    KeepAliveTimeout,
+    MessageReceived,
+    PublishCompleted,
+    Refused,
+    SubscribeCompleted,
+    UnsubscribeCompleted,
+)
 from roost.protocol.topics import validate_topic_filter, validate_topic_name
 from roost.protocol.websocket_client import check_headers, check_path
 
@@ -174,7 +187,7 @@ class Client:
             None if request_problem_information is None else int(request_problem_information),
             user_properties=_pairs(user_properties),
         )
-        self._conn = proto.ClientConnection(ping_timeout)
+        self._conn = ClientConnection(ping_timeout)
         self._inbox = Inbox(max_queued_messages)
         self._link: Link | None = None
         self._dropped: list[Link] = []
@@ -199,7 +212,7 @@ class Client:
 
     @property
     def connected(self) -> bool:
-        return self._conn.state is proto.ClientState.CONNECTED and self._link is not None
+        return self._conn.state is ClientState.CONNECTED and self._link is not None
 
     @property
     def session_present(self) -> bool:
@@ -330,7 +343,7 @@ class Client:
         await asyncio.gather(*auth_tasks, return_exceptions=True)
         link = self._link
         if link is not None:
-            if self._conn.state is proto.ClientState.CONNECTED:
+            if self._conn.state is ClientState.CONNECTED:
                 self._conn.disconnect(
                     Disconnect(
                         reason_code,
@@ -420,7 +433,7 @@ class Client:
             self._check_usable()
         try:
             packet_id = self._conn.publish(packet)
-        except proto.Refused as exc:
+        except Refused as exc:
             raise PublishError(exc.reason_code, exc.message) from None
         if qos == 0:
             self._flush()
@@ -568,33 +581,33 @@ class Client:
         self._flush()
         link.close()
 
-    def _dispatch(self, event: proto.Event) -> None:
-        if isinstance(event, proto.MessageReceived):
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, MessageReceived):
             self._inbox.deliver(Message.from_publish(event.publish))
-        elif isinstance(event, proto.PublishCompleted):
+        elif isinstance(event, PublishCompleted):
             self._complete_publish(event)
-        elif isinstance(event, proto.SubscribeCompleted | proto.UnsubscribeCompleted):
+        elif isinstance(event, SubscribeCompleted | UnsubscribeCompleted):
             request = self._requests.pop(event.packet_id, None)
-            ack = event.suback if isinstance(event, proto.SubscribeCompleted) else event.unsuback
+            ack = event.suback if isinstance(event, SubscribeCompleted) else event.unsuback
             if request is not None and not request.done():
                 request.set_result(ack)
-        elif isinstance(event, proto.Connected):
+        elif isinstance(event, Connected):
             self._on_connected(event)
-        elif isinstance(event, proto.ConnackRefused):
+        elif isinstance(event, ConnackRefused):
             connack = event.connack
             error = ConnectRefused(connack.reason_code, connack.reason_string, self.version)
             if self._connack is not None and not self._connack.done():
                 self._connack.set_exception(error)
-        elif isinstance(event, proto.DisconnectReceived):
+        elif isinstance(event, DisconnectReceived):
             packet = event.disconnect
             self._loss = ServerDisconnected(packet.reason_code, packet.reason_string)
             log.warning("%s", self._loss)
-        elif isinstance(event, proto.AuthReceived):
+        elif isinstance(event, AuthReceived):
             self._on_auth(event.auth)
         else:  # VerifyServer
             self._run_auth_step(self._verify_server(self._link, event.connack))
 
-    def _complete_publish(self, event: proto.PublishCompleted) -> None:
+    def _complete_publish(self, event: PublishCompleted) -> None:
         future = self._publishes.pop(event.packet_id, None)
         if future is None or future.done():
             return
@@ -609,7 +622,7 @@ class Client:
                 )
             )
 
-    def _on_connected(self, event: proto.Connected) -> None:
+    def _on_connected(self, event: Connected) -> None:
         for completed in event.completed:
             self._complete_publish(completed)
         if self._ever_connected and not event.session_present and self._subscriptions:
@@ -839,7 +852,7 @@ class Client:
         self._timer = None
         try:
             self._conn.handle_timer(asyncio.get_running_loop().time())
-        except proto.KeepAliveTimeout as exc:
+        except KeepAliveTimeout as exc:
             self._loss = ConnectionLost(f"keep-alive timeout: {exc}")
             if self._link is not None:
                 self._link.abort()

@@ -83,11 +83,29 @@ from roost.codec import (
     Unsubscribe,
 )
 from roost.codec.framing import PROTOCOL_MAX_PACKET_SIZE
+from roost.protocol.client_events import (
+    AuthReceived,
+    ConnackRefused,
+    Connected,
+    DisconnectReceived,
+    Event,
+    KeepAliveTimeout,
+    MessageReceived,
+    NoPacketIdentifier,
+    PublishCompleted,
+    ReceiveMaximumExceeded,
+    Refused,
+    SubscribeCompleted,
+    UnsubscribeCompleted,
+    VerifyServer,
+)
 
 _U16_MAX = 65535
 
 
 class ClientState(Enum):
+    """Where a ClientConnection is in its network connection (see the diagram above)."""
+
     DISCONNECTED = 1
     CONNECTING = 2
     CONNECTED = 3
@@ -108,104 +126,6 @@ _ALLOWED: dict[ClientState, frozenset[int]] = {
 _QUEUED = 0  # waiting for a connection or for send quota
 _AWAIT_ACK = 1  # PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
 _AWAIT_COMP = 2  # PUBREL sent; waiting for PUBCOMP
-
-
-class ReceiveMaximumExceeded(ProtocolError):
-    """The server sent more unacknowledged QoS 2 messages than our Receive Maximum (0x93)."""
-
-    reason_code = 0x93
-
-
-class KeepAliveTimeout(Exception):
-    """No PINGRESP within the ping timeout: the connection is presumed dead."""
-
-
-class Refused(Exception):
-    """A request the server's announced limits forbid; ``reason_code`` names the rule."""
-
-    def __init__(self, reason_code: int, message: str) -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
-        self.message = message
-
-
-class NoPacketIdentifier(Exception):
-    """All 65535 packet identifiers are in use."""
-
-
-# Events returned by receive_data.
-
-
-@dataclass(slots=True)
-class Connected:
-    connack: Connack
-    session_present: bool
-    # QoS 2 messages that counted as delivered when the session turned out to be gone.
-    completed: tuple[PublishCompleted, ...] = ()
-
-
-@dataclass(slots=True)
-class ConnackRefused:
-    connack: Connack
-
-
-@dataclass(slots=True)
-class MessageReceived:
-    publish: Publish
-
-
-@dataclass(slots=True)
-class PublishCompleted:
-    packet_id: int
-    qos: int
-    reason_code: int = 0
-    reason_string: str | None = None
-    user_properties: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(slots=True)
-class SubscribeCompleted:
-    packet_id: int
-    suback: Suback
-
-
-@dataclass(slots=True)
-class UnsubscribeCompleted:
-    packet_id: int
-    unsuback: Unsuback
-
-
-@dataclass(slots=True)
-class DisconnectReceived:
-    disconnect: Disconnect
-
-
-@dataclass(slots=True)
-class AuthReceived:
-    """AUTH from the server: 0x18 wants ``answer_auth``; 0x00 ends a re-authentication."""
-
-    auth: Auth
-
-
-@dataclass(slots=True)
-class VerifyServer:
-    """A successful CONNACK of enhanced authentication: check its Authentication Data,
-    then call ``server_verified(now)``, or ``disconnect()`` to refuse the server."""
-
-    connack: Connack
-
-
-Event = (
-    Connected
-    | VerifyServer
-    | ConnackRefused
-    | MessageReceived
-    | PublishCompleted
-    | SubscribeCompleted
-    | UnsubscribeCompleted
-    | DisconnectReceived
-    | AuthReceived
-)
 
 
 @dataclass(slots=True)
