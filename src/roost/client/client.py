@@ -35,7 +35,7 @@ from roost.client.errors import (
 )
 from roost.client.inbox import Inbox, MessageStream
 from roost.client.message import Message, PublishResult
-from roost.client.reconnect import ReconnectPolicy
+from roost.client.reconnect import Reconnector, ReconnectPolicy, worth_reconnecting
 from roost.client.trace import describe
 from roost.client.transport import Link
 from roost.codec import (
@@ -77,9 +77,6 @@ Payload = str | bytes | bytearray | memoryview | int | float
 UserProperties = Sequence[tuple[str, str]] | Mapping[str, str]
 Headers = Sequence[tuple[str, str]] | Mapping[str, str]
 
-# Refusals that another attempt cannot fix: stop reconnecting.
-_PERMANENT_REFUSALS = frozenset((0x01, 0x02, 0x04, 0x05, 0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C))
-_SESSION_TAKEN_OVER = 0x8E
 _UNSPECIFIED_ERROR = 0x80  # what a client's DISCONNECT may say when the server fails auth
 
 
@@ -197,7 +194,7 @@ class Client:
         self._requests: dict[int, asyncio.Future[Suback | Unsuback]] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._reconnect_task: asyncio.Task[None] | None = None
+        self._reconnector = Reconnector(self._reopen, self._fail)
         self._auth_tasks: set[asyncio.Task[None]] = set()
         self._reauth: asyncio.Future[None] | None = None
         self._closing = False
@@ -257,6 +254,11 @@ class Client:
             raise ConnectTimeout(
                 f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
             ) from None
+
+    async def _reopen(self) -> Connack:
+        """One attempt of the reconnect loop."""
+        # MQTT 5 asks to resume; the session expiry decides whether the server kept one.
+        return await self._open(self.clean_start if self.version != MQTT_5 else False)
 
     def _endpoint(self) -> Endpoint:
         return Endpoint(
@@ -333,10 +335,7 @@ class Client:
     ) -> None:
         """Send DISCONNECT and close. Messages still owed stay in the session state."""
         self._closing = True
-        task = self._reconnect_task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._reconnector.cancel()
         auth_tasks = [t for t in self._auth_tasks if t is not asyncio.current_task()]
         for auth_task in auth_tasks:
             auth_task.cancel()
@@ -533,7 +532,7 @@ class Client:
         """QoS 1/2 and requests may wait in the session while a reconnect is under way."""
         if self._failure is not None:
             raise self._failure
-        if self._link is None and self._reconnect_task is None:
+        if self._link is None and not self._reconnector.running:
             raise ClientClosed("not connected")
 
     async def _wait_connected(self) -> None:
@@ -765,15 +764,8 @@ class Client:
         if self._closing:
             return
         log.warning("Connection to %s:%d lost: %s", self.host, self.port, error)
-        reconnect = (
-            self.reconnect is not None
-            and not isinstance(error, AuthenticationError)
-            and not (
-                isinstance(error, ServerDisconnected) and error.reason_code == _SESSION_TAKEN_OVER
-            )
-        )
-        if reconnect:
-            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop())
+        if self.reconnect is not None and worth_reconnecting(error):
+            self._reconnector.start(self.reconnect)
         else:
             self._fail(error)
 
@@ -790,7 +782,7 @@ class Client:
     def _fail(self, error: BaseException, clean: bool = False) -> None:
         """The client is down for good: fail what waits, end the message streams."""
         self._failure = error
-        self._reconnect_task = None
+        self._reconnector.forget()
         reauth = self._reauth
         if reauth is not None and not reauth.done():
             reauth.set_exception(error)
@@ -801,33 +793,6 @@ class Client:
             futures.clear()
         self._wake_waiters()
         self._inbox.end(None if clean else error)
-
-    async def _reconnect_loop(self) -> None:
-        policy = self.reconnect
-        assert policy is not None  # noqa: S101
-        # MQTT 5 asks to resume; the session expiry decides whether the server kept one.
-        clean_start = self.clean_start if self.version != MQTT_5 else False
-        last: BaseException = ConnectionLost("the connection was lost")
-        for attempt, delay in enumerate(policy.delays(), 1):
-            await asyncio.sleep(delay)
-            try:
-                await self._open(clean_start)
-            except ConnectRefused as exc:
-                last = exc
-                if exc.reason_code in _PERMANENT_REFUSALS:
-                    break
-            except AuthenticationError as exc:
-                last = exc  # the server failed to prove itself: do not keep asking
-                break
-            except (MQTTError, OSError) as exc:
-                last = exc
-            else:
-                if self._reconnect_task is asyncio.current_task():
-                    self._reconnect_task = None
-                log.info("Reconnected after %d attempt(s).", attempt)
-                return
-            log.info("Reconnect attempt %d failed: %s", attempt, last)
-        self._fail(last)
 
     # Keep-alive.
 
