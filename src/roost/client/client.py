@@ -14,10 +14,20 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
+from roost.client.arguments import (
+    Headers,
+    Payload,
+    UserProperties,
+    connect_packet,
+    pairs,
+    publish_packet,
+    subscriptions,
+    topic_filters,
+)
 from roost.client.auth import Authenticator
 from roost.client.connecting import TRANSPORTS, Endpoint, default_port, open_link, ssl_text
 from roost.client.errors import (
@@ -39,15 +49,12 @@ from roost.client.reconnect import Reconnector, ReconnectPolicy, worth_reconnect
 from roost.client.trace import describe
 from roost.client.transport import Link
 from roost.codec import (
-    MQTT_3_1,
     MQTT_5,
     Auth,
     CodecError,
     Connack,
-    Connect,
     Disconnect,
     Packet,
-    Publish,
     Suback,
     Subscription,
     Unsuback,
@@ -67,30 +74,12 @@ from roost.protocol.client_events import (
     SubscribeCompleted,
     UnsubscribeCompleted,
 )
-from roost.protocol.topics import validate_topic_filter, validate_topic_name
 from roost.protocol.websocket_client import check_headers, check_path
 
 log = logging.getLogger("roost.client")
 packet_log = logging.getLogger("roost.client.packets")
 
-Payload = str | bytes | bytearray | memoryview | int | float
-UserProperties = Sequence[tuple[str, str]] | Mapping[str, str]
-Headers = Sequence[tuple[str, str]] | Mapping[str, str]
-
 _UNSPECIFIED_ERROR = 0x80  # what a client's DISCONNECT may say when the server fails auth
-
-
-def _pairs(value: UserProperties) -> tuple[tuple[str, str], ...]:
-    items = value.items() if isinstance(value, Mapping) else value
-    return tuple((str(name), str(text)) for name, text in items)
-
-
-def _payload(value: Payload) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, int | float):
-        return str(value).encode()
-    return bytes(value)
 
 
 class Client:
@@ -135,20 +124,22 @@ class Client:
         websocket_headers: Headers = (),
         auth: Authenticator | None = None,
     ) -> None:
-        if version not in (MQTT_3_1, 4, MQTT_5):
-            raise ValueError(f"version must be 3 (3.1), 4 (3.1.1) or 5, not {version!r}")
-        v5_only = (
+        connect = connect_packet(
+            version,
+            client_id,
+            clean_start,
+            keep_alive,
+            username,
+            password,
+            will,
             session_expiry_interval,
             receive_maximum,
             maximum_packet_size,
             topic_alias_maximum,
             request_response_information,
             request_problem_information,
+            user_properties,
         )
-        if version != MQTT_5 and (any(v is not None for v in v5_only) or user_properties):
-            raise ValueError("MQTT 5 properties need version=5")
-        if not 0 <= keep_alive <= 65535:
-            raise ValueError("keep_alive must be 0..65535 seconds")
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be 'tcp' or 'websockets', not {transport!r}")
         if auth is not None and version != MQTT_5:
@@ -159,7 +150,7 @@ class Client:
         self.port = port if port is not None else default_port(transport, tls is not None)
         self.transport = transport
         self.websocket_path = check_path(websocket_path)
-        self.websocket_headers = tuple(check_headers(_pairs(websocket_headers)))
+        self.websocket_headers = tuple(check_headers(pairs(websocket_headers)))
         self.auth = auth
         self.version = version
         self.client_id = client_id
@@ -168,22 +159,7 @@ class Client:
         self.server_hostname = server_hostname
         self.connect_timeout = connect_timeout
         self.reconnect = ReconnectPolicy() if reconnect is True else reconnect or None
-        self._connect_packet = Connect(
-            client_id,
-            version,
-            clean_start,
-            keep_alive,
-            username,
-            password.encode() if isinstance(password, str) else password,
-            will,
-            session_expiry_interval,
-            receive_maximum,
-            maximum_packet_size,
-            topic_alias_maximum,
-            None if request_response_information is None else int(request_response_information),
-            None if request_problem_information is None else int(request_problem_information),
-            user_properties=_pairs(user_properties),
-        )
+        self._connect_packet = connect
         self._conn = ClientConnection(ping_timeout)
         self._inbox = Inbox(max_queued_messages)
         self._link: Link | None = None
@@ -348,7 +324,7 @@ class Client:
                         reason_code,
                         session_expiry_interval,
                         reason_string,
-                        user_properties=_pairs(user_properties),
+                        user_properties=pairs(user_properties),
                     )
                 )
                 self._flush()
@@ -391,41 +367,20 @@ class Client:
         A QoS 1/2 message belongs to the session once handed over: if the connection
         drops it is resent when the session resumes, even if this call is cancelled.
         """
-        if qos not in (0, 1, 2):
-            raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
-        if topic or topic_alias is None:
-            try:
-                validate_topic_name(topic)
-            except CodecError as exc:
-                raise ValueError(str(exc)) from None
-        packet = Publish(
+        packet = publish_packet(
+            self.version,
             topic,
-            _payload(payload),
+            payload,
             qos,
             retain,
             payload_format_indicator=payload_format_indicator,
             message_expiry_interval=message_expiry_interval,
-            topic_alias=topic_alias,
+            content_type=content_type,
             response_topic=response_topic,
             correlation_data=correlation_data,
-            user_properties=_pairs(user_properties),
-            content_type=content_type,
+            user_properties=user_properties,
+            topic_alias=topic_alias,
         )
-        if self.version != MQTT_5 and (
-            packet.user_properties
-            or topic_alias is not None
-            or any(
-                value is not None
-                for value in (
-                    payload_format_indicator,
-                    message_expiry_interval,
-                    content_type,
-                    response_topic,
-                    correlation_data,
-                )
-            )
-        ):
-            raise ValueError("MQTT 5 properties need version=5")
         if qos == 0:
             await self._wait_connected()
         else:
@@ -464,31 +419,23 @@ class Client:
         ``topic`` is one filter, a ``Subscription`` (per-filter options), or a list of
         either; the keyword options apply to the plain strings.
         """
-        items = [topic] if isinstance(topic, str | Subscription) else list(topic)
-        subscriptions = []
-        for item in items:
-            sub = item
-            if isinstance(item, str):
-                sub = Subscription(item, qos, no_local, retain_as_published, retain_handling)
-            assert isinstance(sub, Subscription)  # noqa: S101  (narrowing for mypy)
-            try:
-                validate_topic_filter(sub.topic_filter)
-            except CodecError as exc:
-                raise ValueError(str(exc)) from None
-            if sub.qos not in (0, 1, 2) or sub.retain_handling not in (0, 1, 2):
-                raise ValueError("qos and retain_handling must be 0, 1 or 2")
-            subscriptions.append(sub)
-        if not subscriptions:
-            raise ValueError("nothing to subscribe to")
-        props = _pairs(user_properties)
-        if self.version != MQTT_5 and (subscription_identifier is not None or props):
-            raise ValueError("MQTT 5 properties need version=5")
+        props = pairs(user_properties)
+        subs = subscriptions(
+            self.version,
+            topic,
+            qos,
+            no_local,
+            retain_as_published,
+            retain_handling,
+            subscription_identifier,
+            props,
+        )
         self._check_usable()
-        packet_id = self._conn.subscribe(subscriptions, subscription_identifier, props)
+        packet_id = self._conn.subscribe(subs, subscription_identifier, props)
         suback = await self._request(packet_id)
         assert isinstance(suback, Suback)  # noqa: S101  (the state machine pairs them)
         codes = suback.reason_codes
-        for sub, code in zip(subscriptions, codes, strict=False):
+        for sub, code in zip(subs, codes, strict=False):
             if code < 0x80:
                 self._subscriptions[sub.topic_filter] = (sub, subscription_identifier, props)
         if any(code >= 0x80 for code in codes):
@@ -499,14 +446,9 @@ class Client:
         self, topic: str | Sequence[str], *, user_properties: UserProperties = ()
     ) -> tuple[int, ...]:
         """Unsubscribe; returns MQTT 5 reason codes (() for 3.1.x). Raises UnsubscribeError."""
-        filters = [topic] if isinstance(topic, str) else list(topic)
-        for topic_filter in filters:
-            try:
-                validate_topic_filter(topic_filter)
-            except CodecError as exc:
-                raise ValueError(str(exc)) from None
+        filters = topic_filters(topic)
         self._check_usable()
-        packet_id = self._conn.unsubscribe(filters, _pairs(user_properties))
+        packet_id = self._conn.unsubscribe(filters, pairs(user_properties))
         unsuback = await self._request(packet_id)
         assert isinstance(unsuback, Unsuback)  # noqa: S101
         for topic_filter in filters:
