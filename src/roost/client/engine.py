@@ -240,7 +240,8 @@ class ClientEngine:
             self._link.write(data)
         self._arm_timer()
 
-    def on_data(self, link: Link, data: bytes) -> None:
+    def _on_data(self, link: Link, data: bytes) -> None:
+        """Bytes from ``link``: parse them, act on the events, send what they call for."""
         if link is not self._link:
             return
         now = asyncio.get_running_loop().time()
@@ -385,7 +386,8 @@ class ClientEngine:
 
     # Losing the connection.
 
-    def on_lost(self, link: Link, exc: Exception | None) -> None:
+    def _on_lost(self, link: Link, exc: Exception | None) -> None:
+        """``link`` closed: fail the connect under way, or reconnect, or give up."""
         if link is not self._link:
             return
         self._link = None

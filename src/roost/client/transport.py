@@ -11,11 +11,16 @@ from typing import Protocol, cast
 
 
 class Owner(Protocol):
-    def on_data(self, link: Link, data: bytes) -> None: ...
-    def on_lost(self, link: Link, exc: Exception | None) -> None: ...
+    """What a Link reports to: the client engine. The callbacks are private to the two,
+    so they are not part of the public Client API."""
+
+    def _on_data(self, link: Link, data: bytes) -> None: ...
+    def _on_lost(self, link: Link, exc: Exception | None) -> None: ...
 
 
 class Link(asyncio.Protocol):
+    """One network connection of a client: bytes to the owner, writes with flow control."""
+
     __slots__ = ("_drain", "_owner", "closed", "transport")
 
     def __init__(self, owner: Owner) -> None:
@@ -29,14 +34,14 @@ class Link(asyncio.Protocol):
         self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
-        self._owner.on_data(self, data)
+        self._owner._on_data(self, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         if not self.closed.done():
             self.closed.set_result(None)
         self.resume_writing()
-        self._owner.on_lost(self, exc)
+        self._owner._on_lost(self, exc)
 
     def write(self, data: bytes) -> None:
         transport = self.transport

@@ -29,6 +29,8 @@ class HandshakeClosed(ConnectionError):
 
 
 class WebSocketLink(Link):
+    """A Link whose bytes travel in WebSocket frames; ``opened`` resolves on the upgrade."""
+
     __slots__ = ("_error", "_ws", "opened")
 
     def __init__(self, owner: Owner, ws: WebSocketClient) -> None:
@@ -51,7 +53,7 @@ class WebSocketLink(Link):
         for event in events:
             if isinstance(event, bytes):
                 if self.opened.done() and self.transport is not None:
-                    self._owner.on_data(self, event)
+                    self._owner._on_data(self, event)
             elif isinstance(event, Accepted):
                 if not self.opened.done():
                     self.opened.set_result(event)
