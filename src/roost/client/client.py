@@ -32,6 +32,7 @@ from roost.client.errors import (
     PublishError,
     SubscribeError,
     UnsubscribeError,
+    is_failure,
 )
 from roost.client.inbox import MessageStream
 from roost.client.message import PublishResult
@@ -40,6 +41,7 @@ from roost.codec import (
     MQTT_5,
     Connack,
     Disconnect,
+    DisconnectReasonCode,
     Suback,
     Subscription,
     Unsuback,
@@ -167,7 +169,7 @@ class Client(ClientEngine):
 
     async def disconnect(
         self,
-        reason_code: int = 0,
+        reason_code: int = DisconnectReasonCode.NORMAL_DISCONNECTION,
         *,
         session_expiry_interval: int | None = None,
         reason_string: str | None = None,
@@ -300,9 +302,9 @@ class Client(ClientEngine):
         assert isinstance(suback, Suback)  # noqa: S101  (the state machine pairs them)
         codes = suback.reason_codes
         for sub, code in zip(subs, codes, strict=False):
-            if code < 0x80:
+            if not is_failure(code):
                 self._subscriptions[sub.topic_filter] = (sub, subscription_identifier, props)
-        if any(code >= 0x80 for code in codes):
+        if any(is_failure(code) for code in codes):
             raise SubscribeError(codes, suback.reason_string)
         return codes
 
@@ -318,7 +320,7 @@ class Client(ClientEngine):
         for topic_filter in filters:
             self._subscriptions.pop(topic_filter, None)
         codes = unsuback.reason_codes
-        if any(code >= 0x80 for code in codes):
+        if any(is_failure(code) for code in codes):
             raise UnsubscribeError(codes, unsuback.reason_string)
         return codes
 

@@ -35,6 +35,7 @@ from roost.client.errors import (
     PublishError,
     ServerDisconnected,
     TLSError,
+    is_failure,
 )
 from roost.client.inbox import Inbox
 from roost.client.message import Message, PublishResult
@@ -44,10 +45,12 @@ from roost.client.transport import Link
 from roost.codec import (
     MQTT_5,
     Auth,
+    AuthReasonCode,
     CodecError,
     Connack,
     Connect,
     Disconnect,
+    DisconnectReasonCode,
     Packet,
     Suback,
     Subscription,
@@ -69,8 +72,6 @@ from roost.protocol.client_events import (
 
 log = logging.getLogger("roost.client")
 packet_log = logging.getLogger("roost.client.packets")
-
-_UNSPECIFIED_ERROR = 0x80  # what a client's DISCONNECT may say when the server fails auth
 
 
 class ClientEngine:
@@ -290,7 +291,7 @@ class ClientEngine:
         future = self._publishes.pop(event.packet_id, None)
         if future is None or future.done():
             return
-        if event.reason_code >= 0x80:
+        if is_failure(event.reason_code):
             future.set_exception(
                 PublishError(event.reason_code, event.reason_string, event.packet_id)
             )
@@ -323,7 +324,7 @@ class ClientEngine:
     def _on_auth(self, packet: Auth) -> None:
         # The state machine let only an expected AUTH through: 0x18 (answer it) or the
         # 0x00 that ends a re-authentication (check the server's final data).
-        if packet.reason_code == 0x18:
+        if packet.reason_code == AuthReasonCode.CONTINUE_AUTHENTICATION:
             self._run_auth_step(self._answer_auth(self._link, packet.authentication_data))
         else:
             self._run_auth_step(self._finish_reauth(self._link, packet.authentication_data))
@@ -376,7 +377,11 @@ class ClientEngine:
         error = AuthenticationError(f"authentication with {where} failed: {exc}")
         error.__cause__ = exc
         log.warning("%s", error)
-        self._conn.disconnect(Disconnect(_UNSPECIFIED_ERROR, reason_string="authentication failed"))
+        self._conn.disconnect(
+            Disconnect(
+                DisconnectReasonCode.UNSPECIFIED_ERROR, reason_string="authentication failed"
+            )
+        )
         self._flush()
         self._loss = error
         for future in (self._connack, self._reauth):

@@ -62,19 +62,23 @@ from roost.codec import (
     SUBACK,
     UNSUBACK,
     Auth,
+    AuthReasonCode,
     CodecError,
     Connack,
     Connect,
     Disconnect,
+    DisconnectReasonCode,
     Packet,
     PacketReader,
     Pingreq,
     ProtocolError,
     Puback,
     Pubcomp,
+    PubcompReasonCode,
     Publish,
     Pubrec,
     Pubrel,
+    PubrelReasonCode,
     Suback,
     Subscribe,
     Subscription,
@@ -327,19 +331,35 @@ class ClientConnection:
         if connack is not None and self.state is ClientState.CONNECTED:
             if connack.maximum_qos is not None and packet.qos > connack.maximum_qos:
                 # [MQTT-3.2.2-11]: not above the Maximum QoS the server announced.
-                raise Refused(0x9B, f"the server accepts QoS {connack.maximum_qos} at most")
+                raise Refused(
+                    DisconnectReasonCode.QOS_NOT_SUPPORTED,
+                    f"the server accepts QoS {connack.maximum_qos} at most",
+                )
             if packet.retain and connack.retain_available == 0:
-                raise Refused(0x9A, "the server does not support retained messages")  # 3.2.2-14
+                # [MQTT-3.2.2-14]: no retained messages to a server that said it keeps none.
+                raise Refused(
+                    DisconnectReasonCode.RETAIN_NOT_SUPPORTED,
+                    "the server does not support retained messages",
+                )
         alias = packet.topic_alias
         if alias is not None:
             maximum = (connack.topic_alias_maximum if connack else None) or 0
             if self.version != MQTT_5 or alias == 0 or alias > maximum:
-                raise Refused(0x94, f"topic alias {alias} is above the server's maximum")
+                raise Refused(
+                    DisconnectReasonCode.TOPIC_ALIAS_INVALID,
+                    f"topic alias {alias} is above the server's maximum",
+                )
             if not packet.topic and alias not in self._alias_out:
-                raise Refused(0x94, f"topic alias {alias} was not set on this connection")
+                raise Refused(
+                    DisconnectReasonCode.TOPIC_ALIAS_INVALID,
+                    f"topic alias {alias} was not set on this connection",
+                )
         size = self._server_max_packet_size()
         if size is not None and len(packet.encode(self.version)) > size:
-            raise Refused(0x95, f"the message exceeds the server's maximum packet size {size}")
+            raise Refused(
+                DisconnectReasonCode.PACKET_TOO_LARGE,
+                f"the message exceeds the server's maximum packet size {size}",
+            )
 
     def _server_max_packet_size(self) -> int | None:
         connack = self.connack
@@ -387,7 +407,13 @@ class ClientConnection:
         if not self._auth_reply_owed:
             raise RuntimeError("no AUTH from the server is waiting for an answer")
         self._auth_reply_owed = False
-        self._send(Auth(0x18, self._connect.authentication_method, data))
+        self._send(
+            Auth(
+                AuthReasonCode.CONTINUE_AUTHENTICATION,
+                self._connect.authentication_method,
+                data,
+            )
+        )
 
     def reauthenticate(self, data: bytes | None) -> None:
         """Start a re-authentication (AUTH 0x19) with the CONNECT's method [MQTT-4.12.1-1]."""
@@ -397,7 +423,7 @@ class ClientConnection:
         if self._reauthenticating:
             raise RuntimeError("a re-authentication is already under way")
         self._reauthenticating = True
-        self._send(Auth(0x19, method, data))
+        self._send(Auth(AuthReasonCode.RE_AUTHENTICATE, method, data))
 
     @property
     def reauthenticating(self) -> bool:
@@ -530,16 +556,20 @@ class ClientConnection:
         # The short form (reason 0x00, no properties) carries no method; any other
         # AUTH must name the CONNECT's [MQTT-4.12.0-5].
         if packet.authentication_method != method and not (
-            reason == 0 and packet.authentication_method is None
+            reason == AuthReasonCode.SUCCESS and packet.authentication_method is None
         ):
             raise ProtocolError(f"AUTH with another authentication method than {method!r}")
-        if reason == 0x18:
+        if reason == AuthReasonCode.CONTINUE_AUTHENTICATION:
             if self.state is ClientState.CONNECTED and not self._reauthenticating:
                 raise ProtocolError("AUTH 0x18 outside a re-authentication")
             if self._auth_reply_owed:
                 raise ProtocolError("a second AUTH before our answer to the first")
             self._auth_reply_owed = True
-        elif reason == 0 and self.state is ClientState.CONNECTED and self._reauthenticating:
+        elif (
+            reason == AuthReasonCode.SUCCESS
+            and self.state is ClientState.CONNECTED
+            and self._reauthenticating
+        ):
             if self._auth_reply_owed:
                 raise ProtocolError("AUTH 0x00 before our answer to its AUTH 0x18")
             self._reauthenticating = False
@@ -656,7 +686,7 @@ class ClientConnection:
         out = self._outgoing.get(packet.packet_id)
         if out is None or out.publish.qos != 2:
             if self.version == MQTT_5 and packet.reason_code < 0x80:
-                self._send(Pubrel(packet.packet_id, 0x92))  # Packet Identifier not found
+                self._send(Pubrel(packet.packet_id, PubrelReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
             return
         if packet.reason_code >= 0x80:
             # A failure PUBREC ends the exchange (MQTT 5.0 section 4.3.3): no PUBREL, and
@@ -672,7 +702,7 @@ class ClientConnection:
             self._awaiting_pubrel.discard(packet.packet_id)
             self._send(Pubcomp(packet.packet_id))
         elif self.version == MQTT_5:
-            self._send(Pubcomp(packet.packet_id, 0x92))
+            self._send(Pubcomp(packet.packet_id, PubcompReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
         else:
             self._send(Pubcomp(packet.packet_id))
 
