@@ -1,11 +1,13 @@
 """The client side of an MQTT session, sans-IO.
 
-``ClientConnection`` keeps what a client must remember across network connections (the
-session state of MQTT 5.0 section 4.1: QoS 1 and 2 messages sent but not completely
-acknowledged, QoS 2 messages received but not released) and what lives for one network
-connection (framing, the state below, the server's limits from CONNACK, topic aliases,
-keep-alive). The caller moves the bytes: it passes received data to ``receive_data``,
-acts on the events returned, and writes ``data_to_send(now)``.
+``ClientConnection`` keeps what lives for one network connection (framing, the state
+below, the server's limits from CONNACK, keep-alive) and drives what the client must
+remember across network connections. The caller moves the bytes: it passes received
+data to ``receive_data``, acts on the events returned (``client_events``), and writes
+``data_to_send(now)``. Its parts live beside it: the session state of MQTT 5.0 section
+4.1 (QoS 1 and 2 messages sent but not completely acknowledged, QoS 2 messages received
+but not released, requests not answered) in ``client_session``, the connection's topic
+aliases in ``client_aliases``.
 
 What it does not do: sockets, clocks (``now`` is an argument), timeouts other than
 keep-alive, authentication decisions (what AUTH data to send, whether the server's
@@ -43,9 +45,8 @@ are sent again after every CONNACK, since the server keeps no state for them.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum
 
 from roost.codec import (
@@ -82,11 +83,11 @@ from roost.codec import (
     Suback,
     Subscribe,
     Subscription,
-    TopicAliasInvalid,
     Unsuback,
     Unsubscribe,
 )
 from roost.codec.framing import PROTOCOL_MAX_PACKET_SIZE
+from roost.protocol.client_aliases import TopicAliases
 from roost.protocol.client_events import (
     AuthReceived,
     ConnackRefused,
@@ -103,6 +104,7 @@ from roost.protocol.client_events import (
     UnsubscribeCompleted,
     VerifyServer,
 )
+from roost.protocol.client_session import ClientSession, Outgoing
 
 _U16_MAX = 65535
 
@@ -126,42 +128,24 @@ _ALLOWED: dict[ClientState, frozenset[int]] = {
     ),
 }
 
-# Outgoing QoS 1/2 message states.
-_QUEUED = 0  # waiting for a connection or for send quota
-_AWAIT_ACK = 1  # PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
-_AWAIT_COMP = 2  # PUBREL sent; waiting for PUBCOMP
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    publish: Publish  # full topic, no alias: what a resend on a new connection carries
-    first: Publish  # as the caller gave it (may use a topic alias on this connection)
-    state: int = _QUEUED
-    sent: bool = False  # sent on some connection: a resend must set DUP
-
-
 Trace = Callable[[str, Packet], None]
 
 
 class ClientConnection:
-    """Session state and per-connection protocol state of an MQTT client."""
+    """The MQTT client's protocol state machine, sans-IO: bytes and a clock in, events
+    and bytes out. Holds the session (``ClientSession``) across network connections."""
 
     __slots__ = (
-        "_alias_out",
-        "_aliases_in",
+        "_aliases",
         "_auth_reply_owed",
-        "_awaiting_pubrel",
         "_connect",
-        "_inflight",
         "_last_sent",
         "_next_id",
         "_out",
-        "_outgoing",
         "_ping_sent_at",
-        "_queue",
         "_reader",
         "_reauthenticating",
-        "_requests",
+        "_session",
         "connack",
         "keep_alive",
         "ping_timeout",
@@ -184,15 +168,10 @@ class ClientConnection:
         self._ping_sent_at: float | None = None
         self._next_id = 1
         # Session state, kept across network connections.
-        self._outgoing: dict[int, _Outgoing] = {}
-        self._inflight = 0  # how many of those were sent and count against the quota
-        self._queue: deque[int] = deque()
-        self._awaiting_pubrel: set[int] = set()
-        self._requests: dict[int, Subscribe | Unsubscribe] = {}
+        self._session = ClientSession()
         # Per network connection.
         self.send_quota = _U16_MAX
-        self._aliases_in: dict[int, str] = {}
-        self._alias_out: dict[int, str] = {}
+        self._aliases = TopicAliases()
         self._auth_reply_owed = False  # an AUTH 0x18 came and was not answered yet
         self._reauthenticating = False  # AUTH 0x19 sent, no AUTH 0x00 yet
 
@@ -205,15 +184,15 @@ class ClientConnection:
     @property
     def inflight(self) -> int:
         """QoS 1/2 messages sent and not yet completely acknowledged."""
-        return self._inflight
+        return self._session.inflight
 
     @property
     def pending(self) -> int:
         """QoS 1/2 messages of the session not yet completed, sent or not."""
-        return len(self._outgoing)
+        return self._session.pending
 
     def has_session_state(self) -> bool:
-        return bool(self._outgoing or self._awaiting_pubrel)
+        return self._session.has_state()
 
     # Output.
 
@@ -243,8 +222,7 @@ class ClientConnection:
             packet.maximum_packet_size or PROTOCOL_MAX_PACKET_SIZE,
         )
         self.keep_alive = packet.keep_alive
-        self._aliases_in.clear()
-        self._alias_out.clear()
+        self._aliases.clear()
         self._ping_sent_at = None
         self.connack = None
         self._auth_reply_owed = False
@@ -285,21 +263,16 @@ class ClientConnection:
 
     def clear_session(self) -> None:
         """Forget all session state (messages owed in both directions, pending requests)."""
-        self._outgoing.clear()
-        self._inflight = 0
-        self._queue.clear()
-        self._awaiting_pubrel.clear()
-        self._requests.clear()
+        self._session.clear()
 
     # Requests.
 
     def _allocate_id(self) -> int:
-        outgoing = self._outgoing
-        requests = self._requests
+        session = self._session
         for _ in range(_U16_MAX):
             packet_id = self._next_id
             self._next_id = packet_id % _U16_MAX + 1
-            if packet_id not in outgoing and packet_id not in requests:
+            if not session.in_use(packet_id):
                 return packet_id
         raise NoPacketIdentifier("all 65535 packet identifiers are in use")
 
@@ -313,15 +286,14 @@ class ClientConnection:
         if packet.qos == 0:
             if self.state is not ClientState.CONNECTED:
                 raise RuntimeError("QoS 0 messages can only be sent while connected")
-            self._send(self._with_alias(packet))
+            self._send(self._aliases.record(packet))
             return 0
         packet_id = self._allocate_id()
         first = replace(packet, packet_id=packet_id, dup=False)
         full = first
         if packet.topic_alias is not None:
-            full = replace(first, topic=self._alias_topic(packet), topic_alias=None)
-        self._outgoing[packet_id] = _Outgoing(full, first)
-        self._queue.append(packet_id)
+            full = replace(first, topic=self._aliases.topic(packet), topic_alias=None)
+        self._session.add(packet_id, full, first)
         if self.state is ClientState.CONNECTED:
             self._pump()
         return packet_id
@@ -341,19 +313,7 @@ class ClientConnection:
                     DisconnectReasonCode.RETAIN_NOT_SUPPORTED,
                     "the server does not support retained messages",
                 )
-        alias = packet.topic_alias
-        if alias is not None:
-            maximum = (connack.topic_alias_maximum if connack else None) or 0
-            if self.version != MQTT_5 or alias == 0 or alias > maximum:
-                raise Refused(
-                    DisconnectReasonCode.TOPIC_ALIAS_INVALID,
-                    f"topic alias {alias} is above the server's maximum",
-                )
-            if not packet.topic and alias not in self._alias_out:
-                raise Refused(
-                    DisconnectReasonCode.TOPIC_ALIAS_INVALID,
-                    f"topic alias {alias} was not set on this connection",
-                )
+        self._aliases.check(packet, self._server_alias_maximum(), self.version)
         size = self._server_max_packet_size()
         if size is not None and len(packet.encode(self.version)) > size:
             raise Refused(
@@ -365,15 +325,9 @@ class ClientConnection:
         connack = self.connack
         return None if connack is None else connack.maximum_packet_size
 
-    def _alias_topic(self, packet: Publish) -> str:
-        return packet.topic or self._alias_out[packet.topic_alias or 0]
-
-    def _with_alias(self, packet: Publish) -> Publish:
-        """Record the alias a caller sets; aliases belong to one network connection."""
-        alias = packet.topic_alias
-        if alias is not None and packet.topic:
-            self._alias_out[alias] = packet.topic
-        return packet
+    def _server_alias_maximum(self) -> int:
+        connack = self.connack
+        return (connack.topic_alias_maximum if connack else None) or 0
 
     def subscribe(
         self,
@@ -385,7 +339,7 @@ class ClientConnection:
         packet = Subscribe(
             packet_id, tuple(subscriptions), subscription_identifier, user_properties
         )
-        self._requests[packet_id] = packet
+        self._session.requests[packet_id] = packet
         if self.state is ClientState.CONNECTED:
             self._send(packet)
         return packet_id
@@ -395,7 +349,7 @@ class ClientConnection:
     ) -> int:
         packet_id = self._allocate_id()
         packet = Unsubscribe(packet_id, tuple(topic_filters), user_properties)
-        self._requests[packet_id] = packet
+        self._session.requests[packet_id] = packet
         if self.state is ClientState.CONNECTED:
             self._send(packet)
         return packet_id
@@ -442,31 +396,16 @@ class ClientConnection:
 
     def _pump(self) -> None:
         """Send queued QoS 1/2 messages while the server's Receive Maximum allows."""
-        queue = self._queue
-        outgoing = self._outgoing
-        while queue and self._inflight < self.send_quota:
-            packet_id = queue.popleft()
-            out = outgoing.get(packet_id)
-            if out is None or out.state != _QUEUED:
-                continue
-            if out.sent:
-                packet = replace(out.publish, dup=True)
-            elif self._alias_usable(out.first):
-                packet = self._with_alias(out.first)
-            else:
-                packet = out.publish
-            out.state = _AWAIT_ACK
-            out.sent = True
-            self._inflight += 1
-            self._send(packet)
+        self._session.pump(self.send_quota, self._send_outgoing)
 
-    def _alias_usable(self, packet: Publish) -> bool:
-        alias = packet.topic_alias
-        if alias is None:
-            return True
-        connack = self.connack
-        maximum = (connack.topic_alias_maximum if connack else None) or 0
-        return alias <= maximum and (bool(packet.topic) or alias in self._alias_out)
+    def _send_outgoing(self, out: Outgoing) -> None:
+        if out.sent:
+            packet = replace(out.publish, dup=True)
+        elif self._aliases.usable(out.first, self._server_alias_maximum()):
+            packet = self._aliases.record(out.first)
+        else:
+            packet = out.publish
+        self._send(packet)
 
     # Keep-alive.
 
@@ -601,61 +540,27 @@ class ClientConnection:
         if packet.server_keep_alive is not None:
             self.keep_alive = packet.server_keep_alive  # [MQTT-3.1.2-21]
         self.send_quota = packet.receive_maximum or _U16_MAX
+        session = self._session
         completed: list[PublishCompleted] = []
         if packet.session_present:
-            self._resend()
+            session.resend(self.send_quota, self._send)
         else:
-            self._restart_session(completed)
-        for request in self._requests.values():
+            # The server has no session for us: what we owe is sent again as new messages.
+            completed = [PublishCompleted(packet_id, 2) for packet_id in session.restart()]
+        for request in session.requests.values():
             self._send(request)
         self._pump()
         events.append(Connected(packet, packet.session_present, tuple(completed)))
 
-    def _resend(self) -> None:
-        """Resend PUBLISH (DUP) and PUBREL in their original order [MQTT-4.4.0-1]."""
-        queue: list[int] = []
-        inflight = 0
-        for packet_id, out in self._outgoing.items():
-            if out.state == _AWAIT_COMP:
-                self._send(Pubrel(packet_id))
-                inflight += 1
-            elif out.state == _AWAIT_ACK and inflight < self.send_quota:
-                self._send(replace(out.publish, dup=True))
-                inflight += 1
-            else:
-                out.state = _QUEUED
-                queue.append(packet_id)
-        # Messages not yet sent keep their place behind those that were.
-        requeued = set(queue)
-        queue.extend(pid for pid in self._queue if pid not in requeued)
-        self._queue = deque(queue)
-        self._inflight = inflight
-
-    def _restart_session(self, completed: list[PublishCompleted]) -> None:
-        """The server has no session for us: what we owe is sent again as new messages."""
-        self._awaiting_pubrel.clear()
-        self._inflight = 0
-        queue: list[int] = []
-        for packet_id, out in list(self._outgoing.items()):
-            if out.state == _AWAIT_COMP:
-                # PUBREC said the server had the message; it was delivered.
-                del self._outgoing[packet_id]
-                completed.append(PublishCompleted(packet_id, 2))
-                continue
-            out.state = _QUEUED
-            out.sent = False
-            queue.append(packet_id)
-        self._queue = deque(queue)
-
     def _on_publish(self, packet: Publish, events: list[Event]) -> None:
         if self.version == MQTT_5:
-            self._resolve_alias(packet)
+            self._aliases.resolve(packet, self._connect.topic_alias_maximum or 0)
         qos = packet.qos
         packet_id = packet.packet_id
         if qos == 1:
             self._send(Puback(packet_id))
         elif qos == 2:
-            awaiting = self._awaiting_pubrel
+            awaiting = self._session.awaiting_pubrel
             if packet_id in awaiting:
                 # A resend of a message already delivered to the caller (method B of
                 # MQTT 5.0 section 4.3.3): acknowledge again, deliver once.
@@ -668,23 +573,8 @@ class ClientConnection:
             self._send(Pubrec(packet_id))
         events.append(MessageReceived(packet))
 
-    def _resolve_alias(self, packet: Publish) -> None:
-        alias = packet.topic_alias
-        if alias is None:
-            return
-        if alias > (self._connect.topic_alias_maximum or 0):
-            raise TopicAliasInvalid(f"topic alias {alias} above our maximum")  # [MQTT-3.3.2-9]
-        if packet.topic:
-            self._aliases_in[alias] = packet.topic
-        else:
-            topic = self._aliases_in.get(alias)
-            if topic is None:
-                raise ProtocolError(f"topic alias {alias} was never set")
-            packet.topic = topic
-
     def _on_pubrec(self, packet: Pubrec, events: list[Event]) -> None:
-        out = self._outgoing.get(packet.packet_id)
-        if out is None or out.publish.qos != 2:
+        if not self._session.expects_pubrec(packet.packet_id):
             if self.version == MQTT_5 and packet.reason_code < 0x80:
                 self._send(Pubrel(packet.packet_id, PubrelReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
             return
@@ -693,13 +583,13 @@ class ClientConnection:
             # the packet identifier is free again.
             self._complete(packet.packet_id, 2, packet, events)
             return
-        if out.state == _AWAIT_ACK:
-            out.state = _AWAIT_COMP
+        self._session.released(packet.packet_id)
         self._send(Pubrel(packet.packet_id))
 
     def _on_pubrel(self, packet: Pubrel) -> None:
-        if packet.packet_id in self._awaiting_pubrel:
-            self._awaiting_pubrel.discard(packet.packet_id)
+        awaiting = self._session.awaiting_pubrel
+        if packet.packet_id in awaiting:
+            awaiting.discard(packet.packet_id)
             self._send(Pubcomp(packet.packet_id))
         elif self.version == MQTT_5:
             self._send(Pubcomp(packet.packet_id, PubcompReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
@@ -709,13 +599,8 @@ class ClientConnection:
     def _complete(
         self, packet_id: int, qos: int, ack: Puback | Pubrec | Pubcomp, events: list[Event]
     ) -> None:
-        out = self._outgoing.get(packet_id)
-        if out is None or out.publish.qos != qos or out.state == _QUEUED:
+        if not self._session.complete(packet_id, qos, isinstance(ack, Pubcomp)):
             return  # a late or stray acknowledgement: nothing is waiting for it
-        if isinstance(ack, Pubcomp) and out.state != _AWAIT_COMP:
-            return
-        del self._outgoing[packet_id]
-        self._inflight -= 1
         events.append(
             PublishCompleted(
                 packet_id, qos, ack.reason_code, ack.reason_string, ack.user_properties
@@ -724,11 +609,12 @@ class ClientConnection:
         self._pump()
 
     def _on_request_ack(self, packet: Suback | Unsuback, events: list[Event]) -> None:
-        request = self._requests.get(packet.packet_id)
+        requests = self._session.requests
+        request = requests.get(packet.packet_id)
         expected = Subscribe if isinstance(packet, Suback) else Unsubscribe
         if not isinstance(request, expected):
             return
-        del self._requests[packet.packet_id]
+        del requests[packet.packet_id]
         if isinstance(packet, Suback):
             events.append(SubscribeCompleted(packet.packet_id, packet))
         else:
