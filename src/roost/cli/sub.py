@@ -21,8 +21,7 @@ from roost.cli.common import (
     run_tool,
 )
 from roost.cli.formatting import Piece, compile_format, json_line, render
-from roost.client import Client, Message, SubscribeError
-from roost.client.errors import is_failure
+from roost.client import Client, Message, SubscribeError, is_failure
 from roost.protocol.topics import topic_matches, validate_topic_filter
 
 
