@@ -28,6 +28,7 @@ _DEFAULT_PORTS = {
 
 
 def default_port(transport: str, secure: bool) -> int:
+    """The port to connect to when none is given."""
     return _DEFAULT_PORTS[transport, secure]
 
 
@@ -138,6 +139,7 @@ def loss_error(exc: Exception | None) -> MQTTError:
 
 
 def ssl_text(exc: ssl.SSLError) -> str:
+    """What went wrong in a TLS failure, in words, with a hint where one helps."""
     reason = exc.reason or str(exc)
     if "CERTIFICATE_REQUIRED" in reason:
         # TLS 1.3: the alert comes after our side of the handshake, on the first read.

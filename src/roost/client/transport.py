@@ -44,6 +44,7 @@ class Link(asyncio.Protocol):
         self._owner._on_lost(self, exc)
 
     def write(self, data: bytes) -> None:
+        """Send ``data``; dropped if the connection is already closing."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
@@ -54,6 +55,7 @@ class Link(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
+        """Close at once, discarding what is buffered."""
         if self.transport is not None:
             self.transport.abort()
 
@@ -70,5 +72,6 @@ class Link(asyncio.Protocol):
             drain.set_result(None)
 
     async def drain(self) -> None:
+        """Wait while the socket's write buffer is above its high-water mark."""
         if self._drain is not None:
             await asyncio.shield(self._drain)

@@ -179,6 +179,7 @@ class ClientConnection:
 
     @property
     def version(self) -> int:
+        """The protocol level of the current (or last) CONNECT: 3, 4 or 5."""
         return self._connect.protocol_level
 
     @property
@@ -192,6 +193,7 @@ class ClientConnection:
         return self._session.pending
 
     def has_session_state(self) -> bool:
+        """Whether messages are owed in either direction."""
         return self._session.has_state()
 
     # Output.
@@ -335,6 +337,8 @@ class ClientConnection:
         subscription_identifier: int | None = None,
         user_properties: tuple[tuple[str, str], ...] = (),
     ) -> int:
+        """Send (or, while disconnected, keep for the next connection) a SUBSCRIBE;
+        returns its packet id, which the ``SubscribeCompleted`` event names."""
         packet_id = self._allocate_id()
         packet = Subscribe(
             packet_id, tuple(subscriptions), subscription_identifier, user_properties
@@ -347,6 +351,7 @@ class ClientConnection:
     def unsubscribe(
         self, topic_filters: Iterable[str], user_properties: tuple[tuple[str, str], ...] = ()
     ) -> int:
+        """Send (or keep, as ``subscribe``) an UNSUBSCRIBE; returns its packet id."""
         packet_id = self._allocate_id()
         packet = Unsubscribe(packet_id, tuple(topic_filters), user_properties)
         self._session.requests[packet_id] = packet
@@ -381,6 +386,7 @@ class ClientConnection:
 
     @property
     def reauthenticating(self) -> bool:
+        """An AUTH 0x19 was sent and the server's AUTH 0x00 has not come yet."""
         return self._reauthenticating
 
     def server_verified(self, now: float) -> list[Event]:

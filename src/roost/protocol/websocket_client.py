@@ -81,6 +81,8 @@ class HandshakeError(WebSocketProtocolError):
 
 
 class WebSocketState(Enum):
+    """Where a WebSocketClient is in the connection's life (RFC 6455 sections 4 and 7)."""
+
     CONNECTING = 1  # upgrade request sent, no answer yet
     OPEN = 2
     CLOSING = 3  # our close frame is sent; waiting for the server's
@@ -201,6 +203,7 @@ class WebSocketClient:
     # The opening handshake (RFC 6455 section 4.1).
 
     def handshake_request(self) -> bytes:
+        """The HTTP/1.1 upgrade request to send first."""
         lines = [f"GET {self._path} HTTP/1.1"]
         if not any(name.lower() == "host" for name, _ in self._headers):
             lines.append(f"Host: {self._host}")  # unless the caller names another
