@@ -27,7 +27,7 @@ from roost.codec import (
     Unsubscribe,
     read_packet,
 )
-from roost.protocol.client_conn import ClientConnection, ClientState
+from roost.protocol.client_conn import ClientConnection
 from roost.protocol.client_events import (
     ConnackRefused,
     Connected,
@@ -41,6 +41,7 @@ from roost.protocol.client_events import (
     SubscribeCompleted,
     UnsubscribeCompleted,
 )
+from roost.protocol.client_states import TRANSITIONS, ClientState, Trigger
 
 
 def sent(conn: ClientConnection, now: float = 0.0) -> list[Packet]:
@@ -80,6 +81,33 @@ def test_connack_success_and_refusal() -> None:
     assert isinstance(events[0], ConnackRefused)
     assert events[0].connack.reason_code == 0x86
     assert refused.state is ClientState.DISCONNECTED
+
+
+def test_calls_the_transition_table_does_not_allow_raise_and_change_nothing() -> None:
+    conn = ClientConnection()
+    conn.connect(Connect("c", 5), 0.0)
+    with pytest.raises(RuntimeError, match=r"connect\(\) while CONNECTING"):
+        conn.connect(Connect("c", 5), 0.0)
+    with pytest.raises(RuntimeError, match=r"server_verified\(\) while CONNECTING"):
+        conn.server_verified(0.0)
+    assert conn.state is ClientState.CONNECTING
+    conn = connected()
+    with pytest.raises(RuntimeError, match=r"connect\(\) while CONNECTED"):
+        conn.connect(Connect("c", 5), 0.0)
+    assert conn.state is ClientState.CONNECTED
+
+
+def test_the_end_of_a_connection_leads_to_disconnected_from_every_state() -> None:
+    for state in ClientState:
+        assert TRANSITIONS[state][Trigger.CLOSED] is ClientState.DISCONNECTED
+    # And every state can be reached from DISCONNECTED.
+    reached = {ClientState.DISCONNECTED}
+    while True:
+        more = {target for state in reached for target in TRANSITIONS[state].values()}
+        if more <= reached:
+            break
+        reached |= more
+    assert reached == set(ClientState)
 
 
 def test_packet_ids_are_allocated_skipping_those_in_use() -> None:

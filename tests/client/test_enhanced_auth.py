@@ -35,13 +35,14 @@ from roost.codec import (
     Publish,
     read_packet,
 )
-from roost.protocol.client_conn import ClientConnection, ClientState
+from roost.protocol.client_conn import ClientConnection
 from roost.protocol.client_events import (
     AuthReceived,
     Connected,
     MessageReceived,
     VerifyServer,
 )
+from roost.protocol.client_states import ClientState
 from roost.protocol.scram import ScramServer, derive_credentials, parse_client_first
 from tests.client.fake_server import FakeConnection, FakeServer
 from tests.client.servers import LogWatcher, Server, listener_port, start_roost

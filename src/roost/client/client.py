@@ -47,8 +47,8 @@ from roost.codec import (
     Unsuback,
     Will,
 )
-from roost.protocol.client_conn import ClientState
 from roost.protocol.client_events import Refused
+from roost.protocol.client_states import ClientState
 from roost.protocol.websocket_client import check_headers, check_path
 
 

@@ -56,7 +56,7 @@ from roost.codec import (
     Subscription,
     Unsuback,
 )
-from roost.protocol.client_conn import ClientConnection, ClientState
+from roost.protocol.client_conn import ClientConnection
 from roost.protocol.client_events import (
     AuthReceived,
     ConnackRefused,
@@ -69,6 +69,7 @@ from roost.protocol.client_events import (
     SubscribeCompleted,
     UnsubscribeCompleted,
 )
+from roost.protocol.client_states import ClientState
 
 log = logging.getLogger("roost.client")
 packet_log = logging.getLogger("roost.client.packets")

@@ -13,7 +13,12 @@ What it does not do: sockets, clocks (``now`` is an argument), timeouts other th
 keep-alive, authentication decisions (what AUTH data to send, whether the server's
 proof is good: the caller's authenticator), or deciding when to reconnect.
 
-States and what the server may send in each (one table, one choke point)::
+States and what moves between them: two tables in ``client_states``, each checked at
+one choke point. ``TRANSITIONS`` says which trigger may move which state where, and
+``_move`` is the only code that changes the state (a trigger the table does not allow
+from the current state is the caller's error: RuntimeError). ``SERVER_MAY_SEND`` says
+which packets the server may send in each state, and ``receive_data`` checks every
+packet against it (anything else is a protocol error)::
 
     DISCONNECTED --connect()--> CONNECTING --CONNACK 0--> CONNECTED
          ^                          |  CONNACK >= 0x80        |  DISCONNECT from server,
@@ -47,21 +52,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from enum import Enum
 
 from roost.codec import (
-    AUTH,
-    CONNACK,
-    DISCONNECT,
     MQTT_5,
-    PINGRESP,
-    PUBACK,
-    PUBCOMP,
-    PUBLISH,
-    PUBREC,
-    PUBREL,
-    SUBACK,
-    UNSUBACK,
     Auth,
     AuthReasonCode,
     CodecError,
@@ -105,28 +98,10 @@ from roost.protocol.client_events import (
     VerifyServer,
 )
 from roost.protocol.client_session import ClientSession, Outgoing
+from roost.protocol.client_states import SERVER_MAY_SEND, TRANSITIONS, ClientState, Trigger
 
 _U16_MAX = 65535
 
-
-class ClientState(Enum):
-    """Where a ClientConnection is in its network connection (see the diagram above)."""
-
-    DISCONNECTED = 1
-    CONNECTING = 2
-    CONNECTED = 3
-    VERIFYING = 4  # CONNACK 0 read; the caller checks the server's authentication data
-
-
-# What the server may send in each state; anything else is a protocol error.
-_ALLOWED: dict[ClientState, frozenset[int]] = {
-    ClientState.DISCONNECTED: frozenset(),
-    ClientState.VERIFYING: frozenset(),  # nothing is parsed until server_verified()
-    ClientState.CONNECTING: frozenset((CONNACK, AUTH, DISCONNECT)),
-    ClientState.CONNECTED: frozenset(
-        (PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP, DISCONNECT, AUTH)
-    ),
-}
 
 Trace = Callable[[str, Packet], None]
 
@@ -207,6 +182,13 @@ class ClientConnection:
         self._last_sent = now
         return data
 
+    def _move(self, trigger: Trigger) -> None:
+        """The one place the state changes, as ``TRANSITIONS`` allows."""
+        target = TRANSITIONS[self.state].get(trigger)
+        if target is None:
+            raise RuntimeError(f"{trigger.value} while {self.state.name}")
+        self.state = target
+
     def _send(self, packet: Packet) -> None:
         if self.trace is not None:
             self.trace("sending", packet)
@@ -216,8 +198,7 @@ class ClientConnection:
 
     def connect(self, packet: Connect, now: float) -> None:
         """Start a network connection with ``packet``; a CONNACK ends CONNECTING."""
-        if self.state is not ClientState.DISCONNECTED:
-            raise RuntimeError(f"connect() while {self.state.name}")
+        self._move(Trigger.CONNECT)
         self._connect = packet
         self._reader = PacketReader(
             packet.protocol_level,
@@ -229,7 +210,6 @@ class ClientConnection:
         self.connack = None
         self._auth_reply_owed = False
         self._reauthenticating = False
-        self.state = ClientState.CONNECTING
         self._send(packet)
         self._last_sent = now
 
@@ -247,7 +227,7 @@ class ClientConnection:
             or self._authenticating()
         ):
             self._send(packet or Disconnect())
-        self.state = ClientState.DISCONNECTED
+        self._move(Trigger.CLOSED)
 
     def _authenticating(self) -> bool:
         return (
@@ -258,7 +238,7 @@ class ClientConnection:
 
     def connection_lost(self) -> None:
         """The network connection is gone; session state stays for the next one."""
-        self.state = ClientState.DISCONNECTED
+        self._move(Trigger.CLOSED)
         self._ping_sent_at = None
         self._auth_reply_owed = False
         self._reauthenticating = False
@@ -392,9 +372,9 @@ class ClientConnection:
     def server_verified(self, now: float) -> list[Event]:
         """The server's final authentication data checked out: finish the CONNACK's work
         (resend, Connected) and parse what arrived after it."""
+        self._move(Trigger.SERVER_VERIFIED)
         connack = self.connack
-        if self.state is not ClientState.VERIFYING or connack is None:
-            raise RuntimeError(f"server_verified() while {self.state.name}")
+        assert connack is not None  # noqa: S101  (VERIFYING is entered with the CONNACK)
         events: list[Event] = []
         self._accept(connack, events)
         events += self.receive_data(b"", now)
@@ -430,7 +410,7 @@ class ClientConnection:
         if deadline is None or now < deadline:
             return
         if self._ping_sent_at is not None:
-            self.state = ClientState.DISCONNECTED
+            self._move(Trigger.CLOSED)
             raise KeepAliveTimeout(f"no PINGRESP within {deadline - self._ping_sent_at:g} s")
         self._send(Pingreq())
         self._ping_sent_at = now
@@ -454,13 +434,13 @@ class ClientConnection:
                     break
                 if self.trace is not None:
                     self.trace("received", packet)
-                if packet.packet_type not in _ALLOWED[self.state]:
+                if packet.packet_type not in SERVER_MAY_SEND[self.state]:
                     raise ProtocolError(f"unexpected {type(packet).__name__.upper()}")
                 self._handle(packet, events)
         except CodecError as exc:
             if self.state is ClientState.CONNECTED and self.version == MQTT_5:
                 self._send(Disconnect(exc.reason_code, reason_string=exc.message[:200]))
-            self.state = ClientState.DISCONNECTED
+            self._move(Trigger.CLOSED)
             raise
         return events
 
@@ -486,7 +466,7 @@ class ClientConnection:
         elif isinstance(packet, Connack):
             self._on_connack(packet, events)
         elif isinstance(packet, Disconnect):
-            self.state = ClientState.DISCONNECTED
+            self._move(Trigger.DISCONNECT_RECEIVED)
             events.append(DisconnectReceived(packet))
         elif isinstance(packet, Auth):
             self._on_auth(packet, events)
@@ -525,7 +505,7 @@ class ClientConnection:
 
     def _on_connack(self, packet: Connack, events: list[Event]) -> None:
         if packet.reason_code:
-            self.state = ClientState.DISCONNECTED
+            self._move(Trigger.CONNACK_REFUSED)
             events.append(ConnackRefused(packet))
             return
         method = self._connect.authentication_method
@@ -534,14 +514,16 @@ class ClientConnection:
                 raise ProtocolError(f"CONNACK without the authentication method {method!r}")
             if self._auth_reply_owed:
                 raise ProtocolError("CONNACK before our answer to the server's AUTH")
-            self.state = ClientState.VERIFYING
+            self._move(Trigger.CONNACK_TO_VERIFY)
             self.connack = packet
             events.append(VerifyServer(packet))
             return
+        self._move(Trigger.CONNACK_ACCEPTED)
         self._accept(packet, events)
 
     def _accept(self, packet: Connack, events: list[Event]) -> None:
-        self.state = ClientState.CONNECTED
+        """The server accepted (and, with enhanced authentication, proved itself): now
+        CONNECTED, resume or restart the session."""
         self.connack = packet
         if packet.server_keep_alive is not None:
             self.keep_alive = packet.server_keep_alive  # [MQTT-3.1.2-21]
