@@ -27,21 +27,21 @@ from roost.codec import (
     Unsubscribe,
     read_packet,
 )
-from roost.protocol.client_conn import (
-    ClientConnection,
+from roost.protocol.client_conn import ClientConnection
+from roost.protocol.client_events import (
+    ConnackRefused,
     Connected,
-    ConnectRefused,
+    DisconnectReceived,
     KeepAliveTimeout,
     MessageReceived,
     NoPacketIdentifier,
     PublishCompleted,
     ReceiveMaximumExceeded,
     Refused,
-    ServerDisconnected,
-    State,
     SubscribeCompleted,
     UnsubscribeCompleted,
 )
+from roost.protocol.client_states import TRANSITIONS, ClientState, Trigger
 
 
 def sent(conn: ClientConnection, now: float = 0.0) -> list[Packet]:
@@ -74,13 +74,40 @@ def connected(version: int = MQTT_5, keep_alive: int = 60, **connack: object) ->
 
 def test_connack_success_and_refusal() -> None:
     conn = connected()
-    assert conn.state is State.CONNECTED
+    assert conn.state is ClientState.CONNECTED
     refused = ClientConnection()
     refused.connect(Connect("c", 5), 0.0)
     events = feed(refused, Connack(reason_code=0x86))
-    assert isinstance(events[0], ConnectRefused)
+    assert isinstance(events[0], ConnackRefused)
     assert events[0].connack.reason_code == 0x86
-    assert refused.state is State.DISCONNECTED
+    assert refused.state is ClientState.DISCONNECTED
+
+
+def test_calls_the_transition_table_does_not_allow_raise_and_change_nothing() -> None:
+    conn = ClientConnection()
+    conn.connect(Connect("c", 5), 0.0)
+    with pytest.raises(RuntimeError, match=r"connect\(\) while CONNECTING"):
+        conn.connect(Connect("c", 5), 0.0)
+    with pytest.raises(RuntimeError, match=r"server_verified\(\) while CONNECTING"):
+        conn.server_verified(0.0)
+    assert conn.state is ClientState.CONNECTING
+    conn = connected()
+    with pytest.raises(RuntimeError, match=r"connect\(\) while CONNECTED"):
+        conn.connect(Connect("c", 5), 0.0)
+    assert conn.state is ClientState.CONNECTED
+
+
+def test_the_end_of_a_connection_leads_to_disconnected_from_every_state() -> None:
+    for state in ClientState:
+        assert TRANSITIONS[state][Trigger.CLOSED] is ClientState.DISCONNECTED
+    # And every state can be reached from DISCONNECTED.
+    reached = {ClientState.DISCONNECTED}
+    while True:
+        more = {target for state in reached for target in TRANSITIONS[state].values()}
+        if more <= reached:
+            break
+        reached |= more
+    assert reached == set(ClientState)
 
 
 def test_packet_ids_are_allocated_skipping_those_in_use() -> None:
@@ -158,7 +185,7 @@ def test_our_receive_maximum_is_enforced() -> None:
     assert sent(conn)[-1] == Disconnect(
         0x93, reason_string="the server exceeded our Receive Maximum"
     )
-    assert conn.state is State.DISCONNECTED
+    assert conn.state is ClientState.DISCONNECTED
 
 
 def test_server_receive_maximum_limits_inflight() -> None:
@@ -245,7 +272,7 @@ def test_keep_alive_ping_and_timeout() -> None:
     sent(conn, 24.0)
     with pytest.raises(KeepAliveTimeout):
         conn.handle_timer(34.0)
-    assert conn.state is State.DISCONNECTED
+    assert conn.state is ClientState.DISCONNECTED
 
 
 def test_server_keep_alive_overrides_ours() -> None:
@@ -315,5 +342,5 @@ def test_protocol_errors_close_with_a_reason() -> None:
 def test_server_disconnect_event() -> None:
     conn = connected()
     events = feed(conn, Disconnect(0x8B, reason_string="bye"), Publish("t", b""))
-    assert events == [ServerDisconnected(Disconnect(0x8B, reason_string="bye"))]
-    assert conn.state is State.DISCONNECTED
+    assert events == [DisconnectReceived(Disconnect(0x8B, reason_string="bye"))]
+    assert conn.state is ClientState.DISCONNECTED

@@ -35,14 +35,14 @@ from roost.codec import (
     Publish,
     read_packet,
 )
-from roost.protocol.client_conn import (
+from roost.protocol.client_conn import ClientConnection
+from roost.protocol.client_events import (
     AuthReceived,
-    ClientConnection,
     Connected,
     MessageReceived,
-    State,
     VerifyServer,
 )
+from roost.protocol.client_states import ClientState
 from roost.protocol.scram import ScramServer, derive_credentials, parse_client_first
 from tests.client.fake_server import FakeConnection, FakeServer
 from tests.client.servers import LogWatcher, Server, listener_port, start_roost
@@ -435,7 +435,7 @@ def test_verifying_holds_the_session_until_the_server_is_verified() -> None:
     assert sent(conn) == [Auth(0x18, "M", b"2")]
     events = feed(conn, Connack(authentication_method="M", authentication_data=b"3"), Publish("t"))
     assert [type(e) for e in events] == [VerifyServer]
-    assert conn.state is State.VERIFYING
+    assert conn.state is ClientState.VERIFYING
     assert sent(conn) == []  # nothing of the session goes to a server not yet verified
     assert conn.receive_data(b"", 0.0) == []  # and nothing after the CONNACK is read
     verified = conn.server_verified(0.0)
@@ -448,7 +448,7 @@ def test_a_server_refused_at_verification_gets_a_disconnect() -> None:
     feed(conn, Connack(authentication_method="M"))
     conn.disconnect(Disconnect(0x80))
     assert sent(conn) == [Disconnect(0x80)]
-    assert conn.state is State.DISCONNECTED
+    assert conn.state is ClientState.DISCONNECTED
 
 
 def test_disconnect_before_connack_only_with_enhanced_authentication() -> None:
@@ -478,7 +478,7 @@ def test_auth_out_of_order_is_a_protocol_error(
     conn = authenticating(method)
     with pytest.raises(ProtocolError, match=problem):
         feed(conn, *packets)
-    assert conn.state is State.DISCONNECTED
+    assert conn.state is ClientState.DISCONNECTED
 
 
 def test_reauthentication_rules() -> None:
@@ -502,7 +502,7 @@ def test_reauthentication_rules() -> None:
     [event] = feed(conn, Auth(0x00, "M", b"done"))
     assert isinstance(event, AuthReceived)
     assert not conn.reauthenticating
-    assert conn.state is State.CONNECTED
+    assert conn.state is ClientState.CONNECTED
     plain = authenticating(method=None)
     feed(plain, Connack())
     with pytest.raises(RuntimeError, match="authentication method"):

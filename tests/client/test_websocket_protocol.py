@@ -14,9 +14,9 @@ from roost.protocol.websocket_client import (
     CloseReceived,
     Event,
     HandshakeError,
-    State,
     WebSocketClient,
     WebSocketProtocolError,
+    WebSocketState,
     check_headers,
     host_header,
 )
@@ -68,7 +68,7 @@ def open_client() -> WebSocketClient:
     [event] = ws.receive_data(response("Sec-WebSocket-Protocol: mqtt"))
     assert isinstance(event, Accepted)
     assert event.subprotocol == "mqtt"
-    assert ws.state is State.OPEN
+    assert ws.state is WebSocketState.OPEN
     return ws
 
 
@@ -155,7 +155,7 @@ def test_a_server_that_names_no_subprotocol_is_accepted() -> None:
     [event] = ws.receive_data(response())
     assert isinstance(event, Accepted)
     assert event.subprotocol is None
-    assert ws.state is State.OPEN
+    assert ws.state is WebSocketState.OPEN
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_refused_or_broken_answers(answer: bytes, problem: str, status: int | No
     with pytest.raises(HandshakeError, match=problem) as caught:
         ws.receive_data(answer)
     assert caught.value.status == status
-    assert ws.state is State.CLOSED
+    assert ws.state is WebSocketState.CLOSED
     assert ws.data_to_send() == b""  # no close frame before the upgrade: just close TCP
 
 
@@ -246,7 +246,7 @@ def test_protocol_errors_fail_the_connection(frame: bytes, problem: str, code: i
     with pytest.raises(WebSocketProtocolError, match=problem) as caught:
         ws.receive_data(frame)
     assert caught.value.code == code
-    assert ws.state is State.CLOSED
+    assert ws.state is WebSocketState.CLOSED
     first, _mask, payload, _size = read_client_frame(ws.data_to_send())
     assert (first, payload) == (0x88, code.to_bytes(2, "big"))
     assert ws.receive_data(server_frame(2, b"later")) == []
@@ -257,7 +257,7 @@ def test_a_close_from_the_server_is_echoed() -> None:
     ws = open_client()
     events = ws.receive_data(server_frame(2, b"\xe0\x00") + server_frame(8, b"\x03\xe9going"))
     assert events == [b"\xe0\x00", CloseReceived(1001, "going")]
-    assert ws.state is State.CLOSED
+    assert ws.state is WebSocketState.CLOSED
     assert ws.close_code == 1001
     first, _mask, payload, _size = read_client_frame(ws.data_to_send())
     assert (first, payload) == (0x88, b"\x03\xe9")
@@ -274,7 +274,7 @@ def test_our_close_then_the_servers_answer() -> None:
     ws = open_client()
     first, _mask, payload, _size = read_client_frame(ws.close())
     assert (first, payload) == (0x88, b"\x03\xe8")
-    assert ws.state is State.CLOSING
+    assert ws.state is WebSocketState.CLOSING
     assert ws.send(b"too late") == b""
     # Data the server sent before it saw our close still arrives.
     events = ws.receive_data(server_frame(2, b"\xd0\x00") + server_frame(8, b"\x03\xe8"))

@@ -19,18 +19,19 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from roost.client.auth import MECHANISMS, ScramAuth
-from roost.client.client import Client
-from roost.client.errors import (
+from roost.client import (
     AuthenticationError,
+    Client,
     ConnectError,
     ConnectionLost,
     ConnectRefused,
     ConnectTimeout,
     MQTTError,
+    ScramAuth,
     TLSError,
+    tls_context,
 )
-from roost.client.tls import tls_context
+from roost.client.auth import MECHANISMS
 from roost.codec import Will
 
 EXIT_OK = 0

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from roost.client.message import Message
+from roost.client import Message
 
 Piece = bytes | Callable[[Message, float], bytes]
 

@@ -21,7 +21,7 @@ from roost.cli.common import (
     run_tool,
 )
 from roost.cli.formatting import Piece, compile_format, json_line, render
-from roost.client import Client, Message, SubscribeError
+from roost.client import Client, Message, SubscribeError, is_failure
 from roost.protocol.topics import topic_matches, validate_topic_filter
 
 
@@ -115,7 +115,7 @@ async def _session(
     try:
         await client.subscribe(args.topic, args.qos, **properties.get("subscribe", {}))
     except SubscribeError as exc:
-        if all(code >= 0x80 for code in exc.reason_codes):
+        if all(is_failure(code) for code in exc.reason_codes):
             print(f"roost sub: all subscriptions were refused: {exc}", file=sys.stderr)
             return EXIT_ERROR
         if not args.quiet:

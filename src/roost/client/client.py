@@ -1,89 +1,58 @@
-"""The asyncio MQTT client: the public API over the sans-IO ``ClientConnection``.
+"""The asyncio MQTT client's public API: ``Client``. See docs/client.md.
 
-Packets are handled synchronously in ``Link.data_received``; the only tasks are the
-caller's own, with a reconnect policy one reconnect loop, and with enhanced
-authentication one short task per step of an exchange (the authenticator's methods are
-coroutines). Keep-alive is a single ``loop.call_at`` timer re-armed from the state
-machine's next deadline. The byte stream runs over TCP, TLS, or a WebSocket
-(``WebSocketLink``) over either.
+Each method checks its arguments (``roost.client.arguments``), hands the request to the
+sans-IO ``ClientConnection`` and waits for the outcome; ``ClientEngine``
+(``roost.client.engine``) runs the connection underneath and resolves what they wait on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import ssl
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
+from roost.client.arguments import (
+    Headers,
+    Payload,
+    UserProperties,
+    connect_packet,
+    pairs,
+    publish_packet,
+    subscriptions,
+    topic_filters,
+)
 from roost.client.auth import Authenticator
-from roost.client.connecting import TRANSPORTS, Endpoint, default_port, open_link, ssl_text
+from roost.client.connecting import TRANSPORTS, default_port
+from roost.client.engine import ClientEngine
 from roost.client.errors import (
     AuthenticationError,
     ClientClosed,
-    ConnectionLost,
-    ConnectRefused,
-    ConnectTimeout,
-    MQTTError,
     PublishError,
-    ServerDisconnected,
     SubscribeError,
-    TLSError,
     UnsubscribeError,
+    is_failure,
 )
-from roost.client.inbox import Inbox, MessageStream
-from roost.client.message import Message, PublishResult
+from roost.client.inbox import MessageStream
+from roost.client.message import PublishResult
 from roost.client.reconnect import ReconnectPolicy
-from roost.client.trace import describe
-from roost.client.transport import Link
 from roost.codec import (
-    MQTT_3_1,
     MQTT_5,
-    Auth,
-    CodecError,
     Connack,
-    Connect,
     Disconnect,
-    Packet,
-    Publish,
+    DisconnectReasonCode,
     Suback,
     Subscription,
     Unsuback,
     Will,
 )
-from roost.protocol import client_conn as proto
-from roost.protocol.topics import validate_topic_filter, validate_topic_name
+from roost.protocol.client_events import Refused
+from roost.protocol.client_states import ClientState
 from roost.protocol.websocket_client import check_headers, check_path
 
-log = logging.getLogger("roost.client")
-packet_log = logging.getLogger("roost.client.packets")
 
-Payload = str | bytes | bytearray | memoryview | int | float
-UserProperties = Sequence[tuple[str, str]] | Mapping[str, str]
-Headers = Sequence[tuple[str, str]] | Mapping[str, str]
-
-# Refusals that another attempt cannot fix: stop reconnecting.
-_PERMANENT_REFUSALS = frozenset((0x01, 0x02, 0x04, 0x05, 0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C))
-_SESSION_TAKEN_OVER = 0x8E
-_UNSPECIFIED_ERROR = 0x80  # what a client's DISCONNECT may say when the server fails auth
-
-
-def _pairs(value: UserProperties) -> tuple[tuple[str, str], ...]:
-    items = value.items() if isinstance(value, Mapping) else value
-    return tuple((str(name), str(text)) for name, text in items)
-
-
-def _payload(value: Payload) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, int | float):
-        return str(value).encode()
-    return bytes(value)
-
-
-class Client:
+class Client(ClientEngine):
     """An MQTT 3.1, 3.1.1 and 5.0 client. See docs/client.md.
 
     ::
@@ -125,20 +94,22 @@ class Client:
         websocket_headers: Headers = (),
         auth: Authenticator | None = None,
     ) -> None:
-        if version not in (MQTT_3_1, 4, MQTT_5):
-            raise ValueError(f"version must be 3 (3.1), 4 (3.1.1) or 5, not {version!r}")
-        v5_only = (
+        connect = connect_packet(
+            version,
+            client_id,
+            clean_start,
+            keep_alive,
+            username,
+            password,
+            will,
             session_expiry_interval,
             receive_maximum,
             maximum_packet_size,
             topic_alias_maximum,
             request_response_information,
             request_problem_information,
+            user_properties,
         )
-        if version != MQTT_5 and (any(v is not None for v in v5_only) or user_properties):
-            raise ValueError("MQTT 5 properties need version=5")
-        if not 0 <= keep_alive <= 65535:
-            raise ValueError("keep_alive must be 0..65535 seconds")
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be 'tcp' or 'websockets', not {transport!r}")
         if auth is not None and version != MQTT_5:
@@ -149,7 +120,7 @@ class Client:
         self.port = port if port is not None else default_port(transport, tls is not None)
         self.transport = transport
         self.websocket_path = check_path(websocket_path)
-        self.websocket_headers = tuple(check_headers(_pairs(websocket_headers)))
+        self.websocket_headers = tuple(check_headers(pairs(websocket_headers)))
         self.auth = auth
         self.version = version
         self.client_id = client_id
@@ -158,51 +129,13 @@ class Client:
         self.server_hostname = server_hostname
         self.connect_timeout = connect_timeout
         self.reconnect = ReconnectPolicy() if reconnect is True else reconnect or None
-        self._connect_packet = Connect(
-            client_id,
-            version,
-            clean_start,
-            keep_alive,
-            username,
-            password.encode() if isinstance(password, str) else password,
-            will,
-            session_expiry_interval,
-            receive_maximum,
-            maximum_packet_size,
-            topic_alias_maximum,
-            None if request_response_information is None else int(request_response_information),
-            None if request_problem_information is None else int(request_problem_information),
-            user_properties=_pairs(user_properties),
-        )
-        self._conn = proto.ClientConnection(ping_timeout)
-        self._inbox = Inbox(max_queued_messages)
-        self._link: Link | None = None
-        self._dropped: list[Link] = []
-        self._connack: asyncio.Future[Connack] | None = None
-        self.connack: Connack | None = None
-        self._publishes: dict[int, asyncio.Future[PublishResult]] = {}
-        self._requests: dict[int, asyncio.Future[Suback | Unsuback]] = {}
-        self._waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self._auth_tasks: set[asyncio.Task[None]] = set()
-        self._reauth: asyncio.Future[None] | None = None
-        self._closing = False
-        self._failure: BaseException | None = None
-        self._loss: BaseException | None = None
-        self._ever_connected = False
-        # What to subscribe to again when a reconnect finds the session gone.
-        self._subscriptions: dict[str, tuple[Subscription, int | None, tuple[tuple[str, str], ...]]]
-        self._subscriptions = {}
+        super().__init__(connect, ping_timeout, max_queued_messages)
 
     # State.
 
     @property
-    def connected(self) -> bool:
-        return self._conn.state is proto.State.CONNECTED and self._link is not None
-
-    @property
     def session_present(self) -> bool:
+        """The last CONNACK said the server had kept a session for this client."""
         return bool(self.connack and self.connack.session_present)
 
     @property
@@ -234,85 +167,9 @@ class Client:
         self._inbox.reopen()
         return await self._open(self.clean_start)
 
-    async def _open(self, clean_start: bool) -> Connack:
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                return await self._handshake(clean_start)
-        except TimeoutError as exc:
-            if isinstance(exc, MQTTError):
-                raise
-            raise ConnectTimeout(
-                f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
-            ) from None
-
-    def _endpoint(self) -> Endpoint:
-        return Endpoint(
-            self.host,
-            self.port,
-            self.tls,
-            self.server_hostname,
-            self.transport,
-            self.websocket_path,
-            self.websocket_headers,
-        )
-
-    async def _handshake(self, clean_start: bool) -> Connack:
-        loop = asyncio.get_running_loop()
-        endpoint = self._endpoint()
-        where = endpoint.where
-        auth = self.auth
-        first: bytes | None = None
-        if auth is not None:
-            try:
-                first = await auth.start()
-            except Exception as exc:
-                raise AuthenticationError(f"the authenticator failed to start: {exc}") from exc
-        link = await open_link(endpoint, self)
-        self._link = link
-        self._loss = None
-        connack_future: asyncio.Future[Connack] = loop.create_future()
-        self._connack = connack_future
-        conn = self._conn
-        conn.trace = self._trace if packet_log.isEnabledFor(logging.DEBUG) else None
-        packet = self._connect_packet
-        packet.clean_start = clean_start
-        if auth is not None:
-            packet.authentication_method = auth.method
-            packet.authentication_data = first
-        conn.connect(packet, loop.time())
-        self._flush()
-        try:
-            connack = await connack_future
-        except BaseException:
-            self._drop_link()
-            raise
-        self.connack = connack
-        if connack.assigned_client_identifier is not None:
-            self.client_id = connack.assigned_client_identifier
-        log.info(
-            "Connected to %s as %r (MQTT %s, session present %d).",
-            where,
-            self.client_id,
-            {3: "3.1", 4: "3.1.1", 5: "5.0"}[self.version],
-            connack.session_present,
-        )
-        return connack
-
-    def _drop_link(self) -> None:
-        link = self._link
-        self._link = None
-        self._conn.connection_lost()
-        self._cancel_timer()
-        if link is not None:
-            link.abort()
-            # disconnect() waits for it to close, so no socket outlives the client.
-            self._dropped.append(link)
-        # Publishers waiting for this connection look again: wait on, or give up.
-        self._wake_waiters()
-
     async def disconnect(
         self,
-        reason_code: int = 0,
+        reason_code: int = DisconnectReasonCode.NORMAL_DISCONNECTION,
         *,
         session_expiry_interval: int | None = None,
         reason_string: str | None = None,
@@ -320,23 +177,20 @@ class Client:
     ) -> None:
         """Send DISCONNECT and close. Messages still owed stay in the session state."""
         self._closing = True
-        task = self._reconnect_task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._reconnector.cancel()
         auth_tasks = [t for t in self._auth_tasks if t is not asyncio.current_task()]
         for auth_task in auth_tasks:
             auth_task.cancel()
         await asyncio.gather(*auth_tasks, return_exceptions=True)
         link = self._link
         if link is not None:
-            if self._conn.state is proto.State.CONNECTED:
+            if self._conn.state is ClientState.CONNECTED:
                 self._conn.disconnect(
                     Disconnect(
                         reason_code,
                         session_expiry_interval,
                         reason_string,
-                        user_properties=_pairs(user_properties),
+                        user_properties=pairs(user_properties),
                     )
                 )
                 self._flush()
@@ -379,48 +233,27 @@ class Client:
         A QoS 1/2 message belongs to the session once handed over: if the connection
         drops it is resent when the session resumes, even if this call is cancelled.
         """
-        if qos not in (0, 1, 2):
-            raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
-        if topic or topic_alias is None:
-            try:
-                validate_topic_name(topic)
-            except CodecError as exc:
-                raise ValueError(str(exc)) from None
-        packet = Publish(
+        packet = publish_packet(
+            self.version,
             topic,
-            _payload(payload),
+            payload,
             qos,
             retain,
             payload_format_indicator=payload_format_indicator,
             message_expiry_interval=message_expiry_interval,
-            topic_alias=topic_alias,
+            content_type=content_type,
             response_topic=response_topic,
             correlation_data=correlation_data,
-            user_properties=_pairs(user_properties),
-            content_type=content_type,
+            user_properties=user_properties,
+            topic_alias=topic_alias,
         )
-        if self.version != MQTT_5 and (
-            packet.user_properties
-            or topic_alias is not None
-            or any(
-                value is not None
-                for value in (
-                    payload_format_indicator,
-                    message_expiry_interval,
-                    content_type,
-                    response_topic,
-                    correlation_data,
-                )
-            )
-        ):
-            raise ValueError("MQTT 5 properties need version=5")
         if qos == 0:
             await self._wait_connected()
         else:
             self._check_usable()
         try:
             packet_id = self._conn.publish(packet)
-        except proto.Refused as exc:
+        except Refused as exc:
             raise PublishError(exc.reason_code, exc.message) from None
         if qos == 0:
             self._flush()
@@ -452,34 +285,26 @@ class Client:
         ``topic`` is one filter, a ``Subscription`` (per-filter options), or a list of
         either; the keyword options apply to the plain strings.
         """
-        items = [topic] if isinstance(topic, str | Subscription) else list(topic)
-        subscriptions = []
-        for item in items:
-            sub = item
-            if isinstance(item, str):
-                sub = Subscription(item, qos, no_local, retain_as_published, retain_handling)
-            assert isinstance(sub, Subscription)  # noqa: S101  (narrowing for mypy)
-            try:
-                validate_topic_filter(sub.topic_filter)
-            except CodecError as exc:
-                raise ValueError(str(exc)) from None
-            if sub.qos not in (0, 1, 2) or sub.retain_handling not in (0, 1, 2):
-                raise ValueError("qos and retain_handling must be 0, 1 or 2")
-            subscriptions.append(sub)
-        if not subscriptions:
-            raise ValueError("nothing to subscribe to")
-        props = _pairs(user_properties)
-        if self.version != MQTT_5 and (subscription_identifier is not None or props):
-            raise ValueError("MQTT 5 properties need version=5")
+        props = pairs(user_properties)
+        subs = subscriptions(
+            self.version,
+            topic,
+            qos,
+            no_local,
+            retain_as_published,
+            retain_handling,
+            subscription_identifier,
+            props,
+        )
         self._check_usable()
-        packet_id = self._conn.subscribe(subscriptions, subscription_identifier, props)
+        packet_id = self._conn.subscribe(subs, subscription_identifier, props)
         suback = await self._request(packet_id)
         assert isinstance(suback, Suback)  # noqa: S101  (the state machine pairs them)
         codes = suback.reason_codes
-        for sub, code in zip(subscriptions, codes, strict=False):
-            if code < 0x80:
+        for sub, code in zip(subs, codes, strict=False):
+            if not is_failure(code):
                 self._subscriptions[sub.topic_filter] = (sub, subscription_identifier, props)
-        if any(code >= 0x80 for code in codes):
+        if any(is_failure(code) for code in codes):
             raise SubscribeError(codes, suback.reason_string)
         return codes
 
@@ -487,20 +312,15 @@ class Client:
         self, topic: str | Sequence[str], *, user_properties: UserProperties = ()
     ) -> tuple[int, ...]:
         """Unsubscribe; returns MQTT 5 reason codes (() for 3.1.x). Raises UnsubscribeError."""
-        filters = [topic] if isinstance(topic, str) else list(topic)
-        for topic_filter in filters:
-            try:
-                validate_topic_filter(topic_filter)
-            except CodecError as exc:
-                raise ValueError(str(exc)) from None
+        filters = topic_filters(topic)
         self._check_usable()
-        packet_id = self._conn.unsubscribe(filters, _pairs(user_properties))
+        packet_id = self._conn.unsubscribe(filters, pairs(user_properties))
         unsuback = await self._request(packet_id)
         assert isinstance(unsuback, Unsuback)  # noqa: S101
         for topic_filter in filters:
             self._subscriptions.pop(topic_filter, None)
         codes = unsuback.reason_codes
-        if any(code >= 0x80 for code in codes):
+        if any(is_failure(code) for code in codes):
             raise UnsubscribeError(codes, unsuback.reason_string)
         return codes
 
@@ -514,183 +334,7 @@ class Client:
         """Received messages, all or those matching ``topic_filters``; see MessageStream."""
         return self._inbox.open(topic_filters)
 
-    # Waiting for a usable connection.
-
-    def _check_usable(self) -> None:
-        """QoS 1/2 and requests may wait in the session while a reconnect is under way."""
-        if self._failure is not None:
-            raise self._failure
-        if self._link is None and self._reconnect_task is None:
-            raise ClientClosed("not connected")
-
-    async def _wait_connected(self) -> None:
-        while not self.connected:
-            self._check_usable()
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-
-    def _wake_waiters(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
-
-    # Bytes in and out (called from Link).
-
-    def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        data = self._conn.data_to_send(loop.time())
-        if data and self._link is not None:
-            self._link.write(data)
-        self._arm_timer()
-
-    def on_data(self, link: Link, data: bytes) -> None:
-        if link is not self._link:
-            return
-        now = asyncio.get_running_loop().time()
-        try:
-            events = self._conn.receive_data(data, now)
-        except CodecError as exc:
-            self._protocol_error(link, exc)
-            return
-        for event in events:
-            self._dispatch(event)
-        self._flush()
-
-    def _protocol_error(self, link: Link, exc: CodecError) -> None:
-        log.warning("Protocol error from the server: %s; disconnecting.", exc)
-        self._loss = ConnectionLost(f"protocol error from the server: {exc}")
-        self._flush()
-        link.close()
-
-    def _dispatch(self, event: proto.Event) -> None:
-        if isinstance(event, proto.MessageReceived):
-            self._inbox.deliver(Message.from_publish(event.publish))
-        elif isinstance(event, proto.PublishCompleted):
-            self._complete_publish(event)
-        elif isinstance(event, proto.SubscribeCompleted | proto.UnsubscribeCompleted):
-            request = self._requests.pop(event.packet_id, None)
-            ack = event.suback if isinstance(event, proto.SubscribeCompleted) else event.unsuback
-            if request is not None and not request.done():
-                request.set_result(ack)
-        elif isinstance(event, proto.Connected):
-            self._on_connected(event)
-        elif isinstance(event, proto.ConnectRefused):
-            connack = event.connack
-            error = ConnectRefused(connack.reason_code, connack.reason_string, self.version)
-            if self._connack is not None and not self._connack.done():
-                self._connack.set_exception(error)
-        elif isinstance(event, proto.ServerDisconnected):
-            packet = event.disconnect
-            self._loss = ServerDisconnected(packet.reason_code, packet.reason_string)
-            log.warning("%s", self._loss)
-        elif isinstance(event, proto.AuthReceived):
-            self._on_auth(event.auth)
-        else:  # VerifyServer
-            self._run_auth_step(self._verify_server(self._link, event.connack))
-
-    def _complete_publish(self, event: proto.PublishCompleted) -> None:
-        future = self._publishes.pop(event.packet_id, None)
-        if future is None or future.done():
-            return
-        if event.reason_code >= 0x80:
-            future.set_exception(
-                PublishError(event.reason_code, event.reason_string, event.packet_id)
-            )
-        else:
-            future.set_result(
-                PublishResult(
-                    event.packet_id, event.reason_code, event.reason_string, event.user_properties
-                )
-            )
-
-    def _on_connected(self, event: proto.Connected) -> None:
-        for completed in event.completed:
-            self._complete_publish(completed)
-        if self._ever_connected and not event.session_present and self._subscriptions:
-            # The server forgot our subscriptions; make them again (no one awaits these).
-            for sub, identifier, props in self._subscriptions.values():
-                self._conn.subscribe([sub], identifier, props)
-        self._ever_connected = True
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_result(event.connack)
-        self._wake_waiters()
-
-    # Enhanced authentication: each step awaits the authenticator in a task of its own.
-
-    def _run_auth_step(self, step: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(step)
-        self._auth_tasks.add(task)
-        task.add_done_callback(self._auth_tasks.discard)
-
-    def _on_auth(self, packet: Auth) -> None:
-        # The state machine let only an expected AUTH through: 0x18 (answer it) or the
-        # 0x00 that ends a re-authentication (check the server's final data).
-        if packet.reason_code == 0x18:
-            self._run_auth_step(self._answer_auth(self._link, packet.authentication_data))
-        else:
-            self._run_auth_step(self._finish_reauth(self._link, packet.authentication_data))
-
-    async def _answer_auth(self, link: Link | None, data: bytes | None) -> None:
-        assert self.auth is not None  # noqa: S101  (no AUTH gets through without it)
-        try:
-            reply = await self.auth.respond(data)
-        except Exception as exc:  # noqa: BLE001  (any authenticator failure ends the exchange)
-            self._auth_failed(link, exc)
-            return
-        if link is not None and link is self._link:
-            self._conn.answer_auth(reply)
-            self._flush()
-
-    async def _verify_server(self, link: Link | None, connack: Connack) -> None:
-        assert self.auth is not None  # noqa: S101
-        try:
-            await self.auth.finish(connack.authentication_data)
-        except Exception as exc:  # noqa: BLE001
-            self._auth_failed(link, exc)
-            return
-        if link is None or link is not self._link:
-            return
-        try:
-            events = self._conn.server_verified(asyncio.get_running_loop().time())
-        except CodecError as exc:
-            self._protocol_error(link, exc)
-            return
-        for event in events:
-            self._dispatch(event)
-        self._flush()
-
-    async def _finish_reauth(self, link: Link | None, data: bytes | None) -> None:
-        assert self.auth is not None  # noqa: S101
-        try:
-            await self.auth.finish(data)
-        except Exception as exc:  # noqa: BLE001
-            self._auth_failed(link, exc)
-            return
-        reauth = self._reauth
-        if link is self._link and reauth is not None and not reauth.done():
-            reauth.set_result(None)
-
-    def _auth_failed(self, link: Link | None, exc: Exception) -> None:
-        """Our side refuses the exchange: DISCONNECT, close, and tell whoever waits."""
-        if link is None or link is not self._link:
-            return
-        where = self._endpoint().where
-        error = AuthenticationError(f"authentication with {where} failed: {exc}")
-        error.__cause__ = exc
-        log.warning("%s", error)
-        self._conn.disconnect(Disconnect(_UNSPECIFIED_ERROR, reason_string="authentication failed"))
-        self._flush()
-        self._loss = error
-        for future in (self._connack, self._reauth):
-            if future is not None and not future.done():
-                future.set_exception(error)
-        link.close()
+    # Enhanced authentication.
 
     async def reauthenticate(self) -> None:
         """Authenticate again on the live connection (MQTT 5 AUTH 0x19, [MQTT-4.12.1-1]).
@@ -726,125 +370,3 @@ class Client:
             await future
         finally:
             self._reauth = None
-
-    def on_lost(self, link: Link, exc: Exception | None) -> None:
-        if link is not self._link:
-            return
-        self._link = None
-        self._conn.connection_lost()
-        self._cancel_timer()
-        error = self._loss or self._loss_error(exc)
-        reauth = self._reauth
-        if reauth is not None and not reauth.done():
-            reauth.set_exception(error)
-        if self._connack is not None and not self._connack.done():
-            # Still connecting: _handshake raises it, and whoever connects decides.
-            if self.tls is not None and exc is not None and not isinstance(error, TLSError):
-                # With TLS 1.3 a server refusing our certificate (or its absence) says so
-                # after our side of the handshake is done: it shows up as a reset here.
-                error = TLSError(
-                    f"the server closed the TLS connection before CONNACK ({exc}); "
-                    "does it require a client certificate?"
-                )
-                error.__cause__ = exc
-            self._connack.set_exception(error)
-            return
-        if self._closing:
-            return
-        log.warning("Connection to %s:%d lost: %s", self.host, self.port, error)
-        reconnect = (
-            self.reconnect is not None
-            and not isinstance(error, AuthenticationError)
-            and not (
-                isinstance(error, ServerDisconnected) and error.reason_code == _SESSION_TAKEN_OVER
-            )
-        )
-        if reconnect:
-            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_loop())
-        else:
-            self._fail(error)
-
-    def _loss_error(self, exc: Exception | None) -> MQTTError:
-        if isinstance(exc, ssl.SSLError):
-            error: MQTTError = TLSError(f"TLS failure: {ssl_text(exc)}")
-        elif exc is None:
-            error = ConnectionLost("the server closed the connection")
-        else:
-            error = ConnectionLost(f"the connection was lost: {exc}")
-        error.__cause__ = exc
-        return error
-
-    def _fail(self, error: BaseException, clean: bool = False) -> None:
-        """The client is down for good: fail what waits, end the message streams."""
-        self._failure = error
-        self._reconnect_task = None
-        reauth = self._reauth
-        if reauth is not None and not reauth.done():
-            reauth.set_exception(error)
-        for futures in (self._publishes, self._requests):
-            for future in futures.values():
-                if not future.done():
-                    future.set_exception(error)
-            futures.clear()
-        self._wake_waiters()
-        self._inbox.end(None if clean else error)
-
-    async def _reconnect_loop(self) -> None:
-        policy = self.reconnect
-        assert policy is not None  # noqa: S101
-        # MQTT 5 asks to resume; the session expiry decides whether the server kept one.
-        clean_start = self.clean_start if self.version != MQTT_5 else False
-        last: BaseException = ConnectionLost("the connection was lost")
-        for attempt, delay in enumerate(policy.delays(), 1):
-            await asyncio.sleep(delay)
-            try:
-                await self._open(clean_start)
-            except ConnectRefused as exc:
-                last = exc
-                if exc.reason_code in _PERMANENT_REFUSALS:
-                    break
-            except AuthenticationError as exc:
-                last = exc  # the server failed to prove itself: do not keep asking
-                break
-            except (MQTTError, OSError) as exc:
-                last = exc
-            else:
-                if self._reconnect_task is asyncio.current_task():
-                    self._reconnect_task = None
-                log.info("Reconnected after %d attempt(s).", attempt)
-                return
-            log.info("Reconnect attempt %d failed: %s", attempt, last)
-        self._fail(last)
-
-    # Keep-alive.
-
-    def _arm_timer(self) -> None:
-        deadline = self._conn.next_deadline()
-        timer = self._timer
-        if deadline is None:
-            self._cancel_timer()
-            return
-        if timer is not None:
-            if timer.when() <= deadline:
-                return  # fires early, then re-arms for the later deadline
-            timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        try:
-            self._conn.handle_timer(asyncio.get_running_loop().time())
-        except proto.KeepAliveTimeout as exc:
-            self._loss = ConnectionLost(f"keep-alive timeout: {exc}")
-            if self._link is not None:
-                self._link.abort()
-            return
-        self._flush()
-
-    def _trace(self, direction: str, packet: Packet) -> None:
-        packet_log.debug("Client %s %s %s", self.client_id or "-", direction, describe(packet))

@@ -11,7 +11,7 @@ import re
 import ssl
 from dataclasses import dataclass
 
-from roost.client.errors import ConnectError, TLSError, WebSocketError
+from roost.client.errors import ConnectError, ConnectionLost, MQTTError, TLSError, WebSocketError
 from roost.client.transport import Link, Owner
 from roost.client.websocket import WebSocketLink
 from roost.protocol.websocket_client import WebSocketClient, WebSocketProtocolError, host_header
@@ -28,6 +28,7 @@ _DEFAULT_PORTS = {
 
 
 def default_port(transport: str, secure: bool) -> int:
+    """The port to connect to when none is given."""
     return _DEFAULT_PORTS[transport, secure]
 
 
@@ -125,7 +126,20 @@ def os_error_text(exc: OSError) -> str:
     return str(exc)
 
 
+def loss_error(exc: Exception | None) -> MQTTError:
+    """The client error for a connection that ended with ``exc`` (None: a clean close)."""
+    if isinstance(exc, ssl.SSLError):
+        error: MQTTError = TLSError(f"TLS failure: {ssl_text(exc)}")
+    elif exc is None:
+        error = ConnectionLost("the server closed the connection")
+    else:
+        error = ConnectionLost(f"the connection was lost: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 def ssl_text(exc: ssl.SSLError) -> str:
+    """What went wrong in a TLS failure, in words, with a hint where one helps."""
     reason = exc.reason or str(exc)
     if "CERTIFICATE_REQUIRED" in reason:
         # TLS 1.3: the alert comes after our side of the handshake, on the first read.

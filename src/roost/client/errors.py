@@ -30,6 +30,20 @@ from roost.codec import (
     UnsubackReasonCode,
 )
 
+# MQTT 5.0 section 2.4: reason codes from 0x80 up report a failure. MQTT 3.1.1's one
+# SUBACK failure code is 0x80 too, so the same test serves every version.
+_FIRST_FAILURE = 0x80
+
+_BAD_CREDENTIALS = frozenset(
+    (
+        ConnackReturnCode.BAD_USERNAME_OR_PASSWORD,
+        ConnackReturnCode.NOT_AUTHORIZED,
+        ConnectReasonCode.BAD_USERNAME_OR_PASSWORD,
+        ConnectReasonCode.NOT_AUTHORIZED,
+        ConnectReasonCode.BAD_AUTHENTICATION_METHOD,
+    )
+)
+
 _ENUMS = (
     ConnectReasonCode,
     PubackReasonCode,
@@ -37,6 +51,11 @@ _ENUMS = (
     UnsubackReasonCode,
     DisconnectReasonCode,
 )
+
+
+def is_failure(reason_code: int) -> bool:
+    """True for a reason code that reports a failure (0x80 and above)."""
+    return reason_code >= _FIRST_FAILURE
 
 
 def reason_name(code: int, version: int = 5) -> str:
@@ -137,10 +156,13 @@ class ConnectRefused(ReasonCodeError):
         """True for a refusal about who the client is: user name, password, authorization."""
         if self.reason_name.startswith("return code"):
             return False
-        return self.reason_code in (0x04, 0x05, 0x86, 0x87, 0x8C) or "authori" in self.reason_name
+        return self.reason_code in _BAD_CREDENTIALS or "authori" in self.reason_name
 
 
 class PublishError(ReasonCodeError):
+    """The server refused a message (PUBACK or PUBREC >= 0x80), or the client did before
+    sending it because the server's announced limits forbid it."""
+
     def __init__(
         self, reason_code: int, reason_string: str | None = None, packet_id: int = 0
     ) -> None:
@@ -152,13 +174,15 @@ class SubscribeError(ReasonCodeError):
     """At least one filter was refused; ``reason_codes`` has one code per filter."""
 
     def __init__(self, reason_codes: tuple[int, ...], reason_string: str | None = None) -> None:
-        failed = next(code for code in reason_codes if code >= 0x80)
+        failed = next(code for code in reason_codes if is_failure(code))
         super().__init__("subscribe refused", failed, reason_string)
         self.reason_codes = reason_codes
 
 
 class UnsubscribeError(ReasonCodeError):
+    """At least one filter's UNSUBACK code is a failure; ``reason_codes`` has one per filter."""
+
     def __init__(self, reason_codes: tuple[int, ...], reason_string: str | None = None) -> None:
-        failed = next(code for code in reason_codes if code >= 0x80)
+        failed = next(code for code in reason_codes if is_failure(code))
         super().__init__("unsubscribe refused", failed, reason_string)
         self.reason_codes = reason_codes

@@ -124,6 +124,9 @@ class MessageStream:
 
 
 class Inbox:
+    """A client's received messages on their way to its open streams, with the backlog
+    of those no stream wanted yet."""
+
     __slots__ = ("_backlog", "_streams", "ended", "error", "max_queued")
 
     def __init__(self, max_queued: int = 0) -> None:
@@ -134,6 +137,7 @@ class Inbox:
         self.error: BaseException | None = None
 
     def open(self, filters: tuple[str, ...]) -> MessageStream:
+        """A new stream; it takes what it wants from the backlog first."""
         stream = MessageStream(self, filters)
         backlog = self._backlog._items
         if backlog:
@@ -151,10 +155,12 @@ class Inbox:
         return stream
 
     def remove(self, stream: MessageStream) -> None:
+        """A closed stream takes no more messages."""
         if stream in self._streams:
             self._streams.remove(stream)
 
     def deliver(self, message: Message) -> None:
+        """Hand ``message`` to every stream that wants it, or to the backlog if none does."""
         delivered = False
         for stream in self._streams:
             if stream.wants(message):

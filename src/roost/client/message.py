@@ -24,6 +24,8 @@ PROPERTY_NAMES = (
 
 @dataclass(slots=True, frozen=True)
 class Message:
+    """A message the client received: topic, payload, flags and its MQTT 5 properties."""
+
     topic: str
     payload: bytes
     qos: int = 0
@@ -40,6 +42,7 @@ class Message:
 
     @classmethod
     def from_publish(cls, publish: Publish) -> Message:
+        """The message a received PUBLISH carries."""
         return cls(
             publish.topic,
             publish.payload,

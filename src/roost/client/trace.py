@@ -21,6 +21,7 @@ from roost.codec import (
 
 
 def describe(packet: Packet) -> str:
+    """One line for ``packet``, e.g. "PUBLISH (d0, q1, r0, m3, 'a/b', ... (5 bytes))"."""
     name = type(packet).__name__.upper()
     if isinstance(packet, Publish):
         return (

@@ -11,11 +11,16 @@ from typing import Protocol, cast
 
 
 class Owner(Protocol):
-    def on_data(self, link: Link, data: bytes) -> None: ...
-    def on_lost(self, link: Link, exc: Exception | None) -> None: ...
+    """What a Link reports to: the client engine. The callbacks are private to the two,
+    so they are not part of the public Client API."""
+
+    def _on_data(self, link: Link, data: bytes) -> None: ...
+    def _on_lost(self, link: Link, exc: Exception | None) -> None: ...
 
 
 class Link(asyncio.Protocol):
+    """One network connection of a client: bytes to the owner, writes with flow control."""
+
     __slots__ = ("_drain", "_owner", "closed", "transport")
 
     def __init__(self, owner: Owner) -> None:
@@ -29,16 +34,17 @@ class Link(asyncio.Protocol):
         self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
-        self._owner.on_data(self, data)
+        self._owner._on_data(self, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         if not self.closed.done():
             self.closed.set_result(None)
         self.resume_writing()
-        self._owner.on_lost(self, exc)
+        self._owner._on_lost(self, exc)
 
     def write(self, data: bytes) -> None:
+        """Send ``data``; dropped if the connection is already closing."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
@@ -49,6 +55,7 @@ class Link(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
+        """Close at once, discarding what is buffered."""
         if self.transport is not None:
             self.transport.abort()
 
@@ -65,5 +72,6 @@ class Link(asyncio.Protocol):
             drain.set_result(None)
 
     async def drain(self) -> None:
+        """Wait while the socket's write buffer is above its high-water mark."""
         if self._drain is not None:
             await asyncio.shield(self._drain)

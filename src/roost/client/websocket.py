@@ -16,9 +16,9 @@ from roost.client.transport import Link, Owner
 from roost.protocol.websocket_client import (
     Accepted,
     CloseReceived,
-    State,
     WebSocketClient,
     WebSocketProtocolError,
+    WebSocketState,
 )
 
 log = logging.getLogger("roost.client")
@@ -29,6 +29,8 @@ class HandshakeClosed(ConnectionError):
 
 
 class WebSocketLink(Link):
+    """A Link whose bytes travel in WebSocket frames; ``opened`` resolves on the upgrade."""
+
     __slots__ = ("_error", "_ws", "opened")
 
     def __init__(self, owner: Owner, ws: WebSocketClient) -> None:
@@ -51,14 +53,14 @@ class WebSocketLink(Link):
         for event in events:
             if isinstance(event, bytes):
                 if self.opened.done() and self.transport is not None:
-                    self._owner.on_data(self, event)
+                    self._owner._on_data(self, event)
             elif isinstance(event, Accepted):
                 if not self.opened.done():
                     self.opened.set_result(event)
             elif isinstance(event, CloseReceived):
                 log.debug("The server closed the WebSocket (%d %s).", event.code, event.reason)
         self._send_queued()
-        if ws.state is State.CLOSED and self.transport is not None:
+        if ws.state is WebSocketState.CLOSED and self.transport is not None:
             # Close frames went both ways: nothing more can come (RFC 6455 section 7.1.1).
             self.transport.close()
 
@@ -95,7 +97,7 @@ class WebSocketLink(Link):
 
     def close(self) -> None:
         """Start the closing handshake; the server answers and closes the connection."""
-        if self._ws.state is State.OPEN:
+        if self._ws.state is WebSocketState.OPEN:
             super().write(self._ws.close())
         elif self.transport is not None:
             self.transport.close()

@@ -1,17 +1,24 @@
 """The client side of an MQTT session, sans-IO.
 
-``ClientConnection`` keeps what a client must remember across network connections (the
-session state of MQTT 5.0 section 4.1: QoS 1 and 2 messages sent but not completely
-acknowledged, QoS 2 messages received but not released) and what lives for one network
-connection (framing, the state below, the server's limits from CONNACK, topic aliases,
-keep-alive). The caller moves the bytes: it passes received data to ``receive_data``,
-acts on the events returned, and writes ``data_to_send(now)``.
+``ClientConnection`` keeps what lives for one network connection (framing, the state
+below, the server's limits from CONNACK, keep-alive) and drives what the client must
+remember across network connections. The caller moves the bytes: it passes received
+data to ``receive_data``, acts on the events returned (``client_events``), and writes
+``data_to_send(now)``. Its parts live beside it: the session state of MQTT 5.0 section
+4.1 (QoS 1 and 2 messages sent but not completely acknowledged, QoS 2 messages received
+but not released, requests not answered) in ``client_session``, the connection's topic
+aliases in ``client_aliases``.
 
 What it does not do: sockets, clocks (``now`` is an argument), timeouts other than
 keep-alive, authentication decisions (what AUTH data to send, whether the server's
 proof is good: the caller's authenticator), or deciding when to reconnect.
 
-States and what the server may send in each (one table, one choke point)::
+States and what moves between them: two tables in ``client_states``, each checked at
+one choke point. ``TRANSITIONS`` says which trigger may move which state where, and
+``_move`` is the only code that changes the state (a trigger the table does not allow
+from the current state is the caller's error: RuntimeError). ``SERVER_MAY_SEND`` says
+which packets the server may send in each state, and ``receive_data`` checks every
+packet against it (anything else is a protocol error)::
 
     DISCONNECTED --connect()--> CONNECTING --CONNACK 0--> CONNECTED
          ^                          |  CONNACK >= 0x80        |  DISCONNECT from server,
@@ -43,201 +50,77 @@ are sent again after every CONNACK, since the server keeps no state for them.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 
 from roost.codec import (
-    AUTH,
-    CONNACK,
-    DISCONNECT,
     MQTT_5,
-    PINGRESP,
-    PUBACK,
-    PUBCOMP,
-    PUBLISH,
-    PUBREC,
-    PUBREL,
-    SUBACK,
-    UNSUBACK,
     Auth,
+    AuthReasonCode,
     CodecError,
     Connack,
     Connect,
     Disconnect,
+    DisconnectReasonCode,
     Packet,
     PacketReader,
     Pingreq,
     ProtocolError,
     Puback,
     Pubcomp,
+    PubcompReasonCode,
     Publish,
     Pubrec,
     Pubrel,
+    PubrelReasonCode,
     Suback,
     Subscribe,
     Subscription,
-    TopicAliasInvalid,
     Unsuback,
     Unsubscribe,
 )
 from roost.codec.framing import PROTOCOL_MAX_PACKET_SIZE
+from roost.protocol.client_aliases import TopicAliases
+from roost.protocol.client_events import (
+    AuthReceived,
+    ConnackRefused,
+    Connected,
+    DisconnectReceived,
+    Event,
+    KeepAliveTimeout,
+    MessageReceived,
+    NoPacketIdentifier,
+    PublishCompleted,
+    ReceiveMaximumExceeded,
+    Refused,
+    SubscribeCompleted,
+    UnsubscribeCompleted,
+    VerifyServer,
+)
+from roost.protocol.client_session import ClientSession, Outgoing
+from roost.protocol.client_states import SERVER_MAY_SEND, TRANSITIONS, ClientState, Trigger
 
 _U16_MAX = 65535
-
-
-class State(Enum):
-    DISCONNECTED = 1
-    CONNECTING = 2
-    CONNECTED = 3
-    VERIFYING = 4  # CONNACK 0 read; the caller checks the server's authentication data
-
-
-# What the server may send in each state; anything else is a protocol error.
-_ALLOWED: dict[State, frozenset[int]] = {
-    State.DISCONNECTED: frozenset(),
-    State.VERIFYING: frozenset(),  # nothing is parsed until server_verified()
-    State.CONNECTING: frozenset((CONNACK, AUTH, DISCONNECT)),
-    State.CONNECTED: frozenset(
-        (PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP, DISCONNECT, AUTH)
-    ),
-}
-
-# Outgoing QoS 1/2 message states.
-_QUEUED = 0  # waiting for a connection or for send quota
-_AWAIT_ACK = 1  # PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
-_AWAIT_COMP = 2  # PUBREL sent; waiting for PUBCOMP
-
-
-class ReceiveMaximumExceeded(ProtocolError):
-    """The server sent more unacknowledged QoS 2 messages than our Receive Maximum (0x93)."""
-
-    reason_code = 0x93
-
-
-class KeepAliveTimeout(Exception):
-    """No PINGRESP within the ping timeout: the connection is presumed dead."""
-
-
-class Refused(Exception):
-    """A request the server's announced limits forbid; ``reason_code`` names the rule."""
-
-    def __init__(self, reason_code: int, message: str) -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
-        self.message = message
-
-
-class NoPacketIdentifier(Exception):
-    """All 65535 packet identifiers are in use."""
-
-
-# Events returned by receive_data.
-
-
-@dataclass(slots=True)
-class Connected:
-    connack: Connack
-    session_present: bool
-    # QoS 2 messages that counted as delivered when the session turned out to be gone.
-    completed: tuple[PublishCompleted, ...] = ()
-
-
-@dataclass(slots=True)
-class ConnectRefused:
-    connack: Connack
-
-
-@dataclass(slots=True)
-class MessageReceived:
-    publish: Publish
-
-
-@dataclass(slots=True)
-class PublishCompleted:
-    packet_id: int
-    qos: int
-    reason_code: int = 0
-    reason_string: str | None = None
-    user_properties: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(slots=True)
-class SubscribeCompleted:
-    packet_id: int
-    suback: Suback
-
-
-@dataclass(slots=True)
-class UnsubscribeCompleted:
-    packet_id: int
-    unsuback: Unsuback
-
-
-@dataclass(slots=True)
-class ServerDisconnected:
-    disconnect: Disconnect
-
-
-@dataclass(slots=True)
-class AuthReceived:
-    """AUTH from the server: 0x18 wants ``answer_auth``; 0x00 ends a re-authentication."""
-
-    auth: Auth
-
-
-@dataclass(slots=True)
-class VerifyServer:
-    """A successful CONNACK of enhanced authentication: check its Authentication Data,
-    then call ``server_verified(now)``, or ``disconnect()`` to refuse the server."""
-
-    connack: Connack
-
-
-Event = (
-    Connected
-    | VerifyServer
-    | ConnectRefused
-    | MessageReceived
-    | PublishCompleted
-    | SubscribeCompleted
-    | UnsubscribeCompleted
-    | ServerDisconnected
-    | AuthReceived
-)
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    publish: Publish  # full topic, no alias: what a resend on a new connection carries
-    first: Publish  # as the caller gave it (may use a topic alias on this connection)
-    state: int = _QUEUED
-    sent: bool = False  # sent on some connection: a resend must set DUP
 
 
 Trace = Callable[[str, Packet], None]
 
 
 class ClientConnection:
-    """Session state and per-connection protocol state of an MQTT client."""
+    """The MQTT client's protocol state machine, sans-IO: bytes and a clock in, events
+    and bytes out. Holds the session (``ClientSession``) across network connections."""
 
     __slots__ = (
-        "_alias_out",
-        "_aliases_in",
+        "_aliases",
         "_auth_reply_owed",
-        "_awaiting_pubrel",
         "_connect",
-        "_inflight",
         "_last_sent",
         "_next_id",
         "_out",
-        "_outgoing",
         "_ping_sent_at",
-        "_queue",
         "_reader",
         "_reauthenticating",
-        "_requests",
+        "_session",
         "connack",
         "keep_alive",
         "ping_timeout",
@@ -248,7 +131,7 @@ class ClientConnection:
 
     def __init__(self, ping_timeout: float | None = None, trace: Trace | None = None) -> None:
         self._reader = PacketReader()
-        self.state = State.DISCONNECTED
+        self.state = ClientState.DISCONNECTED
         self._connect = Connect()
         self.connack: Connack | None = None
         self.keep_alive = 0
@@ -260,15 +143,10 @@ class ClientConnection:
         self._ping_sent_at: float | None = None
         self._next_id = 1
         # Session state, kept across network connections.
-        self._outgoing: dict[int, _Outgoing] = {}
-        self._inflight = 0  # how many of those were sent and count against the quota
-        self._queue: deque[int] = deque()
-        self._awaiting_pubrel: set[int] = set()
-        self._requests: dict[int, Subscribe | Unsubscribe] = {}
+        self._session = ClientSession()
         # Per network connection.
         self.send_quota = _U16_MAX
-        self._aliases_in: dict[int, str] = {}
-        self._alias_out: dict[int, str] = {}
+        self._aliases = TopicAliases()
         self._auth_reply_owed = False  # an AUTH 0x18 came and was not answered yet
         self._reauthenticating = False  # AUTH 0x19 sent, no AUTH 0x00 yet
 
@@ -276,20 +154,22 @@ class ClientConnection:
 
     @property
     def version(self) -> int:
+        """The protocol level of the current (or last) CONNECT: 3, 4 or 5."""
         return self._connect.protocol_level
 
     @property
     def inflight(self) -> int:
         """QoS 1/2 messages sent and not yet completely acknowledged."""
-        return self._inflight
+        return self._session.inflight
 
     @property
     def pending(self) -> int:
         """QoS 1/2 messages of the session not yet completed, sent or not."""
-        return len(self._outgoing)
+        return self._session.pending
 
     def has_session_state(self) -> bool:
-        return bool(self._outgoing or self._awaiting_pubrel)
+        """Whether messages are owed in either direction."""
+        return self._session.has_state()
 
     # Output.
 
@@ -302,6 +182,13 @@ class ClientConnection:
         self._last_sent = now
         return data
 
+    def _move(self, trigger: Trigger) -> None:
+        """The one place the state changes, as ``TRANSITIONS`` allows."""
+        target = TRANSITIONS[self.state].get(trigger)
+        if target is None:
+            raise RuntimeError(f"{trigger.value} while {self.state.name}")
+        self.state = target
+
     def _send(self, packet: Packet) -> None:
         if self.trace is not None:
             self.trace("sending", packet)
@@ -311,21 +198,18 @@ class ClientConnection:
 
     def connect(self, packet: Connect, now: float) -> None:
         """Start a network connection with ``packet``; a CONNACK ends CONNECTING."""
-        if self.state is not State.DISCONNECTED:
-            raise RuntimeError(f"connect() while {self.state.name}")
+        self._move(Trigger.CONNECT)
         self._connect = packet
         self._reader = PacketReader(
             packet.protocol_level,
             packet.maximum_packet_size or PROTOCOL_MAX_PACKET_SIZE,
         )
         self.keep_alive = packet.keep_alive
-        self._aliases_in.clear()
-        self._alias_out.clear()
+        self._aliases.clear()
         self._ping_sent_at = None
         self.connack = None
         self._auth_reply_owed = False
         self._reauthenticating = False
-        self.state = State.CONNECTING
         self._send(packet)
         self._last_sent = now
 
@@ -337,41 +221,40 @@ class ClientConnection:
         that failed to prove itself.
         """
         state = self.state
-        if state is State.CONNECTED or state is State.VERIFYING or self._authenticating():
+        if (
+            state is ClientState.CONNECTED
+            or state is ClientState.VERIFYING
+            or self._authenticating()
+        ):
             self._send(packet or Disconnect())
-        self.state = State.DISCONNECTED
+        self._move(Trigger.CLOSED)
 
     def _authenticating(self) -> bool:
         return (
-            self.state is State.CONNECTING
+            self.state is ClientState.CONNECTING
             and self.version == MQTT_5
             and self._connect.authentication_method is not None
         )
 
     def connection_lost(self) -> None:
         """The network connection is gone; session state stays for the next one."""
-        self.state = State.DISCONNECTED
+        self._move(Trigger.CLOSED)
         self._ping_sent_at = None
         self._auth_reply_owed = False
         self._reauthenticating = False
 
     def clear_session(self) -> None:
         """Forget all session state (messages owed in both directions, pending requests)."""
-        self._outgoing.clear()
-        self._inflight = 0
-        self._queue.clear()
-        self._awaiting_pubrel.clear()
-        self._requests.clear()
+        self._session.clear()
 
     # Requests.
 
     def _allocate_id(self) -> int:
-        outgoing = self._outgoing
-        requests = self._requests
+        session = self._session
         for _ in range(_U16_MAX):
             packet_id = self._next_id
             self._next_id = packet_id % _U16_MAX + 1
-            if packet_id not in outgoing and packet_id not in requests:
+            if not session.in_use(packet_id):
                 return packet_id
         raise NoPacketIdentifier("all 65535 packet identifiers are in use")
 
@@ -383,53 +266,50 @@ class ClientConnection:
         """
         self._check_publish(packet)
         if packet.qos == 0:
-            if self.state is not State.CONNECTED:
+            if self.state is not ClientState.CONNECTED:
                 raise RuntimeError("QoS 0 messages can only be sent while connected")
-            self._send(self._with_alias(packet))
+            self._send(self._aliases.record(packet))
             return 0
         packet_id = self._allocate_id()
         first = replace(packet, packet_id=packet_id, dup=False)
         full = first
         if packet.topic_alias is not None:
-            full = replace(first, topic=self._alias_topic(packet), topic_alias=None)
-        self._outgoing[packet_id] = _Outgoing(full, first)
-        self._queue.append(packet_id)
-        if self.state is State.CONNECTED:
+            full = replace(first, topic=self._aliases.topic(packet), topic_alias=None)
+        self._session.add(packet_id, full, first)
+        if self.state is ClientState.CONNECTED:
             self._pump()
         return packet_id
 
     def _check_publish(self, packet: Publish) -> None:
         connack = self.connack
-        if connack is not None and self.state is State.CONNECTED:
+        if connack is not None and self.state is ClientState.CONNECTED:
             if connack.maximum_qos is not None and packet.qos > connack.maximum_qos:
                 # [MQTT-3.2.2-11]: not above the Maximum QoS the server announced.
-                raise Refused(0x9B, f"the server accepts QoS {connack.maximum_qos} at most")
+                raise Refused(
+                    DisconnectReasonCode.QOS_NOT_SUPPORTED,
+                    f"the server accepts QoS {connack.maximum_qos} at most",
+                )
             if packet.retain and connack.retain_available == 0:
-                raise Refused(0x9A, "the server does not support retained messages")  # 3.2.2-14
-        alias = packet.topic_alias
-        if alias is not None:
-            maximum = (connack.topic_alias_maximum if connack else None) or 0
-            if self.version != MQTT_5 or alias == 0 or alias > maximum:
-                raise Refused(0x94, f"topic alias {alias} is above the server's maximum")
-            if not packet.topic and alias not in self._alias_out:
-                raise Refused(0x94, f"topic alias {alias} was not set on this connection")
+                # [MQTT-3.2.2-14]: no retained messages to a server that said it keeps none.
+                raise Refused(
+                    DisconnectReasonCode.RETAIN_NOT_SUPPORTED,
+                    "the server does not support retained messages",
+                )
+        self._aliases.check(packet, self._server_alias_maximum(), self.version)
         size = self._server_max_packet_size()
         if size is not None and len(packet.encode(self.version)) > size:
-            raise Refused(0x95, f"the message exceeds the server's maximum packet size {size}")
+            raise Refused(
+                DisconnectReasonCode.PACKET_TOO_LARGE,
+                f"the message exceeds the server's maximum packet size {size}",
+            )
 
     def _server_max_packet_size(self) -> int | None:
         connack = self.connack
         return None if connack is None else connack.maximum_packet_size
 
-    def _alias_topic(self, packet: Publish) -> str:
-        return packet.topic or self._alias_out[packet.topic_alias or 0]
-
-    def _with_alias(self, packet: Publish) -> Publish:
-        """Record the alias a caller sets; aliases belong to one network connection."""
-        alias = packet.topic_alias
-        if alias is not None and packet.topic:
-            self._alias_out[alias] = packet.topic
-        return packet
+    def _server_alias_maximum(self) -> int:
+        connack = self.connack
+        return (connack.topic_alias_maximum if connack else None) or 0
 
     def subscribe(
         self,
@@ -437,22 +317,25 @@ class ClientConnection:
         subscription_identifier: int | None = None,
         user_properties: tuple[tuple[str, str], ...] = (),
     ) -> int:
+        """Send (or, while disconnected, keep for the next connection) a SUBSCRIBE;
+        returns its packet id, which the ``SubscribeCompleted`` event names."""
         packet_id = self._allocate_id()
         packet = Subscribe(
             packet_id, tuple(subscriptions), subscription_identifier, user_properties
         )
-        self._requests[packet_id] = packet
-        if self.state is State.CONNECTED:
+        self._session.requests[packet_id] = packet
+        if self.state is ClientState.CONNECTED:
             self._send(packet)
         return packet_id
 
     def unsubscribe(
         self, topic_filters: Iterable[str], user_properties: tuple[tuple[str, str], ...] = ()
     ) -> int:
+        """Send (or keep, as ``subscribe``) an UNSUBSCRIBE; returns its packet id."""
         packet_id = self._allocate_id()
         packet = Unsubscribe(packet_id, tuple(topic_filters), user_properties)
-        self._requests[packet_id] = packet
-        if self.state is State.CONNECTED:
+        self._session.requests[packet_id] = packet
+        if self.state is ClientState.CONNECTED:
             self._send(packet)
         return packet_id
 
@@ -463,28 +346,35 @@ class ClientConnection:
         if not self._auth_reply_owed:
             raise RuntimeError("no AUTH from the server is waiting for an answer")
         self._auth_reply_owed = False
-        self._send(Auth(0x18, self._connect.authentication_method, data))
+        self._send(
+            Auth(
+                AuthReasonCode.CONTINUE_AUTHENTICATION,
+                self._connect.authentication_method,
+                data,
+            )
+        )
 
     def reauthenticate(self, data: bytes | None) -> None:
         """Start a re-authentication (AUTH 0x19) with the CONNECT's method [MQTT-4.12.1-1]."""
         method = self._connect.authentication_method
-        if self.state is not State.CONNECTED or method is None:
+        if self.state is not ClientState.CONNECTED or method is None:
             raise RuntimeError("re-authentication needs a connection with an authentication method")
         if self._reauthenticating:
             raise RuntimeError("a re-authentication is already under way")
         self._reauthenticating = True
-        self._send(Auth(0x19, method, data))
+        self._send(Auth(AuthReasonCode.RE_AUTHENTICATE, method, data))
 
     @property
     def reauthenticating(self) -> bool:
+        """An AUTH 0x19 was sent and the server's AUTH 0x00 has not come yet."""
         return self._reauthenticating
 
     def server_verified(self, now: float) -> list[Event]:
         """The server's final authentication data checked out: finish the CONNACK's work
         (resend, Connected) and parse what arrived after it."""
+        self._move(Trigger.SERVER_VERIFIED)
         connack = self.connack
-        if self.state is not State.VERIFYING or connack is None:
-            raise RuntimeError(f"server_verified() while {self.state.name}")
+        assert connack is not None  # noqa: S101  (VERIFYING is entered with the CONNACK)
         events: list[Event] = []
         self._accept(connack, events)
         events += self.receive_data(b"", now)
@@ -492,37 +382,22 @@ class ClientConnection:
 
     def _pump(self) -> None:
         """Send queued QoS 1/2 messages while the server's Receive Maximum allows."""
-        queue = self._queue
-        outgoing = self._outgoing
-        while queue and self._inflight < self.send_quota:
-            packet_id = queue.popleft()
-            out = outgoing.get(packet_id)
-            if out is None or out.state != _QUEUED:
-                continue
-            if out.sent:
-                packet = replace(out.publish, dup=True)
-            elif self._alias_usable(out.first):
-                packet = self._with_alias(out.first)
-            else:
-                packet = out.publish
-            out.state = _AWAIT_ACK
-            out.sent = True
-            self._inflight += 1
-            self._send(packet)
+        self._session.pump(self.send_quota, self._send_outgoing)
 
-    def _alias_usable(self, packet: Publish) -> bool:
-        alias = packet.topic_alias
-        if alias is None:
-            return True
-        connack = self.connack
-        maximum = (connack.topic_alias_maximum if connack else None) or 0
-        return alias <= maximum and (bool(packet.topic) or alias in self._alias_out)
+    def _send_outgoing(self, out: Outgoing) -> None:
+        if out.sent:
+            packet = replace(out.publish, dup=True)
+        elif self._aliases.usable(out.first, self._server_alias_maximum()):
+            packet = self._aliases.record(out.first)
+        else:
+            packet = out.publish
+        self._send(packet)
 
     # Keep-alive.
 
     def next_deadline(self) -> float | None:
         """When ``handle_timer`` next has work: a PINGREQ to send or a PINGRESP overdue."""
-        if self.state is not State.CONNECTED or not self.keep_alive:
+        if self.state is not ClientState.CONNECTED or not self.keep_alive:
             return None
         if self._ping_sent_at is not None:
             timeout = self.ping_timeout if self.ping_timeout is not None else self.keep_alive
@@ -535,7 +410,7 @@ class ClientConnection:
         if deadline is None or now < deadline:
             return
         if self._ping_sent_at is not None:
-            self.state = State.DISCONNECTED
+            self._move(Trigger.CLOSED)
             raise KeepAliveTimeout(f"no PINGRESP within {deadline - self._ping_sent_at:g} s")
         self._send(Pingreq())
         self._ping_sent_at = now
@@ -548,7 +423,7 @@ class ClientConnection:
         On a protocol error an MQTT 5 DISCONNECT naming it is queued first
         (``data_to_send``), as MQTT 5.0 section 4.13 asks.
         """
-        if self.state is State.DISCONNECTED:
+        if self.state is ClientState.DISCONNECTED:
             return []
         self._reader.feed(data)
         events: list[Event] = []
@@ -559,13 +434,13 @@ class ClientConnection:
                     break
                 if self.trace is not None:
                     self.trace("received", packet)
-                if packet.packet_type not in _ALLOWED[self.state]:
+                if packet.packet_type not in SERVER_MAY_SEND[self.state]:
                     raise ProtocolError(f"unexpected {type(packet).__name__.upper()}")
                 self._handle(packet, events)
         except CodecError as exc:
-            if self.state is State.CONNECTED and self.version == MQTT_5:
+            if self.state is ClientState.CONNECTED and self.version == MQTT_5:
                 self._send(Disconnect(exc.reason_code, reason_string=exc.message[:200]))
-            self.state = State.DISCONNECTED
+            self._move(Trigger.CLOSED)
             raise
         return events
 
@@ -573,7 +448,7 @@ class ClientConnection:
         # A DISCONNECT or refused CONNACK ends the connection: ignore what follows it.
         # VERIFYING keeps what follows a CONNACK unread until the server is verified.
         state = self.state
-        return state is State.CONNECTED or state is State.CONNECTING
+        return state is ClientState.CONNECTED or state is ClientState.CONNECTING
 
     def _handle(self, packet: Packet, events: list[Event]) -> None:
         if isinstance(packet, Publish):
@@ -591,8 +466,8 @@ class ClientConnection:
         elif isinstance(packet, Connack):
             self._on_connack(packet, events)
         elif isinstance(packet, Disconnect):
-            self.state = State.DISCONNECTED
-            events.append(ServerDisconnected(packet))
+            self._move(Trigger.DISCONNECT_RECEIVED)
+            events.append(DisconnectReceived(packet))
         elif isinstance(packet, Auth):
             self._on_auth(packet, events)
         else:  # PINGRESP
@@ -606,16 +481,20 @@ class ClientConnection:
         # The short form (reason 0x00, no properties) carries no method; any other
         # AUTH must name the CONNECT's [MQTT-4.12.0-5].
         if packet.authentication_method != method and not (
-            reason == 0 and packet.authentication_method is None
+            reason == AuthReasonCode.SUCCESS and packet.authentication_method is None
         ):
             raise ProtocolError(f"AUTH with another authentication method than {method!r}")
-        if reason == 0x18:
-            if self.state is State.CONNECTED and not self._reauthenticating:
+        if reason == AuthReasonCode.CONTINUE_AUTHENTICATION:
+            if self.state is ClientState.CONNECTED and not self._reauthenticating:
                 raise ProtocolError("AUTH 0x18 outside a re-authentication")
             if self._auth_reply_owed:
                 raise ProtocolError("a second AUTH before our answer to the first")
             self._auth_reply_owed = True
-        elif reason == 0 and self.state is State.CONNECTED and self._reauthenticating:
+        elif (
+            reason == AuthReasonCode.SUCCESS
+            and self.state is ClientState.CONNECTED
+            and self._reauthenticating
+        ):
             if self._auth_reply_owed:
                 raise ProtocolError("AUTH 0x00 before our answer to its AUTH 0x18")
             self._reauthenticating = False
@@ -626,8 +505,8 @@ class ClientConnection:
 
     def _on_connack(self, packet: Connack, events: list[Event]) -> None:
         if packet.reason_code:
-            self.state = State.DISCONNECTED
-            events.append(ConnectRefused(packet))
+            self._move(Trigger.CONNACK_REFUSED)
+            events.append(ConnackRefused(packet))
             return
         method = self._connect.authentication_method
         if method is not None and self.version == MQTT_5:
@@ -635,73 +514,41 @@ class ClientConnection:
                 raise ProtocolError(f"CONNACK without the authentication method {method!r}")
             if self._auth_reply_owed:
                 raise ProtocolError("CONNACK before our answer to the server's AUTH")
-            self.state = State.VERIFYING
+            self._move(Trigger.CONNACK_TO_VERIFY)
             self.connack = packet
             events.append(VerifyServer(packet))
             return
+        self._move(Trigger.CONNACK_ACCEPTED)
         self._accept(packet, events)
 
     def _accept(self, packet: Connack, events: list[Event]) -> None:
-        self.state = State.CONNECTED
+        """The server accepted (and, with enhanced authentication, proved itself): now
+        CONNECTED, resume or restart the session."""
         self.connack = packet
         if packet.server_keep_alive is not None:
             self.keep_alive = packet.server_keep_alive  # [MQTT-3.1.2-21]
         self.send_quota = packet.receive_maximum or _U16_MAX
+        session = self._session
         completed: list[PublishCompleted] = []
         if packet.session_present:
-            self._resend()
+            session.resend(self.send_quota, self._send)
         else:
-            self._restart_session(completed)
-        for request in self._requests.values():
+            # The server has no session for us: what we owe is sent again as new messages.
+            completed = [PublishCompleted(packet_id, 2) for packet_id in session.restart()]
+        for request in session.requests.values():
             self._send(request)
         self._pump()
         events.append(Connected(packet, packet.session_present, tuple(completed)))
 
-    def _resend(self) -> None:
-        """Resend PUBLISH (DUP) and PUBREL in their original order [MQTT-4.4.0-1]."""
-        queue: list[int] = []
-        inflight = 0
-        for packet_id, out in self._outgoing.items():
-            if out.state == _AWAIT_COMP:
-                self._send(Pubrel(packet_id))
-                inflight += 1
-            elif out.state == _AWAIT_ACK and inflight < self.send_quota:
-                self._send(replace(out.publish, dup=True))
-                inflight += 1
-            else:
-                out.state = _QUEUED
-                queue.append(packet_id)
-        # Messages not yet sent keep their place behind those that were.
-        requeued = set(queue)
-        queue.extend(pid for pid in self._queue if pid not in requeued)
-        self._queue = deque(queue)
-        self._inflight = inflight
-
-    def _restart_session(self, completed: list[PublishCompleted]) -> None:
-        """The server has no session for us: what we owe is sent again as new messages."""
-        self._awaiting_pubrel.clear()
-        self._inflight = 0
-        queue: list[int] = []
-        for packet_id, out in list(self._outgoing.items()):
-            if out.state == _AWAIT_COMP:
-                # PUBREC said the server had the message; it was delivered.
-                del self._outgoing[packet_id]
-                completed.append(PublishCompleted(packet_id, 2))
-                continue
-            out.state = _QUEUED
-            out.sent = False
-            queue.append(packet_id)
-        self._queue = deque(queue)
-
     def _on_publish(self, packet: Publish, events: list[Event]) -> None:
         if self.version == MQTT_5:
-            self._resolve_alias(packet)
+            self._aliases.resolve(packet, self._connect.topic_alias_maximum or 0)
         qos = packet.qos
         packet_id = packet.packet_id
         if qos == 1:
             self._send(Puback(packet_id))
         elif qos == 2:
-            awaiting = self._awaiting_pubrel
+            awaiting = self._session.awaiting_pubrel
             if packet_id in awaiting:
                 # A resend of a message already delivered to the caller (method B of
                 # MQTT 5.0 section 4.3.3): acknowledge again, deliver once.
@@ -714,54 +561,34 @@ class ClientConnection:
             self._send(Pubrec(packet_id))
         events.append(MessageReceived(packet))
 
-    def _resolve_alias(self, packet: Publish) -> None:
-        alias = packet.topic_alias
-        if alias is None:
-            return
-        if alias > (self._connect.topic_alias_maximum or 0):
-            raise TopicAliasInvalid(f"topic alias {alias} above our maximum")  # [MQTT-3.3.2-9]
-        if packet.topic:
-            self._aliases_in[alias] = packet.topic
-        else:
-            topic = self._aliases_in.get(alias)
-            if topic is None:
-                raise ProtocolError(f"topic alias {alias} was never set")
-            packet.topic = topic
-
     def _on_pubrec(self, packet: Pubrec, events: list[Event]) -> None:
-        out = self._outgoing.get(packet.packet_id)
-        if out is None or out.publish.qos != 2:
+        if not self._session.expects_pubrec(packet.packet_id):
             if self.version == MQTT_5 and packet.reason_code < 0x80:
-                self._send(Pubrel(packet.packet_id, 0x92))  # Packet Identifier not found
+                self._send(Pubrel(packet.packet_id, PubrelReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
             return
         if packet.reason_code >= 0x80:
             # A failure PUBREC ends the exchange (MQTT 5.0 section 4.3.3): no PUBREL, and
             # the packet identifier is free again.
             self._complete(packet.packet_id, 2, packet, events)
             return
-        if out.state == _AWAIT_ACK:
-            out.state = _AWAIT_COMP
+        self._session.released(packet.packet_id)
         self._send(Pubrel(packet.packet_id))
 
     def _on_pubrel(self, packet: Pubrel) -> None:
-        if packet.packet_id in self._awaiting_pubrel:
-            self._awaiting_pubrel.discard(packet.packet_id)
+        awaiting = self._session.awaiting_pubrel
+        if packet.packet_id in awaiting:
+            awaiting.discard(packet.packet_id)
             self._send(Pubcomp(packet.packet_id))
         elif self.version == MQTT_5:
-            self._send(Pubcomp(packet.packet_id, 0x92))
+            self._send(Pubcomp(packet.packet_id, PubcompReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
         else:
             self._send(Pubcomp(packet.packet_id))
 
     def _complete(
         self, packet_id: int, qos: int, ack: Puback | Pubrec | Pubcomp, events: list[Event]
     ) -> None:
-        out = self._outgoing.get(packet_id)
-        if out is None or out.publish.qos != qos or out.state == _QUEUED:
+        if not self._session.complete(packet_id, qos, isinstance(ack, Pubcomp)):
             return  # a late or stray acknowledgement: nothing is waiting for it
-        if isinstance(ack, Pubcomp) and out.state != _AWAIT_COMP:
-            return
-        del self._outgoing[packet_id]
-        self._inflight -= 1
         events.append(
             PublishCompleted(
                 packet_id, qos, ack.reason_code, ack.reason_string, ack.user_properties
@@ -770,11 +597,12 @@ class ClientConnection:
         self._pump()
 
     def _on_request_ack(self, packet: Suback | Unsuback, events: list[Event]) -> None:
-        request = self._requests.get(packet.packet_id)
+        requests = self._session.requests
+        request = requests.get(packet.packet_id)
         expected = Subscribe if isinstance(packet, Suback) else Unsubscribe
         if not isinstance(request, expected):
             return
-        del self._requests[packet.packet_id]
+        del requests[packet.packet_id]
         if isinstance(packet, Suback):
             events.append(SubscribeCompleted(packet.packet_id, packet))
         else:

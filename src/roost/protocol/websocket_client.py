@@ -80,7 +80,9 @@ class HandshakeError(WebSocketProtocolError):
         self.status = status
 
 
-class State(Enum):
+class WebSocketState(Enum):
+    """Where a WebSocketClient is in the connection's life (RFC 6455 sections 4 and 7)."""
+
     CONNECTING = 1  # upgrade request sent, no answer yet
     OPEN = 2
     CLOSING = 3  # our close frame is sent; waiting for the server's
@@ -190,7 +192,7 @@ class WebSocketClient:
         self._subprotocols = subprotocols
         self._key = key or base64.b64encode(os.urandom(16)).decode("ascii")
         self._new_mask = new_mask
-        self.state = State.CONNECTING
+        self.state = WebSocketState.CONNECTING
         self.close_code: int | None = None  # the server's, once its close frame came
         self._buffer = bytearray()  # the response head, then a partial frame header
         self._out: list[bytes] = []  # pongs and close frames that receive_data produced
@@ -201,6 +203,7 @@ class WebSocketClient:
     # The opening handshake (RFC 6455 section 4.1).
 
     def handshake_request(self) -> bytes:
+        """The HTTP/1.1 upgrade request to send first."""
         lines = [f"GET {self._path} HTTP/1.1"]
         if not any(name.lower() == "host" for name, _ in self._headers):
             lines.append(f"Host: {self._host}")  # unless the caller names another
@@ -259,7 +262,7 @@ class WebSocketClient:
         chosen = headers.get("sec-websocket-protocol")
         if chosen is not None and chosen not in self._subprotocols:
             self._fail(HandshakeError(f"the server chose the sub-protocol {chosen!r}", status))
-        self.state = State.OPEN
+        self.state = WebSocketState.OPEN
         events.append(Accepted(chosen, headers))
         return rest
 
@@ -269,9 +272,9 @@ class WebSocketClient:
         """The MQTT bytes and events in ``data``. Raises WebSocketProtocolError when the server
         breaks the protocol (a close frame is then queued in ``data_to_send``)."""
         events: list[Event] = []
-        if self.state is State.CLOSED:
+        if self.state is WebSocketState.CLOSED:
             return events
-        if self.state is State.CONNECTING:
+        if self.state is WebSocketState.CONNECTING:
             self._buffer += data
             rest = self._read_response(events)
             if rest is None:
@@ -289,7 +292,7 @@ class WebSocketClient:
             buffer.clear()
         pos = 0
         end = len(data)
-        while pos < end and self.state is not State.CLOSED:
+        while pos < end and self.state is not WebSocketState.CLOSED:
             remaining = self._remaining
             if remaining:
                 take = min(remaining, end - pos)
@@ -312,7 +315,7 @@ class WebSocketClient:
             self._start_data_frame(first, opcode)
             self._remaining = length
             pos += size
-        if pos < end and self.state is not State.CLOSED:
+        if pos < end and self.state is not WebSocketState.CLOSED:
             buffer += data[pos:]
 
     def _read_header(self, data: bytes, pos: int) -> tuple[int, int, int] | None:
@@ -365,7 +368,7 @@ class WebSocketClient:
         if not first & FIN:
             self._fail(WebSocketProtocolError("a fragmented control frame"))
         if opcode == PING:
-            if self.state is State.OPEN:
+            if self.state is WebSocketState.OPEN:
                 self._out.append(encode_frame(FIN | PONG, body, self._new_mask()))
         elif opcode == CLOSE:
             if len(body) == 1:
@@ -376,16 +379,16 @@ class WebSocketClient:
             if not self._close_sent:
                 # Echo the code (RFC 6455 section 5.5.1); then the server closes TCP.
                 self._queue_close(b"" if code == NO_STATUS else body[:2])
-            self.state = State.CLOSED
+            self.state = WebSocketState.CLOSED
             events.append(CloseReceived(code, reason))
         elif opcode != PONG:
             self._fail(WebSocketProtocolError(f"unknown opcode {opcode:#x}"))
 
     def _fail(self, error: WebSocketProtocolError) -> NoReturn:
         """Fail the connection: a close frame with the error's code if open; then raise."""
-        if self.state is State.OPEN and not isinstance(error, HandshakeError):
+        if self.state is WebSocketState.OPEN and not isinstance(error, HandshakeError):
             self._queue_close(error.code.to_bytes(2, "big"))
-        self.state = State.CLOSED
+        self.state = WebSocketState.CLOSED
         self._buffer.clear()
         raise error
 
@@ -393,15 +396,15 @@ class WebSocketClient:
 
     def send(self, data: bytes | bytearray | memoryview) -> bytes:
         """``data`` as one masked binary frame (b"" when no longer open)."""
-        if self.state is not State.OPEN or not data:
+        if self.state is not WebSocketState.OPEN or not data:
             return b""
         return encode_frame(FIN | BINARY, data, self._new_mask())
 
     def close(self, code: int = NORMAL_CLOSURE) -> bytes:
         """Our close frame (once), plus anything queued; the server answers with its own."""
-        if self.state is State.OPEN:
+        if self.state is WebSocketState.OPEN:
             self._queue_close(code.to_bytes(2, "big"))
-            self.state = State.CLOSING
+            self.state = WebSocketState.CLOSING
         return self.data_to_send()
 
     def _queue_close(self, body: bytes) -> None:
