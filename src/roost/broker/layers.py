@@ -1,12 +1,12 @@
-"""A layer between a socket and a ClientConnection: TLS, WebSocket framing, or both.
+"""A layer between a socket and a BrokerConnection: TLS, WebSocket framing, or both.
 
 A layer is the asyncio.Protocol of the transport below it and the asyncio.Transport
-of the protocol above it, so ClientConnection runs unchanged over any stack of them
-(``socket -> TLS -> WebSocket -> ClientConnection`` for a wss listener). Plain TCP
+of the protocol above it, so BrokerConnection runs unchanged over any stack of them
+(``socket -> TLS -> WebSocket -> BrokerConnection`` for a wss listener). Plain TCP
 connections have no layer at all: their hot path stays free of this indirection.
 
 The layer calls the protocol above's ``connection_made`` as soon as the socket is
-accepted, before any handshake of its own, so ClientConnection's limits and its
+accepted, before any handshake of its own, so BrokerConnection's limits and its
 connect timeout (the broker's sweep) cover the handshakes too.
 """
 

@@ -2,7 +2,7 @@
 
 The layer only moves bytes: MQTT packets may span frames and a frame may hold several
 packets (MQTT 5.0 section 6, [MQTT-6.0.0-2]), so frame payloads go to the
-ClientConnection above as a byte stream, unmasked as they arrive, never reassembled.
+BrokerConnection above as a byte stream, unmasked as they arrive, never reassembled.
 Each flush of the connection's output becomes one binary frame.
 
 Not supported: extensions (permessage-deflate is simply not accepted, which the RFC
