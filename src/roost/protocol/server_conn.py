@@ -118,7 +118,7 @@ def _refusal(state: ServerState, packet: Packet) -> str:
 class ServerConnection:
     """Framing, state, topic aliases and encoding for the server side of a connection."""
 
-    __slots__ = ("_aliases", "_reader", "state", "topic_alias_maximum")
+    __slots__ = ("_aliases", "_reader", "state", "topic_alias_maximum", "version")
 
     def __init__(
         self,
@@ -126,13 +126,11 @@ class ServerConnection:
         topic_alias_maximum: int = 0,
     ) -> None:
         self._reader = PacketReader(version=MQTT_5, max_size=max_packet_size)
+        # The protocol level agreed at CONNECT (read per acknowledgement: an attribute).
+        self.version = MQTT_5
         self.state = ServerState.AWAITING_CONNECT
         self.topic_alias_maximum = topic_alias_maximum
         self._aliases: dict[int, str] = {}
-
-    @property
-    def version(self) -> int:
-        return self._reader.version
 
     # Receiving.
 
@@ -151,7 +149,7 @@ class ServerConnection:
         state = self.state
         kind = packet.packet_type
         if kind == PUBLISH and state is _CONNECTED:  # the hot path, first
-            if self._reader.version == MQTT_5:
+            if self.version == MQTT_5:
                 self._resolve_alias(packet)  # type: ignore[arg-type]
             return packet
         after = _TRANSITIONS.get((state, kind))
@@ -162,8 +160,8 @@ class ServerConnection:
             raise ProtocolError(_refusal(state, packet))
         if kind == CONNECT:
             # Packets after CONNECT are read at the level it names.
-            self._reader.version = packet.protocol_level  # type: ignore[attr-defined]
-        elif kind == AUTH and self._reader.version != MQTT_5:
+            self._reader.version = self.version = packet.protocol_level  # type: ignore[attr-defined]
+        elif kind == AUTH and self.version != MQTT_5:
             self.state = ServerState.CLOSED
             raise ProtocolError("AUTH before MQTT 5")
         self.state = after

@@ -150,20 +150,21 @@ class _Ack(Packet):
         return bytes((first,)) + encode_varint(len(body)) + body
 
 
-# The fixed headers of the property-less acknowledgements, by packet type and length.
-_ACK_HEADERS = {
-    (kind, length): bytes((kind << 4 | (0x02 if kind == PUBREL else 0), length))
+# The fixed headers of the property-less acknowledgements by packet type: remaining
+# length 2 (packet id only) and 3 (packet id and reason code).
+_ACK_HEADERS_2 = {
+    kind: bytes((kind << 4 | (0x02 if kind == PUBREL else 0), 2))
     for kind in (PUBACK, PUBREC, PUBREL, PUBCOMP)
-    for length in (2, 3)
 }
+_ACK_HEADERS_3 = {kind: header[:1] + b"\x03" for kind, header in _ACK_HEADERS_2.items()}
 
 
 def encode_ack(packet_type: int, packet_id: int, reason_code: int = 0, version: int = 4) -> bytes:
     """A PUBACK, PUBREC, PUBREL or PUBCOMP without properties, built without an object:
     a broker sends one per QoS 1/2 message, so this is on the hot path."""
     if version != MQTT_5 or reason_code == 0:
-        return _ACK_HEADERS[packet_type, 2] + packet_id.to_bytes(2, "big")
-    return _ACK_HEADERS[packet_type, 3] + packet_id.to_bytes(2, "big") + bytes((reason_code,))
+        return _ACK_HEADERS_2[packet_type] + packet_id.to_bytes(2, "big")
+    return _ACK_HEADERS_3[packet_type] + packet_id.to_bytes(2, "big") + bytes((reason_code,))
 
 
 @dataclass(slots=True)
