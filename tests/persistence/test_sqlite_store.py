@@ -6,15 +6,20 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from roost.broker.auth.base import ClientInfo
 from roost.broker.message import Message
 from roost.broker.persistence import SqliteStore, StoreError
+from roost.broker.persistence.batch import Batch, apply
+from roost.broker.persistence.rows import message_row, subscription_row
 from roost.broker.persistence.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, prepare
 from roost.broker.persistence.sqlite import DATABASE_NAME
 from roost.broker.records import SubscriptionRecord
+from roost.broker.sessions import Identity
 from roost.codec import MQTT_5, Will
 from tests.persistence.store_helpers import (
     message,
@@ -461,3 +466,77 @@ def test_a_data_dir_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> N
     blocker.write_text("not a directory")
     err = open_error(blocker / "data")
     assert str(err).startswith(f"{blocker / 'data'}: cannot create the data directory")
+
+
+# --- who a session belongs to (schema version 2, issue 17) ------------------------------
+
+
+def test_a_sessions_identity_round_trips_with_its_json_attributes(tmp_path: Path) -> None:
+    client = ClientInfo(
+        "c1",
+        "alice",
+        "10.0.0.7:51000",
+        MQTT_5,
+        "tls 0.0.0.0:8883",
+        {"role": "admin", "groups": ["ops", "dev"], "level": 3, "token": b"not json"},
+    )
+
+    def record(store: SqliteStore) -> None:
+        session = stored_session(store, "c1")
+        session.identity = Identity(client, password_file=True)
+        store.session_saved(session)
+        anonymous = stored_session(store, "anon")
+        anonymous.identity = Identity(ClientInfo("anon", None))
+        store.session_saved(anonymous)
+        stored_session(store, "unknown")  # no identity: none is stored
+
+    state = record_and_reload(tmp_path, record)
+    identities = {stored.client_id: stored.identity for stored in state.sessions}
+    restored = identities["c1"]
+    assert restored is not None
+    assert restored.password_file is True
+    # What JSON cannot hold (bytes) is not kept; the rest comes back as it was given.
+    assert restored.client == ClientInfo(
+        "c1",
+        "alice",
+        "10.0.0.7:51000",
+        MQTT_5,
+        "tls 0.0.0.0:8883",
+        {"role": "admin", "groups": ["ops", "dev"], "level": 3},
+    )
+    assert identities["anon"] == Identity(ClientInfo("anon", None, "?", 4, ""))
+    assert identities["unknown"] is None
+
+
+def write_version_1_database(data_dir: Path) -> None:
+    """A database as the Roost before schema version 2 wrote it: its schema, and rows of
+    its width written through the store's batch code: a session of alice1 with a
+    subscription and a queued message."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(data_dir / DATABASE_NAME, isolation_level=None)
+    assert prepare(conn, str(data_dir), MIGRATIONS[:1]) == 0
+    batch = Batch(1, 1, 1)
+    batch.messages[1] = message_row(1, Message("a/before", b"x", 1, False, "pubber"), 0.0)
+    batch.deliveries[1] = (1, "alice1", 1, 1, 0, None, None, None, 0)
+    batch.sessions["alice1"] = ("alice1", 604800, time.time() + 600, None, None)
+    batch.subscriptions["alice1", "a/#"] = subscription_row(
+        "alice1", SubscriptionRecord("alice1", "a/#", 1)
+    )
+    apply(conn, batch)
+    assert pragma(data_dir / DATABASE_NAME, "user_version") == 1
+    conn.close()
+
+
+def test_a_version_1_database_is_migrated_and_its_sessions_have_no_identity(
+    tmp_path: Path,
+) -> None:
+    write_version_1_database(tmp_path)
+    state = open_and_close(tmp_path)
+    path = tmp_path / DATABASE_NAME
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+    [stored] = state.sessions
+    assert (stored.client_id, stored.identity) == ("alice1", None)
+    assert [record.topic_filter for record in stored.subscriptions] == ["a/#"]
+    assert [delivery.message.topic for delivery in stored.deliveries] == ["a/before"]
+    columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(sessions)")]
+    assert columns[-2:] == ["username", "client"]

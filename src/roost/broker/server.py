@@ -158,7 +158,7 @@ class Broker:
     def reload(self) -> None:
         """SIGHUP: re-read the files that can change under a running broker."""
         self.reload_tls()
-        self.core.auth.reload()
+        self.core.reload_auth()
 
     def reload_tls(self) -> None:
         """Every TLS listener reads its certificate, key, CA and CRL files again."""

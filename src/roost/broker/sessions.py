@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from roost.broker.records import Outgoing, SubscriptionRecord
@@ -24,6 +25,7 @@ from roost.codec import Pubrel, Will
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from roost.broker.auth.base import ClientInfo
     from roost.broker.config import BrokerConfig
     from roost.broker.message import Message
     from roost.broker.transport import Holder
@@ -54,7 +56,7 @@ class SessionStore(Protocol):
     """Where a durable session's changes are recorded (see ``persistence/store.py``)."""
 
     # ``session_saved`` records the session's own fields: expiry interval, expiry
-    # deadline, will and will deadline (a will scheduled or cancelled).
+    # deadline, will and will deadline (a will scheduled or cancelled), and identity.
     def session_saved(self, session: Session) -> None: ...
     def session_ended(self, session: Session) -> None: ...
     def subscription_added(self, session: Session, record: SubscriptionRecord) -> None: ...
@@ -68,6 +70,17 @@ class SessionStore(Protocol):
 
     def hold(self, conn: Holder) -> None:
         """Hold ``conn``'s packets sent from now on until the changes so far commit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a session belongs to, as access decisions need it: kept with a durable
+    session so that, after a restart, authorization judges it as before."""
+
+    client: ClientInfo  # as authorization saw it at the session's last CONNECT
+    # The password file vouched for ``client.username`` (so removing the user from the
+    # file ends the session; see AuthManager.removed).
+    password_file: bool = False
 
 
 class Session:
@@ -85,6 +98,7 @@ class Session:
         "dropped",
         "expires_at",
         "expiry_interval",
+        "identity",
         "inflight",
         "queued_bytes",
         "store",
@@ -97,6 +111,9 @@ class Session:
         self.client_id = client_id
         self.config = config
         self.connection: Sink | None = None
+        # Set at every CONNECT; None only for a session stored by a Roost that did not
+        # keep it (schema version 1), until its client comes back.
+        self.identity: Identity | None = None
         self.subscriptions: dict[str, SubscriptionRecord] = {}
         self.expiry_interval = 0
         self.expires_at: float | None = None  # set while disconnected

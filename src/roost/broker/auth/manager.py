@@ -25,6 +25,7 @@ from roost.protocol.topics import topic_matches
 
 if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
+    from roost.broker.sessions import Identity
 
 __all__ = ["AuthManager", "AuthSetupError"]
 
@@ -146,6 +147,21 @@ class AuthManager:
         )
         self.accesses[client.client_id] = access
         return access
+
+    def in_password_file(self, username: str) -> bool:
+        """Whether the password file (if there is one) has ``username``."""
+        return self.passwords is not None and username in self.passwords
+
+    def removed(self, identity: Identity) -> bool:
+        """Whether the user the password file vouched for is no longer in it: its
+        session is then ended, not kept (docs/auth.md, "Sessions across changes")."""
+        passwords = self.passwords
+        username = identity.client.username
+        return (
+            identity.password_file
+            and passwords is not None
+            and (username is None or username not in passwords)
+        )
 
     def forget(self, client_id: str) -> None:
         """The session of ``client_id`` ended: its access goes too."""

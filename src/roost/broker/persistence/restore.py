@@ -32,6 +32,7 @@ def restored_session(
     session.expires_at = stored.expires_at
     session.will = stored.will
     session.will_at = stored.will_at
+    session.identity = stored.identity
     was_connected = stored.expires_at is None
     if was_connected:
         session.expires_at = now + stored.expiry_interval
