@@ -53,11 +53,11 @@ class BrokerCore:
         self.stats = Stats()
         self.topic_limits = TopicLimits(config.max_topic_length, config.max_topic_levels)
         # Reads the password, ACL and SCRAM files and loads the plugin: fails early.
-        self.auth = AuthManager(config)
+        self.auth = AuthManager(config, self.stats)
         self.store = make_store(config)
         sessions: dict[str, Session] = {}
         # The router reads the registry's sessions as its local destinations.
-        self.router = Router(sessions, config.max_retained_messages)
+        self.router = Router(sessions, config.max_retained_messages, self.stats)
         if self.auth.authorizes:
             self.router.readers = self.auth.accesses
         self.registry = SessionRegistry(

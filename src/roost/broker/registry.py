@@ -96,7 +96,7 @@ class SessionRegistry:
             session = None
         present = session is not None
         if session is None:
-            session = Session(client_id, self._config)
+            session = Session(client_id, self._config, self._stats)
             sessions[client_id] = session
         else:
             # Reconnected in time: a delayed will is cancelled [MQTT-3.1.3-9].
@@ -241,7 +241,7 @@ class SessionRegistry:
         messages = 0
         store = self._store
         for kept in stored:
-            session, was_connected = restored_session(kept, self._config, store, now)
+            session, was_connected = restored_session(kept, self._config, store, self._stats, now)
             for record in session.subscriptions.values():
                 self._router.subscribe(session.client_id, record)
             messages += session.pending_messages()

@@ -193,6 +193,7 @@ class Broker:
             bytes_received=stats.bytes_received,
             bytes_sent=self._coalescer.bytes_sent if self._coalescer is not None else 0,
             clients_total=stats.clients_total,
+            dropped={str(reason): count for reason, count in stats.dropped.items()},
         )
 
     def _publish_sys(self, message: Message, now: float) -> None:

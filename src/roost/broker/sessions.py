@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from roost.broker.records import Outgoing, SubscriptionRecord
+from roost.broker.stats import DropReason
 from roost.codec import Pubrel, Will
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from roost.broker.auth.base import ClientInfo
     from roost.broker.config import BrokerConfig
     from roost.broker.message import Message
+    from roost.broker.stats import Stats
     from roost.broker.transport import Holder
 
 log = logging.getLogger("roost.broker")
@@ -101,15 +103,17 @@ class Session:
         "identity",
         "inflight",
         "queued_bytes",
+        "stats",
         "store",
         "subscriptions",
         "will",
         "will_at",
     )
 
-    def __init__(self, client_id: str, config: BrokerConfig) -> None:
+    def __init__(self, client_id: str, config: BrokerConfig, stats: Stats | None = None) -> None:
         self.client_id = client_id
         self.config = config
+        self.stats = stats  # where drops are counted ($SYS)
         self.connection: Sink | None = None
         # Set at every CONNECT; None only for a session stored by a Roost that did not
         # keep it (schema version 1), until its client comes back.
@@ -125,7 +129,7 @@ class Session:
         self.awaiting_release: set[int] = set()
         self.will: Will | None = None
         self.will_at: float | None = None  # deadline of a delayed will
-        self.dropped = 0
+        self.dropped = 0  # messages meant for this session and not delivered, any reason
         # Where changes are recorded: set only while the session outlives its connection
         # (expiry interval > 0) and the broker's store is durable.
         self.store: SessionStore | None = None
@@ -199,8 +203,10 @@ class Session:
                     data = message.encode(conn.version, 0, retain, 0, False, subscription_ids, now)
                     if len(data) <= conn.maximum_packet_size:
                         conn.send(data)
+                    else:
+                        self._drop(DropReason.TOO_LARGE, message)
                 else:
-                    self.dropped += 1  # QoS 0 to a client that cannot keep up
+                    self._drop(DropReason.SLOW_CLIENT, message)
                 return
             if not self.config.queue_qos0_messages:
                 return
@@ -225,16 +231,21 @@ class Session:
             if config.queue_full_policy == "drop_oldest" and self.queue:
                 old = self.queue.popleft()
                 self.queued_bytes -= old.message.size
-                self.dropped += 1
+                self._drop(DropReason.QUEUE_FULL, old.message)
                 if self.store is not None:
                     self.store.delivery_removed(self, old)
             else:
-                self.dropped += 1
+                self._drop(DropReason.QUEUE_FULL, item.message)
                 return
         self.queue.append(item)
         self.queued_bytes += size
         if self.store is not None:
             self.store.delivery_queued(self, item)
+
+    def _drop(self, reason: DropReason, message: Message) -> None:
+        self.dropped += 1
+        if self.stats is not None:
+            self.stats.message_dropped(reason, self.client_id, message.topic)
 
     def _allocate_packet_id(self) -> int:
         packet_id = self._next_packet_id
@@ -248,6 +259,7 @@ class Session:
         message = item.message
         store = self.store
         if message.expires_at is not None and now >= message.expires_at:
+            self._drop(DropReason.EXPIRED, message)
             if store is not None:
                 store.delivery_removed(self, item)
             return
@@ -257,6 +269,8 @@ class Session:
             )
             if len(data) <= conn.maximum_packet_size:
                 conn.send(data)
+            else:
+                self._drop(DropReason.TOO_LARGE, message)
             if store is not None:
                 store.delivery_removed(self, item)
             return
@@ -266,6 +280,7 @@ class Session:
         )
         if len(data) > conn.maximum_packet_size:
             # MQTT 5 [MQTT-3.1.2-25]: discard, as if delivery completed.
+            self._drop(DropReason.TOO_LARGE, message)
             if store is not None:
                 store.delivery_removed(self, item)
             return
@@ -320,6 +335,7 @@ class Session:
         if len(data) > conn.maximum_packet_size:
             # Too large for this connection's client: discard, as if delivered [MQTT-3.1.2-25].
             del self.inflight[packet_id]
+            self._drop(DropReason.TOO_LARGE, item.message)
             if self.store is not None:
                 self.store.delivery_removed(self, item)
             return False
@@ -391,6 +407,7 @@ class Session:
                 kept.append(item)
                 continue
             dropped += 1
+            self._drop(DropReason.EXPIRED, item.message)
             self.queued_bytes -= item.message.size
             if self.store is not None:
                 self.store.delivery_removed(self, item)

@@ -26,6 +26,7 @@ from roost.protocol.topics import topic_matches
 if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
     from roost.broker.sessions import Identity
+    from roost.broker.stats import Stats
 
 __all__ = ["AuthManager", "AuthSetupError"]
 
@@ -41,7 +42,8 @@ class AuthManager:
     every configured backend; see the module docstring.
     """
 
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, stats: Stats | None = None) -> None:
+        self._stats = stats  # given to each ClientAccess: denied deliveries are counted
         self._password_path = config.password_file
         self._acl_path = config.acl_file
         self._sys_filters = tuple(config.allow_sys_publish)
@@ -143,7 +145,11 @@ class AuthManager:
         if not self.authorizes:
             return None
         access = ClientAccess(
-            client, self._rules(client), self._plugin_authorize, self.sys_publish_allowed
+            client,
+            self._rules(client),
+            self._plugin_authorize,
+            self.sys_publish_allowed,
+            self._stats,
         )
         self.accesses[client.client_id] = access
         return access
