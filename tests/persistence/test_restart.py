@@ -17,6 +17,7 @@ import pytest
 
 from roost.broker import registry, server
 from roost.broker.auth.base import Access
+from roost.broker.auth.password_file import PasswordFile
 from roost.broker.persistence import sqlite
 from roost.broker.persistence.batch import Batch, apply
 from roost.broker.persistence.sqlite import DATABASE_NAME
@@ -33,7 +34,7 @@ from roost.codec import (
     Will,
 )
 from tests.auth import plugins
-from tests.persistence.store_helpers import row_counts
+from tests.persistence.store_helpers import row_counts, write_version_1_database
 from tests.support.broker_thread import BrokerThread
 from tests.support.raw import (
     RawClient,
@@ -529,3 +530,40 @@ def plugin_of(broker: BrokerThread) -> plugins.Roles:
     plugin = broker.broker.auth.plugin
     assert isinstance(plugin, plugins.Roles)
     return plugin
+
+
+def test_a_session_from_a_version_1_database_fails_closed_until_its_client_returns(
+    start: Callable[..., BrokerThread], tmp_path: Path
+) -> None:
+    write_version_1_database(tmp_path)  # alice1: subscribed to a/#, a/before queued
+    passwords = PasswordFile()
+    passwords.set("alice", "alice-pw")
+    passwords.set("pubber", "pubber-pw")
+    passwords.save(tmp_path / "passwords")
+    (tmp_path / "acl").write_text("user alice\ntopic read a/#\n\nuser pubber\ntopic write a/#\n")
+    auth: dict[str, object] = {
+        "password_file": str(tmp_path / "passwords"),
+        "acl_file": str(tmp_path / "acl"),
+    }
+    alice_login: dict[str, object] = {
+        "username": "alice",
+        "password": b"alice-pw",
+        "clean_start": False,
+    }
+    broker = start(**auth)
+    pub = connect(broker.port, MQTT_3_1_1, "pubber", username="pubber", password=b"pubber-pw")
+    # Nobody knows whose session it is: nothing new is queued for it.
+    publish(pub, Publish("a/unknown", b"", qos=1, packet_id=1))
+    alice = connect(broker.port, MQTT_3_1_1, "alice1", present=True, **alice_login)
+    assert [m.topic for m in receive_all(alice, 1)] == ["a/before"]
+    assert drain(alice) == []
+    leave(alice)
+    broker.stop()
+
+    # Her CONNECT stored who she is: from now on a restart keeps her entitled.
+    broker = start(**auth)
+    pub = connect(broker.port, MQTT_3_1_1, "pubber", username="pubber", password=b"pubber-pw")
+    publish(pub, Publish("a/after", b"", qos=1, packet_id=1))
+    alice = connect(broker.port, MQTT_3_1_1, "alice1", present=True, **alice_login)
+    assert [m.topic for m in receive_all(alice, 1)] == ["a/after"]
+    assert drain(alice) == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,6 @@ import pytest
 from roost.broker.auth.base import ClientInfo
 from roost.broker.message import Message
 from roost.broker.persistence import SqliteStore, StoreError
-from roost.broker.persistence.batch import Batch, apply
-from roost.broker.persistence.rows import message_row, subscription_row
 from roost.broker.persistence.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, prepare
 from roost.broker.persistence.sqlite import DATABASE_NAME
 from roost.broker.records import SubscriptionRecord
@@ -27,6 +24,7 @@ from tests.persistence.store_helpers import (
     record_and_reload,
     row_counts,
     stored_session,
+    write_version_1_database,
 )
 
 
@@ -506,25 +504,6 @@ def test_a_sessions_identity_round_trips_with_its_json_attributes(tmp_path: Path
     )
     assert identities["anon"] == Identity(ClientInfo("anon", None, "?", 4, ""))
     assert identities["unknown"] is None
-
-
-def write_version_1_database(data_dir: Path) -> None:
-    """A database as the Roost before schema version 2 wrote it: its schema, and rows of
-    its width written through the store's batch code: a session of alice1 with a
-    subscription and a queued message."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(data_dir / DATABASE_NAME, isolation_level=None)
-    assert prepare(conn, str(data_dir), MIGRATIONS[:1]) == 0
-    batch = Batch(1, 1, 1)
-    batch.messages[1] = message_row(1, Message("a/before", b"x", 1, False, "pubber"), 0.0)
-    batch.deliveries[1] = (1, "alice1", 1, 1, 0, None, None, None, 0)
-    batch.sessions["alice1"] = ("alice1", 604800, time.time() + 600, None, None)
-    batch.subscriptions["alice1", "a/#"] = subscription_row(
-        "alice1", SubscriptionRecord("alice1", "a/#", 1)
-    )
-    apply(conn, batch)
-    assert pragma(data_dir / DATABASE_NAME, "user_version") == 1
-    conn.close()
 
 
 def test_a_version_1_database_is_migrated_and_its_sessions_have_no_identity(
