@@ -160,7 +160,8 @@ class AuthManager:
 
     def removed(self, identity: Identity) -> bool:
         """Whether the user the password file vouched for is no longer in it: its
-        session is then ended, not kept (docs/auth.md, "Sessions across changes")."""
+        session is then ended, not kept (docs/auth.md, "Sessions across restarts and
+        changes")."""
         passwords = self.passwords
         username = identity.client.username
         return (
