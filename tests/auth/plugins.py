@@ -129,3 +129,30 @@ class KnockExchange:
 
 def not_a_plugin(options: Mapping[str, object]) -> object:
     return object()
+
+
+class Roles:
+    """Users from the options, each with a role and teams as its identity attributes;
+    readers may read, writers may write, under ``a/``. Records every ``ClientInfo``
+    ``authorize`` is given, so a test can compare them across a restart."""
+
+    def __init__(self, options: Mapping[str, object]) -> None:
+        roles = options.get("roles", {})
+        assert isinstance(roles, dict)
+        self.roles = {str(user): str(role) for user, role in roles.items()}
+        self.seen: list[tuple[ClientInfo, Access, str]] = []
+
+    async def authenticate(self, request: AuthRequest) -> AuthResult | None:
+        role = self.roles.get(request.username or "")
+        if role is None:
+            return AuthResult.refuse(reason_string="unknown user")
+        return AuthResult.accept(attributes={"role": role, "teams": ["blue", "green"]})
+
+    def authorize(self, client: ClientInfo, access: Access, topic: str) -> bool:
+        self.seen.append((client, access, topic))
+        if not topic.startswith("a/"):
+            return False
+        role = client.attributes.get("role")
+        return (role == "reader" and access is not Access.WRITE) or (
+            role == "writer" and access is Access.WRITE
+        )

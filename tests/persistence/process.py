@@ -80,6 +80,12 @@ class BrokerProcess:
         self.proc.send_signal(signal.SIGKILL)
         self._end()
 
+    def reload(self) -> None:
+        """SIGHUP: re-read the TLS and auth files."""
+        # Before its handler is installed, SIGHUP would end the process.
+        self.wait_for(r"Roost broker running")
+        self.proc.send_signal(signal.SIGHUP)
+
     def stop(self) -> int:
         """SIGTERM: a clean shutdown; returns the exit status."""
         if self.proc.poll() is None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from roost.broker import registry, server
+from roost.broker.auth.base import Access
+from roost.broker.auth.password_file import PasswordFile
 from roost.broker.persistence import sqlite
 from roost.broker.persistence.batch import Batch, apply
 from roost.broker.persistence.sqlite import DATABASE_NAME
@@ -31,7 +33,8 @@ from roost.codec import (
     Subscription,
     Will,
 )
-from tests.persistence.store_helpers import row_counts
+from tests.auth import plugins
+from tests.persistence.store_helpers import row_counts, write_version_1_database
 from tests.support.broker_thread import BrokerThread
 from tests.support.raw import (
     RawClient,
@@ -484,3 +487,83 @@ def test_a_shutdown_ends_even_if_the_disk_keeps_failing(
         broker.stop()
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("Giving up writing to") for m in messages), messages
+
+
+def test_an_auth_plugin_authorizes_a_restored_session_with_the_identity_it_had(
+    start: Callable[..., BrokerThread],
+) -> None:
+    plugin_config: dict[str, object] = {
+        "auth_plugin": "tests.auth.plugins:Roles",
+        "auth_plugin_options": {"roles": {"alice": "reader", "pubber": "writer"}},
+    }
+    broker = start(**plugin_config)
+    alice = connect(
+        broker.port, MQTT_5, "alice1", username="alice", password=b"x", **persistent(MQTT_5)
+    )
+    subscribe(alice, Subscription("a/#", 1))
+    leave(alice)
+    pub = connect(broker.port, MQTT_5, "pubber", username="pubber", password=b"x")
+    publish(pub, Publish("a/before", b"1", qos=1, packet_id=1))
+    before = [info for info, access, _topic in plugin_of(broker).seen if access is Access.READ]
+    broker.stop()
+
+    broker = start(**plugin_config)
+    pub = connect(broker.port, MQTT_5, "pubber", username="pubber", password=b"x")
+    publish(pub, Publish("a/after", b"2", qos=1, packet_id=1))
+    after = [info for info, access, _topic in plugin_of(broker).seen if access is Access.READ]
+    # The restored session is asked about with the identity its CONNECT gave it.
+    assert before == after
+    assert [info.attributes for info in after] == [{"role": "reader", "teams": ["blue", "green"]}]
+    alice = connect(
+        broker.port,
+        MQTT_5,
+        "alice1",
+        present=True,
+        username="alice",
+        password=b"x",
+        **persistent(MQTT_5),
+    )
+    assert [m.topic for m in receive_all(alice, 2)] == ["a/before", "a/after"]
+
+
+def plugin_of(broker: BrokerThread) -> plugins.Roles:
+    plugin = broker.broker.auth.plugin
+    assert isinstance(plugin, plugins.Roles)
+    return plugin
+
+
+def test_a_session_from_a_version_1_database_fails_closed_until_its_client_returns(
+    start: Callable[..., BrokerThread], tmp_path: Path
+) -> None:
+    write_version_1_database(tmp_path)  # alice1: subscribed to a/#, a/before queued
+    passwords = PasswordFile()
+    passwords.set("alice", "alice-pw")
+    passwords.set("pubber", "pubber-pw")
+    passwords.save(tmp_path / "passwords")
+    (tmp_path / "acl").write_text("user alice\ntopic read a/#\n\nuser pubber\ntopic write a/#\n")
+    auth: dict[str, object] = {
+        "password_file": str(tmp_path / "passwords"),
+        "acl_file": str(tmp_path / "acl"),
+    }
+    alice_login: dict[str, object] = {
+        "username": "alice",
+        "password": b"alice-pw",
+        "clean_start": False,
+    }
+    broker = start(**auth)
+    pub = connect(broker.port, MQTT_3_1_1, "pubber", username="pubber", password=b"pubber-pw")
+    # Nobody knows whose session it is: nothing new is queued for it.
+    publish(pub, Publish("a/unknown", b"", qos=1, packet_id=1))
+    alice = connect(broker.port, MQTT_3_1_1, "alice1", present=True, **alice_login)
+    assert [m.topic for m in receive_all(alice, 1)] == ["a/before"]
+    assert drain(alice) == []
+    leave(alice)
+    broker.stop()
+
+    # Her CONNECT stored who she is: from now on a restart keeps her entitled.
+    broker = start(**auth)
+    pub = connect(broker.port, MQTT_3_1_1, "pubber", username="pubber", password=b"pubber-pw")
+    publish(pub, Publish("a/after", b"", qos=1, packet_id=1))
+    alice = connect(broker.port, MQTT_3_1_1, "alice1", present=True, **alice_login)
+    assert [m.topic for m in receive_all(alice, 1)] == ["a/after"]
+    assert drain(alice) == []

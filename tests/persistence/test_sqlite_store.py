@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from roost.broker.auth.base import ClientInfo
 from roost.broker.message import Message
 from roost.broker.persistence import SqliteStore, StoreError
 from roost.broker.persistence.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, prepare
 from roost.broker.persistence.sqlite import DATABASE_NAME
 from roost.broker.records import SubscriptionRecord
+from roost.broker.sessions import Identity
 from roost.codec import MQTT_5, Will
 from tests.persistence.store_helpers import (
     message,
@@ -22,6 +24,7 @@ from tests.persistence.store_helpers import (
     record_and_reload,
     row_counts,
     stored_session,
+    write_version_1_database,
 )
 
 
@@ -461,3 +464,58 @@ def test_a_data_dir_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> N
     blocker.write_text("not a directory")
     err = open_error(blocker / "data")
     assert str(err).startswith(f"{blocker / 'data'}: cannot create the data directory")
+
+
+# --- who a session belongs to (schema version 2, issue 17) ------------------------------
+
+
+def test_a_sessions_identity_round_trips_with_its_json_attributes(tmp_path: Path) -> None:
+    client = ClientInfo(
+        "c1",
+        "alice",
+        "10.0.0.7:51000",
+        MQTT_5,
+        "tls 0.0.0.0:8883",
+        {"role": "admin", "groups": ["ops", "dev"], "level": 3, "token": b"not json"},
+    )
+
+    def record(store: SqliteStore) -> None:
+        session = stored_session(store, "c1")
+        session.identity = Identity(client, password_file=True)
+        store.session_saved(session)
+        anonymous = stored_session(store, "anon")
+        anonymous.identity = Identity(ClientInfo("anon", None))
+        store.session_saved(anonymous)
+        stored_session(store, "unknown")  # no identity: none is stored
+
+    state = record_and_reload(tmp_path, record)
+    identities = {stored.client_id: stored.identity for stored in state.sessions}
+    restored = identities["c1"]
+    assert restored is not None
+    assert restored.password_file is True
+    # What JSON cannot hold (bytes) is not kept; the rest comes back as it was given.
+    assert restored.client == ClientInfo(
+        "c1",
+        "alice",
+        "10.0.0.7:51000",
+        MQTT_5,
+        "tls 0.0.0.0:8883",
+        {"role": "admin", "groups": ["ops", "dev"], "level": 3},
+    )
+    assert identities["anon"] == Identity(ClientInfo("anon", None, "?", 4, ""))
+    assert identities["unknown"] is None
+
+
+def test_a_version_1_database_is_migrated_and_its_sessions_have_no_identity(
+    tmp_path: Path,
+) -> None:
+    write_version_1_database(tmp_path)
+    state = open_and_close(tmp_path)
+    path = tmp_path / DATABASE_NAME
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+    [stored] = state.sessions
+    assert (stored.client_id, stored.identity) == ("alice1", None)
+    assert [record.topic_filter for record in stored.subscriptions] == ["a/#"]
+    assert [delivery.message.topic for delivery in stored.deliveries] == ["a/before"]
+    columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(sessions)")]
+    assert columns[-2:] == ["username", "client"]

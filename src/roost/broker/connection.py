@@ -29,6 +29,7 @@ from roost.broker.connect import (
     connect_terms,
     refusal_connack,
 )
+from roost.broker.sessions import Identity
 from roost.broker.tls import certificate_identity
 from roost.broker.transport import WRITE_BUFFER_HIGH, BufferedTransport, WriteCoalescer
 from roost.codec import (
@@ -326,12 +327,14 @@ class BrokerConnection(BufferedTransport):
         accepted = self._authenticated(packet)
         if accepted is None:
             return  # refused, or waiting for the answer (on_connect then runs again)
+        client = self._client_info(self.username, accepted.attributes)
+        identity = Identity(client, self._password_file_vouched(packet, accepted))
         session, present = host.attach(
-            self, client_id, packet.clean_start, terms.expiry_interval, packet.will, now
+            self, identity, packet.clean_start, terms.expiry_interval, packet.will, now
         )
         self.session = session
         # After attach: taking over a session ends the old one, and its access with it.
-        self.access = host.auth.access_for(self._client_info(self.username, accepted.attributes))
+        self.access = host.auth.access_for(client)
         self.send(
             connack_for(self.version, present, terms, host.config, self.auth_method, accepted.data)
         )
@@ -409,6 +412,18 @@ class BrokerConnection(BufferedTransport):
             return None
         self.username = username
         return result
+
+    def _password_file_vouched(self, packet: Connect, accepted: AuthResult) -> bool:
+        """Whether the password file accepted this client's username (not a certificate,
+        an AUTH exchange, or a plugin naming another identity)."""
+        username = self.username
+        return (
+            username is not None
+            and packet.authentication_method is None
+            and not self.listener.identity_source
+            and accepted.username is None
+            and self.host.auth.in_password_file(username)
+        )
 
     def _credentials_checked(self, result: object) -> None:
         assert isinstance(result, AuthResult)  # noqa: S101

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from roost.broker.persistence.store import StoredState
     from roost.broker.ports import Connection
     from roost.broker.records import SubscriptionRecord
-    from roost.broker.sessions import Session, Sink
+    from roost.broker.sessions import Identity, Session, Sink
     from roost.broker.transport import Holder
     from roost.codec import Will
 
@@ -53,11 +53,11 @@ class BrokerCore:
         self.stats = Stats()
         self.topic_limits = TopicLimits(config.max_topic_length, config.max_topic_levels)
         # Reads the password, ACL and SCRAM files and loads the plugin: fails early.
-        self.auth = AuthManager(config)
+        self.auth = AuthManager(config, self.stats)
         self.store = make_store(config)
         sessions: dict[str, Session] = {}
         # The router reads the registry's sessions as its local destinations.
-        self.router = Router(sessions, config.max_retained_messages)
+        self.router = Router(sessions, config.max_retained_messages, self.stats)
         if self.auth.authorizes:
             self.router.readers = self.auth.accesses
         self.registry = SessionRegistry(
@@ -77,6 +77,7 @@ class BrokerCore:
         self.router.log = store
         now = loop.time()
         messages = self.registry.restore(state.sessions, now)
+        self._judge_offline_sessions(now)
         router = self.router
         for topic, message in state.retained:
             if not router.restore_retained(topic, message):
@@ -88,6 +89,34 @@ class BrokerCore:
             messages,
             router.retained_count,
         )
+
+    def _judge_offline_sessions(self, now: float) -> None:
+        """Give every offline session what it may do under the auth files as they are
+        now, exactly as if it had never left memory (restored sessions have none yet),
+        and end those whose user is gone from the password file (docs/auth.md)."""
+        auth = self.auth
+        registry = self.registry
+        for session in list(registry.sessions.values()):
+            identity = session.identity
+            if session.connection is not None or identity is None:
+                # Connected: judged at its CONNECT. No identity (stored before schema
+                # version 2): nothing to judge it by, so it gets nothing until it is back.
+                continue
+            if auth.removed(identity):
+                log.info(
+                    "Session of client %s ended: user %r is no longer in the password file.",
+                    session.client_id,
+                    identity.client.username,
+                )
+                registry.end(session, now, publish_will=False)
+            elif session.client_id not in auth.accesses:
+                auth.access_for(identity.client)
+
+    def reload_auth(self) -> None:
+        """SIGHUP: read the auth files again; offline sessions meet the new rules."""
+        self.auth.reload()
+        if self._loop is not None:
+            self._judge_offline_sessions(self._loop.time())
 
     def now(self) -> float:
         assert self._loop is not None  # noqa: S101  (set by open_state)
@@ -132,13 +161,13 @@ class BrokerCore:
     def attach(
         self,
         conn: Sink,
-        client_id: str,
+        identity: Identity,
         clean_start: bool,
         expiry_interval: int,
         will: Will | None,
         now: float,
     ) -> tuple[Session, bool]:
-        return self.registry.attach(conn, client_id, clean_start, expiry_interval, will, now)
+        return self.registry.attach(conn, identity, clean_start, expiry_interval, will, now)
 
     def detach(self, session: Session, publish_will: bool, now: float) -> None:
         self.registry.detach(session, publish_will, now)

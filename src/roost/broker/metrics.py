@@ -11,14 +11,14 @@ minutes, the way Mosquitto's ``$SYS/broker/load/...`` topics are.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from roost import __version__
 from roost.broker.message import Message
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 
 @dataclass(slots=True, frozen=True)
@@ -34,6 +34,8 @@ class SysSnapshot:
     bytes_received: int
     bytes_sent: int
     clients_total: int
+    # Messages not delivered to a subscriber, by reason (stats.DropReason values).
+    dropped: Mapping[str, int] = field(default_factory=dict)
 
 
 _WINDOWS = ((1, "1min"), (5, "5min"), (15, "15min"))
@@ -95,7 +97,11 @@ class SysTopics:
             "$SYS/broker/bytes/sent": str(snap.bytes_sent),
             "$SYS/broker/subscriptions/count": str(snap.subscriptions),
             "$SYS/broker/retained messages/count": str(snap.retained),
+            # Mosquitto's name for the total; Roost's own topics say why, per reason.
+            "$SYS/broker/publish/messages/dropped": str(sum(snap.dropped.values())),
         }
+        for reason, count in snap.dropped.items():
+            values[f"$SYS/broker/messages/dropped/{reason}"] = str(count)
         elapsed = now - self._last_time
         if elapsed > 0:
             counts = {

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from roost.broker.limits import TopicLimits
     from roost.broker.message import Message
     from roost.broker.records import SubscriptionRecord
-    from roost.broker.sessions import Session, Sink
+    from roost.broker.sessions import Identity, Session, Sink
     from roost.broker.stats import Stats
     from roost.broker.transport import Holder
     from roost.codec import Will
@@ -45,6 +45,9 @@ class Authority(Protocol):
 
     def access_for(self, client: ClientInfo) -> ClientAccess | None:
         """What ``client`` may do; None when nothing restricts anyone."""
+
+    def in_password_file(self, username: str) -> bool:
+        """Whether the password file (if there is one) has ``username``."""
 
     def sys_publish_allowed(self, topic: str) -> bool:
         """Whether clients may publish to this ``$``-topic."""
@@ -101,7 +104,7 @@ class ConnectionHost(Protocol):
     def attach(
         self,
         conn: Sink,
-        client_id: str,
+        identity: Identity,
         clean_start: bool,
         expiry_interval: int,
         will: Will | None,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from roost.broker.message import Message
 from roost.broker.persistence.restore import restored_session
-from roost.broker.sessions import Session, Sink
+from roost.broker.persistence.rows import json_attributes
+from roost.broker.sessions import Identity, Session, Sink
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -71,7 +72,7 @@ class SessionRegistry:
     def attach(
         self,
         conn: Sink,
-        client_id: str,
+        identity: Identity,
         clean_start: bool,
         expiry_interval: int,
         will: Will | None,
@@ -82,6 +83,7 @@ class SessionRegistry:
         A session still attached to another connection is taken over: that connection
         is told (MQTT 5: DISCONNECT 0x8E) and closed, and its will published.
         """
+        client_id = identity.client.client_id
         sessions = self._sessions
         session = sessions.get(client_id)
         if session is not None and session.connection is not None:
@@ -94,7 +96,7 @@ class SessionRegistry:
             session = None
         present = session is not None
         if session is None:
-            session = Session(client_id, self._config)
+            session = Session(client_id, self._config, self._stats)
             sessions[client_id] = session
         else:
             # Reconnected in time: a delayed will is cancelled [MQTT-3.1.3-9].
@@ -105,6 +107,7 @@ class SessionRegistry:
         session.connection = conn
         session.expiry_interval = expiry_interval
         session.will = will
+        session.identity = identity
         self._stats.clients_total += 1
         self._keep_durable(session)
         return session, present
@@ -120,6 +123,16 @@ class SessionRegistry:
                 session.store.session_ended(session)
                 session.store = None
             return
+        identity = session.identity
+        if identity is not None and identity.client.attributes:
+            _kept, lost = json_attributes(identity.client.attributes)
+            if lost:
+                # The store keeps JSON only: say so once per CONNECT, not on every save.
+                log.warning(
+                    "Client %s: auth attributes %s are not JSON; a restart will lose them.",
+                    session.client_id,
+                    ", ".join(map(repr, lost)),
+                )
         if session.store is None:
             session.store = store
             for record in session.subscriptions.values():
@@ -153,8 +166,11 @@ class SessionRegistry:
             if session.store is not None:
                 session.store.session_saved(session)
 
-    def end(self, session: Session, now: float) -> None:
-        """The session is over: its pending will goes out, its subscriptions go."""
+    def end(self, session: Session, now: float, publish_will: bool = True) -> None:
+        """The session is over: its pending will goes out (unless ``publish_will`` is
+        False), its subscriptions go."""
+        if not publish_will:
+            session.will = None
         self._publish_pending_will(session, now)
         self.offline.discard(session)
         if self._sessions.get(session.client_id) is session:
@@ -225,7 +241,7 @@ class SessionRegistry:
         messages = 0
         store = self._store
         for kept in stored:
-            session, was_connected = restored_session(kept, self._config, store, now)
+            session, was_connected = restored_session(kept, self._config, store, self._stats, now)
             for record in session.subscriptions.values():
                 self._router.subscribe(session.client_id, record)
             messages += session.pending_messages()

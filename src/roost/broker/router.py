@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from roost.broker.retained import RetainedStore
+from roost.broker.stats import DropReason
 from roost.broker.subscriptions import SharedGroup, SubscriptionTree
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from roost.broker.auth.access import ClientAccess
     from roost.broker.message import Message
     from roost.broker.records import Outgoing, SubscriptionRecord
+    from roost.broker.stats import Stats
 
 
 class Destination(Protocol):
@@ -100,10 +102,16 @@ def _deliver_later(
 class Router:
     """Subscriptions, retained messages and shared-group choice; publish delivers."""
 
-    __slots__ = ("_retained", "_tree", "destinations", "log", "readers")
+    __slots__ = ("_retained", "_tree", "destinations", "log", "readers", "stats")
 
-    def __init__(self, destinations: Mapping[str, Destination], max_retained_messages: int) -> None:
+    def __init__(
+        self,
+        destinations: Mapping[str, Destination],
+        max_retained_messages: int,
+        stats: Stats | None = None,
+    ) -> None:
         self.destinations = destinations
+        self.stats = stats  # where deliveries denied by read access are counted
         self._tree: SubscriptionTree[SubscriptionRecord] = SubscriptionTree()
         self._retained: RetainedStore[Message] = RetainedStore(max_retained_messages)
         self.log: RetainedLog | None = None  # where retained messages are kept, if durable
@@ -193,6 +201,10 @@ class Router:
                                     ),
                                 )
                                 delivered += 1
+                            elif self.stats is not None:
+                                self.stats.message_dropped(
+                                    DropReason.ACL_DENIED, key, message.topic
+                                )
                             continue
                     destination.deliver(
                         message,

@@ -158,7 +158,7 @@ class Broker:
     def reload(self) -> None:
         """SIGHUP: re-read the files that can change under a running broker."""
         self.reload_tls()
-        self.core.auth.reload()
+        self.core.reload_auth()
 
     def reload_tls(self) -> None:
         """Every TLS listener reads its certificate, key, CA and CRL files again."""
@@ -193,6 +193,7 @@ class Broker:
             bytes_received=stats.bytes_received,
             bytes_sent=self._coalescer.bytes_sent if self._coalescer is not None else 0,
             clients_total=stats.clients_total,
+            dropped={str(reason): count for reason, count in stats.dropped.items()},
         )
 
     def _publish_sys(self, message: Message, now: float) -> None:

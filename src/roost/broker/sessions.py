@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from roost.broker.records import Outgoing, SubscriptionRecord
+from roost.broker.stats import DropReason
 from roost.codec import Pubrel, Will
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from roost.broker.auth.base import ClientInfo
     from roost.broker.config import BrokerConfig
     from roost.broker.message import Message
+    from roost.broker.stats import Stats
     from roost.broker.transport import Holder
 
 log = logging.getLogger("roost.broker")
@@ -54,7 +58,7 @@ class SessionStore(Protocol):
     """Where a durable session's changes are recorded (see ``persistence/store.py``)."""
 
     # ``session_saved`` records the session's own fields: expiry interval, expiry
-    # deadline, will and will deadline (a will scheduled or cancelled).
+    # deadline, will and will deadline (a will scheduled or cancelled), and identity.
     def session_saved(self, session: Session) -> None: ...
     def session_ended(self, session: Session) -> None: ...
     def subscription_added(self, session: Session, record: SubscriptionRecord) -> None: ...
@@ -68,6 +72,17 @@ class SessionStore(Protocol):
 
     def hold(self, conn: Holder) -> None:
         """Hold ``conn``'s packets sent from now on until the changes so far commit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a session belongs to, as access decisions need it: kept with a durable
+    session so that, after a restart, authorization judges it as before."""
+
+    client: ClientInfo  # as authorization saw it at the session's last CONNECT
+    # The password file vouched for ``client.username`` (so removing the user from the
+    # file ends the session; see AuthManager.removed).
+    password_file: bool = False
 
 
 class Session:
@@ -85,18 +100,24 @@ class Session:
         "dropped",
         "expires_at",
         "expiry_interval",
+        "identity",
         "inflight",
         "queued_bytes",
+        "stats",
         "store",
         "subscriptions",
         "will",
         "will_at",
     )
 
-    def __init__(self, client_id: str, config: BrokerConfig) -> None:
+    def __init__(self, client_id: str, config: BrokerConfig, stats: Stats | None = None) -> None:
         self.client_id = client_id
         self.config = config
+        self.stats = stats  # where drops are counted ($SYS)
         self.connection: Sink | None = None
+        # Set at every CONNECT; None only for a session stored by a Roost that did not
+        # keep it (schema version 1), until its client comes back.
+        self.identity: Identity | None = None
         self.subscriptions: dict[str, SubscriptionRecord] = {}
         self.expiry_interval = 0
         self.expires_at: float | None = None  # set while disconnected
@@ -108,7 +129,7 @@ class Session:
         self.awaiting_release: set[int] = set()
         self.will: Will | None = None
         self.will_at: float | None = None  # deadline of a delayed will
-        self.dropped = 0
+        self.dropped = 0  # messages meant for this session and not delivered, any reason
         # Where changes are recorded: set only while the session outlives its connection
         # (expiry interval > 0) and the broker's store is durable.
         self.store: SessionStore | None = None
@@ -182,8 +203,10 @@ class Session:
                     data = message.encode(conn.version, 0, retain, 0, False, subscription_ids, now)
                     if len(data) <= conn.maximum_packet_size:
                         conn.send(data)
+                    else:
+                        self._drop(DropReason.TOO_LARGE, message)
                 else:
-                    self.dropped += 1  # QoS 0 to a client that cannot keep up
+                    self._drop(DropReason.SLOW_CLIENT, message)
                 return
             if not self.config.queue_qos0_messages:
                 return
@@ -208,16 +231,21 @@ class Session:
             if config.queue_full_policy == "drop_oldest" and self.queue:
                 old = self.queue.popleft()
                 self.queued_bytes -= old.message.size
-                self.dropped += 1
+                self._drop(DropReason.QUEUE_FULL, old.message)
                 if self.store is not None:
                     self.store.delivery_removed(self, old)
             else:
-                self.dropped += 1
+                self._drop(DropReason.QUEUE_FULL, item.message)
                 return
         self.queue.append(item)
         self.queued_bytes += size
         if self.store is not None:
             self.store.delivery_queued(self, item)
+
+    def _drop(self, reason: DropReason, message: Message) -> None:
+        self.dropped += 1
+        if self.stats is not None:
+            self.stats.message_dropped(reason, self.client_id, message.topic)
 
     def _allocate_packet_id(self) -> int:
         packet_id = self._next_packet_id
@@ -231,6 +259,7 @@ class Session:
         message = item.message
         store = self.store
         if message.expires_at is not None and now >= message.expires_at:
+            self._drop(DropReason.EXPIRED, message)
             if store is not None:
                 store.delivery_removed(self, item)
             return
@@ -240,6 +269,8 @@ class Session:
             )
             if len(data) <= conn.maximum_packet_size:
                 conn.send(data)
+            else:
+                self._drop(DropReason.TOO_LARGE, message)
             if store is not None:
                 store.delivery_removed(self, item)
             return
@@ -249,6 +280,7 @@ class Session:
         )
         if len(data) > conn.maximum_packet_size:
             # MQTT 5 [MQTT-3.1.2-25]: discard, as if delivery completed.
+            self._drop(DropReason.TOO_LARGE, message)
             if store is not None:
                 store.delivery_removed(self, item)
             return
@@ -303,6 +335,7 @@ class Session:
         if len(data) > conn.maximum_packet_size:
             # Too large for this connection's client: discard, as if delivered [MQTT-3.1.2-25].
             del self.inflight[packet_id]
+            self._drop(DropReason.TOO_LARGE, item.message)
             if self.store is not None:
                 self.store.delivery_removed(self, item)
             return False
@@ -374,6 +407,7 @@ class Session:
                 kept.append(item)
                 continue
             dropped += 1
+            self._drop(DropReason.EXPIRED, item.message)
             self.queued_bytes -= item.message.size
             if self.store is not None:
                 self.store.delivery_removed(self, item)

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+log = logging.getLogger("roost.broker")
+
+
+class DropReason(StrEnum):
+    """Why a message meant for a subscriber was not delivered; each is a $SYS topic,
+    ``$SYS/broker/messages/dropped/<reason>``."""
+
+    ACL_DENIED = "acl_denied"  # the subscriber may not read the topic (ACL or plugin)
+    QUEUE_FULL = "queue_full"  # max_queued_messages or max_queued_bytes reached
+    EXPIRED = "expired"  # its Message Expiry Interval passed before it could be sent
+    TOO_LARGE = "too_large"  # larger than the client's Maximum Packet Size
+    SLOW_CLIENT = "slow_client"  # QoS 0 to a connected client that is not reading
 
 
 @dataclass(slots=True)
@@ -17,3 +32,9 @@ class Stats:
     refused_connections: int = 0
     protocol_violations: int = 0
     retained_refused: int = 0
+    dropped: dict[DropReason, int] = field(default_factory=lambda: dict.fromkeys(DropReason, 0))
+
+    def message_dropped(self, reason: DropReason, client_id: str, topic: str) -> None:
+        """Count a message not delivered to ``client_id``, and say so at debug level."""
+        self.dropped[reason] += 1
+        log.debug("Dropped a message on %r for client %s: %s.", topic, client_id, reason)

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from roost.broker.auth.acl import READ, WRITE, ClientRules
 from roost.broker.auth.base import Access, ClientInfo
+from roost.broker.stats import DropReason, Stats
 
 __all__ = ["CACHE_SIZE", "Authorize", "ClientAccess"]
 
@@ -65,6 +66,7 @@ class ClientAccess:
         "_deferred",
         "_read",
         "_rules",
+        "_stats",
         "_subscribe",
         "_sys_allowed",
         "_write",
@@ -77,8 +79,10 @@ class ClientAccess:
         rules: ClientRules | None,
         authorize: Authorize | None,
         sys_allowed: Callable[[str], bool],
+        stats: Stats | None = None,
     ) -> None:
         self.client = client
+        self._stats = stats  # where deferred deliveries a plugin denies are counted
         self._rules = rules
         self._authorize = authorize
         self._sys_allowed = sys_allowed
@@ -186,6 +190,9 @@ class ClientAccess:
                 now = asyncio.get_running_loop().time()
                 for deliver in waiting:
                     deliver(now)
+            elif waiting and self._stats is not None:
+                for _deliver in waiting:
+                    self._stats.message_dropped(DropReason.ACL_DENIED, self.client.client_id, topic)
         return decided
 
     def _describe(self, access: Access, topic: str) -> str:

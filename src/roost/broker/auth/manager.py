@@ -25,6 +25,8 @@ from roost.protocol.topics import topic_matches
 
 if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
+    from roost.broker.sessions import Identity
+    from roost.broker.stats import Stats
 
 __all__ = ["AuthManager", "AuthSetupError"]
 
@@ -40,7 +42,8 @@ class AuthManager:
     every configured backend; see the module docstring.
     """
 
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, stats: Stats | None = None) -> None:
+        self._stats = stats  # given to each ClientAccess: denied deliveries are counted
         self._password_path = config.password_file
         self._acl_path = config.acl_file
         self._sys_filters = tuple(config.allow_sys_publish)
@@ -142,10 +145,30 @@ class AuthManager:
         if not self.authorizes:
             return None
         access = ClientAccess(
-            client, self._rules(client), self._plugin_authorize, self.sys_publish_allowed
+            client,
+            self._rules(client),
+            self._plugin_authorize,
+            self.sys_publish_allowed,
+            self._stats,
         )
         self.accesses[client.client_id] = access
         return access
+
+    def in_password_file(self, username: str) -> bool:
+        """Whether the password file (if there is one) has ``username``."""
+        return self.passwords is not None and username in self.passwords
+
+    def removed(self, identity: Identity) -> bool:
+        """Whether the user the password file vouched for is no longer in it: its
+        session is then ended, not kept (docs/auth.md, "Sessions across restarts and
+        changes")."""
+        passwords = self.passwords
+        username = identity.client.username
+        return (
+            identity.password_file
+            and passwords is not None
+            and (username is None or username not in passwords)
+        )
 
     def forget(self, client_id: str) -> None:
         """The session of ``client_id`` ended: its access goes too."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from roost.broker.config import CommitPolicy
 from roost.broker.message import Message
 from roost.broker.persistence.rows import (
+    identity_from_columns,
     message_from_row,
     subscription_from_row,
     subscription_ids,
@@ -50,8 +51,9 @@ def load(conn: sqlite3.Connection, path: str, offset: float) -> Loaded:
         row[0]: message_from_row(row, offset) for row in conn.execute("SELECT * FROM messages")
     }
     sessions: dict[str, StoredSession] = {}
-    for client_id, expiry, expires_at, will, will_at in conn.execute(
-        "SELECT client_id, expiry_interval, expires_at, will, will_at FROM sessions"
+    for client_id, expiry, expires_at, will, will_at, username, client in conn.execute(
+        "SELECT client_id, expiry_interval, expires_at, will, will_at, username, client"
+        " FROM sessions"
     ):
         sessions[client_id] = StoredSession(
             client_id,
@@ -59,6 +61,7 @@ def load(conn: sqlite3.Connection, path: str, offset: float) -> Loaded:
             None if expires_at is None else expires_at - offset,
             will_from_text(will),
             None if will_at is None else will_at - offset,
+            identity_from_columns(client_id, username, client),
         )
     orphans = 0
     for row in conn.execute("SELECT * FROM subscriptions"):

@@ -19,19 +19,21 @@ from roost.broker.sessions import Session
 if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
     from roost.broker.persistence.store import Store, StoredSession
+    from roost.broker.stats import Stats
 
 
 def restored_session(
-    stored: StoredSession, config: BrokerConfig, store: Store, now: float
+    stored: StoredSession, config: BrokerConfig, store: Store, stats: Stats, now: float
 ) -> tuple[Session, bool]:
     """The session ``stored`` describes, and whether its client was connected when the
     broker stopped (then its expiry deadline, and its will's, start now)."""
-    session = Session(stored.client_id, config)
+    session = Session(stored.client_id, config, stats)
     session.store = store
     session.expiry_interval = stored.expiry_interval
     session.expires_at = stored.expires_at
     session.will = stored.will
     session.will_at = stored.will_at
+    session.identity = stored.identity
     was_connected = stored.expires_at is None
     if was_connected:
         session.expires_at = now + stored.expiry_interval

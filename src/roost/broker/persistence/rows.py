@@ -7,15 +7,18 @@ the way in and subtracted on the way out.
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from roost.broker.auth.base import ClientInfo
 from roost.broker.message import Message
 from roost.broker.records import SubscriptionRecord
+from roost.broker.sessions import Identity
 from roost.codec import Will
 from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 MessageRow = tuple[
     int,  # id
@@ -147,3 +150,52 @@ def _properties(text: str | None) -> tuple[tuple[str, str], ...]:
     if not text:
         return ()
     return tuple((name, value) for name, value in json.loads(text))
+
+
+def json_attributes(attributes: Mapping[str, object]) -> tuple[dict[str, object], list[str]]:
+    """The attributes JSON can keep, and the names of those it cannot (bytes, objects)."""
+    kept: dict[str, object] = {}
+    lost: list[str] = []
+    for name, value in attributes.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            lost.append(name)
+        else:
+            kept[name] = value
+    return kept, lost
+
+
+def identity_columns(identity: Identity | None) -> tuple[str | None, str | None]:
+    """The ``username`` and ``client`` columns of a session's row."""
+    if identity is None:
+        return None, None
+    client = identity.client
+    attributes, _lost = json_attributes(client.attributes)
+    return client.username, json.dumps(
+        {
+            "peer": client.peer,
+            "protocol_level": client.protocol_level,
+            "listener": client.listener,
+            "attributes": attributes,
+            "password_file": identity.password_file,
+        }
+    )
+
+
+def identity_from_columns(
+    client_id: str, username: str | None, text: str | None
+) -> Identity | None:
+    if text is None:
+        return None  # stored before schema version 2: not known
+    data = json.loads(text)
+    attributes = data.get("attributes") or {}
+    client = ClientInfo(
+        client_id,
+        username,
+        data.get("peer", "?"),
+        data.get("protocol_level", 4),
+        data.get("listener", ""),
+        MappingProxyType(dict(attributes)),
+    )
+    return Identity(client, bool(data.get("password_file", False)))

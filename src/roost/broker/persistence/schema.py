@@ -74,7 +74,18 @@ _VERSION_1 = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+# Version 2: who each session belongs to, so that access decisions survive a restart
+# (issue 17). ``username`` is the identity the client was accepted as (a certificate's
+# identity on such a listener); ``client`` is JSON with the rest of what authorization
+# saw: peer, protocol level, listener, a plugin's attributes, and whether the password
+# file vouched for the username. Both NULL: a session stored before version 2, whose
+# identity is unknown until its client connects again.
+_VERSION_2 = (
+    "ALTER TABLE sessions ADD COLUMN username TEXT",
+    "ALTER TABLE sessions ADD COLUMN client TEXT",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _MOVE_ASIDE = (

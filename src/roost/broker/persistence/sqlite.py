@@ -38,6 +38,7 @@ from roost.broker.config import CommitPolicy
 from roost.broker.persistence.batch import Batch, apply
 from roost.broker.persistence.database import connect, load
 from roost.broker.persistence.rows import (
+    identity_columns,
     message_row,
     subscription_ids_text,
     subscription_row,
@@ -156,6 +157,7 @@ class SqliteStore:
             None if expires_at is None else expires_at + offset,
             will_text(session.will),
             None if will_at is None else will_at + offset,
+            *identity_columns(session.identity),
         )
         self._changed()
 

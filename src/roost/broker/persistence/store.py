@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from roost.broker.message import Message
     from roost.broker.records import SubscriptionRecord
+    from roost.broker.sessions import Identity
     from roost.codec import Will
 
 __all__ = [
@@ -75,6 +76,7 @@ class StoredSession:
     expires_at: float | None  # None: the client was connected when the broker stopped
     will: Will | None
     will_at: float | None  # deadline of a delayed will; None with a will: connected
+    identity: Identity | None = None  # None: stored before schema version 2
     subscriptions: list[SubscriptionRecord] = field(default_factory=list)
     deliveries: list[StoredDelivery] = field(default_factory=list)  # in recorded order
     receive_ids: list[int] = field(default_factory=list)  # QoS 2 ids awaiting PUBREL
