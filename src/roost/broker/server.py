@@ -212,6 +212,11 @@ async def serve(config: BrokerConfig) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # SIGHUP's default action ends the process: until there is something to reload, a
+    # SIGHUP (a config-management tool reloading early) is logged and ignored.
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.warning("SIGHUP while starting: nothing to reload yet.")
+    )
     async with Broker(config) as broker:
         loop.add_signal_handler(signal.SIGHUP, broker.reload)
         log.info("Roost broker running.")
