@@ -105,6 +105,10 @@ class BrokerConnection(BufferedTransport):
         self.version = MQTT_5
         self.keep_alive = 0
         self.send_quota = config.max_inflight_messages
+        # Acknowledgements (and other packets) held for commits beyond which the client is
+        # not read: its Receive Maximum, which 3.1.x clients are never told, so for them
+        # the broker enforces it by reading no further, not by closing (publishing.py).
+        self.held_limit = config.receive_maximum
         self.maximum_packet_size = NO_LIMIT
         self.clean_disconnect = False
         self.peer = "?"
@@ -161,7 +165,9 @@ class BrokerConnection(BufferedTransport):
             # Not while the client leaves our output unread: its packets stay buffered
             # (and reading is paused) until it reads, so what it makes us answer
             # (PUBACKs, PINGRESPs, retained messages) cannot pile up without bound.
-            while self.writable:
+            # Nor while held_limit answers wait for store commits: a commit releases
+            # them without any further input, so the pause ends (see transport.py).
+            while self.writable and self._held_count < self.held_limit:
                 packet = protocol.next_packet()
                 if packet is None:
                     return
@@ -207,7 +213,17 @@ class BrokerConnection(BufferedTransport):
         self._carry_on()
 
     def wants_input(self) -> bool:
-        return self.writable and self._waiting is None
+        return super().wants_input() and self._waiting is None
+
+    def on_held_back(self) -> None:
+        self.host.stats.held_back += 1
+        self.update_reading()
+
+    def on_released(self) -> None:
+        self.update_reading()
+        # Called from the store's commit callback, which is walking its holders: handle
+        # the packets left buffered on the next loop turn, not from inside it.
+        asyncio.get_running_loop().call_soon(self._carry_on)
 
     # Waiting for an authentication backend.
 
@@ -258,7 +274,12 @@ class BrokerConnection(BufferedTransport):
             if now - self.connected_at > self.host.config.connect_timeout:
                 log.warning("Client at %s sent no CONNECT in time; closing.", self.peer)
                 self.disconnect(DisconnectReasonCode.MAXIMUM_CONNECT_TIME)
-        elif self.keep_alive and now - self.last_activity > 1.5 * self.keep_alive:
+        elif (
+            self.keep_alive
+            and now - self.last_activity > 1.5 * self.keep_alive
+            # Not read because the store is slow: our delay, not the client's silence.
+            and not self.held_back()
+        ):
             log.info("Client %s has exceeded timeout, disconnecting.", self.client_id)
             self.disconnect(DisconnectReasonCode.KEEP_ALIVE_TIMEOUT)
 

@@ -17,3 +17,5 @@ class Stats:
     refused_connections: int = 0
     protocol_violations: int = 0
     retained_refused: int = 0
+    # Times a connection was not read because held_limit packets waited for commits.
+    held_back: int = 0
