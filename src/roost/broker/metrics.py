@@ -11,14 +11,14 @@ minutes, the way Mosquitto's ``$SYS/broker/load/...`` topics are.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from roost import __version__
 from roost.broker.message import Message
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 
 @dataclass(slots=True, frozen=True)
@@ -34,6 +34,8 @@ class SysSnapshot:
     bytes_received: int
     bytes_sent: int
     clients_total: int
+    held_back: int = 0
+    closed_by_broker: Mapping[str, int] = field(default_factory=dict)
 
 
 _WINDOWS = ((1, "1min"), (5, "5min"), (15, "15min"))
@@ -95,7 +97,11 @@ class SysTopics:
             "$SYS/broker/bytes/sent": str(snap.bytes_sent),
             "$SYS/broker/subscriptions/count": str(snap.subscriptions),
             "$SYS/broker/retained messages/count": str(snap.retained),
+            # Roost's own: reads paused while a connection's answers wait for commits.
+            "$SYS/broker/connections/paused/store": str(snap.held_back),
         }
+        for reason, count in snap.closed_by_broker.items():
+            values[f"$SYS/broker/connections/closed_by_broker/{reason}"] = str(count)
         elapsed = now - self._last_time
         if elapsed > 0:
             counts = {

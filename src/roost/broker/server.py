@@ -193,6 +193,8 @@ class Broker:
             bytes_received=stats.bytes_received,
             bytes_sent=self._coalescer.bytes_sent if self._coalescer is not None else 0,
             clients_total=stats.clients_total,
+            held_back=stats.held_back,
+            closed_by_broker=dict(stats.closed_by_broker),
         )
 
     def _publish_sys(self, message: Message, now: float) -> None:
