@@ -230,7 +230,8 @@ def test_qos2_ids_beyond_receive_maximum_cannot_deadlock(
     wait_for_each: bool,
 ) -> None:
     """1,000 QoS 2 ids unreleased at once (ten times receive_maximum): every PUBLISH gets
-    its PUBREC, every PUBREL its PUBCOMP, and each message is delivered exactly once."""
+    its PUBREC, every PUBREL its PUBCOMP, and each message is delivered exactly once
+    (3.1.1 [MQTT-4.3.3-2])."""
     broker = start(make_broker, store, tmp_path)
     count = 1000
     sub = subscriber(broker, version, store, count, 2)
