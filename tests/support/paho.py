@@ -32,7 +32,9 @@ class PahoClient:
     """A paho-mqtt client, connected on construction and stopped at the end of the test.
 
     ``clean`` is Clean Session (3.1.x) or Clean Start (5.0); ``session_expiry`` is MQTT 5
-    only; ``will`` is (topic, payload, QoS). paho does not reconnect by itself.
+    only; ``will`` is (topic, payload, QoS); ``max_inflight`` is paho's window of
+    unacknowledged QoS 1/2 PUBLISHes (paho: 20; it can only be set before connecting).
+    paho does not reconnect by itself.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class PahoClient:
         keepalive: int = 60,
         session_expiry: int | None = None,
         will: tuple[str, bytes, int] | None = None,
+        max_inflight: int | None = None,
     ) -> None:
         self.version = version
         self.connected = threading.Event()
@@ -67,6 +70,8 @@ class PahoClient:
         )
         if will is not None:
             self.client.will_set(*will)
+        if max_inflight is not None:
+            self.client.max_inflight_messages_set(max_inflight)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe

@@ -30,6 +30,7 @@ from roost.broker.connect import (
     refusal_connack,
 )
 from roost.broker.sessions import Identity
+from roost.broker.stats import ROUTINE_CLOSES, close_reason
 from roost.broker.tls import certificate_identity
 from roost.broker.transport import WRITE_BUFFER_HIGH, BufferedTransport, WriteCoalescer
 from roost.codec import (
@@ -82,6 +83,7 @@ class BrokerConnection(BufferedTransport):
         "client_id",
         "closing_since",
         "connected_at",
+        "ended_by",
         "host",
         "keep_alive",
         "last_activity",
@@ -106,12 +108,17 @@ class BrokerConnection(BufferedTransport):
         self.version = MQTT_5
         self.keep_alive = 0
         self.send_quota = config.max_inflight_messages
+        # Acknowledgements (and other packets) held for commits beyond which the client is
+        # not read: its Receive Maximum, which 3.1.x clients are never told, so for them
+        # the broker enforces it by reading no further, not by closing (publishing.py).
+        self.held_limit = config.receive_maximum
         self.maximum_packet_size = NO_LIMIT
         self.clean_disconnect = False
         self.peer = "?"
         self.admitted = False  # counted in by the listener and the host (connection_made)
         self.connected_at = self.last_activity = host.now()
         self.closing_since: float | None = None  # when we closed it (see check_timers)
+        self.ended_by: str | None = None  # why the broker ended it (close_reason), if it did
         # Authentication: the identity accepted, what it may do (None: unrestricted), the
         # MQTT 5 Authentication Method it used, and an AUTH exchange under way.
         self.username: str | None = None
@@ -143,6 +150,7 @@ class BrokerConnection(BufferedTransport):
                 "Refused connection from %s on listener %s: %s.", self.peer, listener.label, refusal
             )
             self.host.stats.refused_connections += 1
+            self.host.stats.closed("connect_refused")
             self.admitted = False
             transport.close()
             return
@@ -162,7 +170,9 @@ class BrokerConnection(BufferedTransport):
             # Not while the client leaves our output unread: its packets stay buffered
             # (and reading is paused) until it reads, so what it makes us answer
             # (PUBACKs, PINGRESPs, retained messages) cannot pile up without bound.
-            while self.writable:
+            # Nor while held_limit answers wait for store commits: a commit releases
+            # them without any further input, so the pause ends (see transport.py).
+            while self.writable and self._held_count < self.held_limit:
                 packet = protocol.next_packet()
                 if packet is None:
                     return
@@ -197,6 +207,9 @@ class BrokerConnection(BufferedTransport):
         now = host.now()
         if self.clean_disconnect:
             log.info("Client %s disconnected.", self.client_id)
+        elif self.ended_by is not None:
+            # disconnect() has said why; the client did not leave of its own accord.
+            log.debug("Client %s connection closed%s.", self.client_id, _cause(exc))
         else:
             log.info("Client %s closed its connection%s.", self.client_id, _cause(exc))
         host.detach(session, publish_will=not self.clean_disconnect, now=now)
@@ -208,7 +221,17 @@ class BrokerConnection(BufferedTransport):
         self._carry_on()
 
     def wants_input(self) -> bool:
-        return self.writable and self._waiting is None
+        return super().wants_input() and self._waiting is None
+
+    def on_held_back(self) -> None:
+        self.host.stats.held_back += 1
+        self.update_reading()
+
+    def on_released(self) -> None:
+        self.update_reading()
+        # Called from the store's commit callback, which is walking its holders: handle
+        # the packets left buffered on the next loop turn, not from inside it.
+        asyncio.get_running_loop().call_soon(self._carry_on)
 
     # Waiting for an authentication backend.
 
@@ -256,12 +279,24 @@ class BrokerConnection(BufferedTransport):
                 self.transport.abort()
             return
         if self.session is None:
-            if now - self.connected_at > self.host.config.connect_timeout:
+            timeout = self.host.config.connect_timeout
+            if now - self.connected_at > timeout:
                 log.warning("Client at %s sent no CONNECT in time; closing.", self.peer)
-                self.disconnect(DisconnectReasonCode.MAXIMUM_CONNECT_TIME)
-        elif self.keep_alive and now - self.last_activity > 1.5 * self.keep_alive:
+                self.disconnect(
+                    DisconnectReasonCode.MAXIMUM_CONNECT_TIME,
+                    why=f"no CONNECT within connect_timeout ({timeout:g} s)",
+                )
+        elif (
+            self.keep_alive
+            and now - self.last_activity > 1.5 * self.keep_alive
+            # Not read because the store is slow: our delay, not the client's silence.
+            and not self.held_back()
+        ):
             log.info("Client %s has exceeded timeout, disconnecting.", self.client_id)
-            self.disconnect(DisconnectReasonCode.KEEP_ALIVE_TIMEOUT)
+            self.disconnect(
+                DisconnectReasonCode.KEEP_ALIVE_TIMEOUT,
+                why=f"no packet within 1.5 x keep-alive ({self.keep_alive} s)",
+            )
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -272,8 +307,28 @@ class BrokerConnection(BufferedTransport):
         if self.closing_since is None:
             self.closing_since = self.host.now()
 
-    def disconnect(self, reason: int, reason_string: str | None = None) -> None:
-        """Close from the broker's side; MQTT 5 clients are told why first."""
+    def disconnect(
+        self, reason: int, reason_string: str | None = None, *, why: str | None = None
+    ) -> None:
+        """Close from the broker's side; MQTT 5 clients are told why first.
+
+        The one place the broker ends a connection it accepted: logged (``why``, or else
+        the reason string, says more for the log) and counted in ``Stats.closed``.
+        """
+        if self.closing_since is None:
+            # Only the first close says why: a takeover or shutdown of a connection
+            # already closing changes nothing.
+            name = self.ended_by = close_reason(reason)
+            self.host.stats.closed(name)
+            detail = why or reason_string
+            log.log(
+                logging.INFO if name in ROUTINE_CLOSES else logging.WARNING,
+                "Broker closed the connection of client %s (%s): %s%s.",
+                self.client_id or "<unknown>",
+                self.peer,
+                name,
+                f", {detail}" if detail else "",
+            )
         # Packets still waiting for a commit promised nothing: the client resends.
         self.drop_held()
         had_session = self.session is not None
@@ -295,7 +350,11 @@ class BrokerConnection(BufferedTransport):
         if isinstance(exc, UnsupportedProtocolVersion) and self.session is None:
             # 3.1.1's answer [MQTT-3.1.2-2]; clients of every level understand it.
             self.send(Connack(False, ConnackReturnCode.UNACCEPTABLE_PROTOCOL_VERSION).encode(4))
-        self.disconnect(exc.reason_code, exc.message if self.version == MQTT_5 else None)
+        self.disconnect(
+            exc.reason_code,
+            exc.message if self.version == MQTT_5 else None,
+            why="protocol violation",
+        )
 
     # CONNECT.
 
@@ -448,6 +507,7 @@ class BrokerConnection(BufferedTransport):
             refusal.why,
         )
         self.host.stats.refused_connections += 1
+        self.host.stats.closed("connect_refused")
         data = refusal_connack(packet, refusal)
         if data is not None:
             self.send(data)
@@ -498,7 +558,11 @@ class BrokerConnection(BufferedTransport):
                 raise _protocol_error(f"AUTH 0x{reason:02X} outside an authentication exchange")
             exchange = self.host.auth.start_auth(method, self._client_info(self.username))
             if exchange is None:  # the method's backend went away (a reload)
-                self.disconnect(DisconnectReasonCode.NOT_AUTHORIZED, "re-authentication failed")
+                self.disconnect(
+                    DisconnectReasonCode.NOT_AUTHORIZED,
+                    "re-authentication failed",
+                    why=f"re-authentication: method {method} no longer offered",
+                )
                 return
             self._exchange = exchange
         elif reason != AuthReasonCode.CONTINUE_AUTHENTICATION:

@@ -36,6 +36,8 @@ class SysSnapshot:
     clients_total: int
     # Messages not delivered to a subscriber, by reason (stats.DropReason values).
     dropped: Mapping[str, int] = field(default_factory=dict)
+    held_back: int = 0
+    closed_by_broker: Mapping[str, int] = field(default_factory=dict)
 
 
 _WINDOWS = ((1, "1min"), (5, "5min"), (15, "15min"))
@@ -99,9 +101,13 @@ class SysTopics:
             "$SYS/broker/retained messages/count": str(snap.retained),
             # Mosquitto's name for the total; Roost's own topics say why, per reason.
             "$SYS/broker/publish/messages/dropped": str(sum(snap.dropped.values())),
+            # Roost's own: reads paused while a connection's answers wait for commits.
+            "$SYS/broker/connections/paused/store": str(snap.held_back),
         }
         for reason, count in snap.dropped.items():
             values[f"$SYS/broker/messages/dropped/{reason}"] = str(count)
+        for reason, count in snap.closed_by_broker.items():
+            values[f"$SYS/broker/connections/closed_by_broker/{reason}"] = str(count)
         elapsed = now - self._last_time
         if elapsed > 0:
             counts = {

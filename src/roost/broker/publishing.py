@@ -57,10 +57,19 @@ def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
         awaiting = session.awaiting_release
         if qos == 2 and packet_id in awaiting:
             # A resend of a message already accepted: acknowledge, do not deliver again.
+            # Not before the first PUBREC, which may still wait for its commit.
+            if session.store is not None:
+                host.hold(conn)
             conn.send(conn.protocol.publish_ack(2, packet_id))
             return
-        # A QoS 1 PUBLISH is unacknowledged until our PUBACK, so it counts as well.
-        if len(awaiting) >= config.receive_maximum:
+        # MQTT 5 clients were told the Receive Maximum in CONNACK; a QoS 1 PUBLISH is
+        # unacknowledged until our PUBACK, so it counts as well. MQTT 3.1.x has no such
+        # limit and a correct client may have any number of ids unreleased: the set is
+        # bounded by the id space (65535; a PUBLISH reusing one is the duplicate above).
+        # Pausing reading instead would deadlock, since the PUBRELs that release ids
+        # come behind the PUBLISHes left unread; what 3.1.x clients make us owe is
+        # bounded by not reading once held_limit acknowledgements wait for the store.
+        if conn.version == MQTT_5 and len(awaiting) >= config.receive_maximum:
             conn.disconnect(
                 DisconnectReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"
             )

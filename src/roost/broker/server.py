@@ -194,6 +194,8 @@ class Broker:
             bytes_sent=self._coalescer.bytes_sent if self._coalescer is not None else 0,
             clients_total=stats.clients_total,
             dropped={str(reason): count for reason, count in stats.dropped.items()},
+            held_back=stats.held_back,
+            closed_by_broker=dict(stats.closed_by_broker),
         )
 
     def _publish_sys(self, message: Message, now: float) -> None:

@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from roost.codec import DisconnectReasonCode
+
 log = logging.getLogger("roost.broker")
 
 
@@ -38,3 +40,26 @@ class Stats:
         """Count a message not delivered to ``client_id``, and say so at debug level."""
         self.dropped[reason] += 1
         log.debug("Dropped a message on %r for client %s: %s.", topic, client_id, reason)
+
+    # Times a connection was not read because held_limit packets waited for commits.
+    held_back: int = 0
+    # Connections the broker ended, by reason (``closed_by_broker``'s names).
+    closed_by_broker: dict[str, int] = field(default_factory=dict)
+
+    def closed(self, reason: str) -> None:
+        """Count a connection the broker ended for ``reason``."""
+        self.closed_by_broker[reason] = self.closed_by_broker.get(reason, 0) + 1
+
+
+# Reasons for ending a connection that are the broker's own doing or ordinary; the
+# others say a client misbehaved (or we did) and are logged as warnings.
+ROUTINE_CLOSES = frozenset({"server_shutting_down", "session_taken_over", "keep_alive_timeout"})
+
+
+def close_reason(reason_code: int) -> str:
+    """The name a close is logged and counted under: the MQTT 5 reason code's, in
+    lower case (``receive_maximum_exceeded``), also for 3.1.x clients, who are not told."""
+    try:
+        return DisconnectReasonCode(reason_code).name.lower()
+    except ValueError:
+        return f"reason_0x{reason_code:02x}"

@@ -13,6 +13,12 @@ and ``_LOW``; uvloop's own low mark is 16 bytes, asyncio's 16 KiB). Above the hi
 the connection is not ``writable``: sessions drop QoS 0 messages to it and queue the
 rest, and the broker stops reading from it until its buffer drains below the low mark,
 so a client that sends without reading what it is sent cannot grow its buffer.
+
+Held packets are bounded the same way: once ``held_limit`` packets wait for commits,
+the connection is not read until a commit releases some (``held_back``), so a client
+cannot make the broker owe it more acknowledgements than that while the disk is slow.
+Nothing read later is needed to release them: the store commits on its own, so this
+pause always ends.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from typing import Protocol, cast
 # below which it is again.
 WRITE_BUFFER_HIGH = 64 * 1024
 WRITE_BUFFER_LOW = 16 * 1024
+# Packets a connection may hold for commits before it is not read any more; the broker
+# sets each connection's own limit (its Receive Maximum), this is for other users.
+HELD_LIMIT = 100
 
 
 class Holder(Protocol):
@@ -64,13 +73,23 @@ class WriteCoalescer:
 class BufferedTransport(asyncio.Protocol):
     """Base of the broker's connections: buffered writes and write flow control."""
 
-    __slots__ = ("_coalescer", "_held", "_out", "transport", "writable")
+    __slots__ = (
+        "_coalescer",
+        "_held",
+        "_held_count",
+        "_out",
+        "held_limit",
+        "transport",
+        "writable",
+    )
 
     def __init__(self, coalescer: WriteCoalescer) -> None:
         self._coalescer = coalescer
         self._out: list[bytes] | None = None
         # Packets waiting for store commits: (commit number, packets), oldest first.
         self._held: list[tuple[int, list[bytes]]] | None = None
+        self._held_count = 0  # packets in _held
+        self.held_limit = HELD_LIMIT
         self.transport: asyncio.Transport | None = None
         self.writable = True
 
@@ -83,6 +102,9 @@ class BufferedTransport(asyncio.Protocol):
         held = self._held
         if held is not None:
             held[-1][1].append(data)
+            self._held_count += 1
+            if self._held_count == self.held_limit:
+                self.on_held_back()
             return
         out = self._out
         if out is None:
@@ -130,16 +152,25 @@ class BufferedTransport(asyncio.Protocol):
         while count < len(held) and held[count][0] <= committed:
             count += 1
         if count:
+            was_held_back = self.held_back()
             self._held = None  # so that send() queues these instead of holding them
             for _batch, packets in held[:count]:
+                self._held_count -= len(packets)
                 for data in packets:
                     self.send(data)
             self._held = held[count:] or None
+            if was_held_back and not self.held_back():
+                self.on_released()
         return self._held is not None
+
+    def held_back(self) -> bool:
+        """Whether so many packets wait for commits that the connection is not read."""
+        return self._held_count >= self.held_limit
 
     def drop_held(self) -> None:
         """Forget held packets (the connection is closing; they promised nothing yet)."""
         self._held = None
+        self._held_count = 0
 
     def close_transport(self) -> None:
         """Write what is pending, then close."""
@@ -158,7 +189,7 @@ class BufferedTransport(asyncio.Protocol):
 
     def wants_input(self) -> bool:
         """Whether to read from the transport now; subclasses add reasons not to."""
-        return self.writable
+        return self.writable and self._held_count < self.held_limit
 
     def update_reading(self) -> None:
         """Pause or resume reading from the transport, as ``wants_input`` says."""
@@ -172,3 +203,11 @@ class BufferedTransport(asyncio.Protocol):
 
     def on_writable(self) -> None:
         """Called when the transport's buffer drains below its low-water mark."""
+
+    def on_held_back(self) -> None:
+        """Called when ``held_limit`` packets wait for commits: stop reading."""
+        self.update_reading()
+
+    def on_released(self) -> None:
+        """Called when a commit releases enough held packets to read again."""
+        self.update_reading()
