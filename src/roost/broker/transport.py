@@ -78,6 +78,7 @@ class BufferedTransport(asyncio.Protocol):
         "_held",
         "_held_count",
         "_out",
+        "_per_packet",
         "held_limit",
         "transport",
         "writable",
@@ -89,6 +90,9 @@ class BufferedTransport(asyncio.Protocol):
         # Packets waiting for store commits: (commit number, packets), oldest first.
         self._held: list[tuple[int, list[bytes]]] | None = None
         self._held_count = 0  # packets in _held
+        # The transport frames each packet on its own (WebSocket): hand it the packets,
+        # not their concatenation.
+        self._per_packet = False
         self.held_limit = HELD_LIMIT
         self.transport: asyncio.Transport | None = None
         self.writable = True
@@ -97,6 +101,7 @@ class BufferedTransport(asyncio.Protocol):
         # Stream listeners only; uvloop's transports are not asyncio.Transport subclasses.
         self.transport = cast("asyncio.Transport", transport)
         self.transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
+        self._per_packet = getattr(transport, "frames_packets", False) is True
 
     def send(self, data: bytes) -> None:
         held = self._held
@@ -123,7 +128,15 @@ class BufferedTransport(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1:
+            data = out[0]
+        elif self._per_packet:
+            # Every send() is one whole MQTT packet: the layer below frames each.
+            self._coalescer.bytes_sent += sum(map(len, out))
+            transport.writelines(out)
+            return
+        else:
+            data = b"".join(out)
         self._coalescer.bytes_sent += len(data)
         transport.write(data)
 

@@ -37,6 +37,7 @@ from roost.protocol.websocket import (
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Iterable
 
 
 log = logging.getLogger("roost.broker")
@@ -232,9 +233,22 @@ class WebSocketLayer(StreamLayer):
 
     # Bytes out.
 
+    # One MQTT packet per binary frame, many frames per write: MQTT 5.0 section 6 lets a
+    # receiver not assume alignment [MQTT-6.0.0-2], but clients in the field (Paho C's
+    # synchronous client among them) read one packet per frame, and Mosquitto sends so.
+    frames_packets = True
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """One MQTT packet (``BufferedTransport`` writes a single packet with this)."""
         if not self._closed and self._upgraded:
             self._write_frame(FIN | BINARY, data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Whole MQTT packets: each in its own frame, all in one write below."""
+        raw = self.raw
+        if self._closed or not self._upgraded or raw is None:
+            return
+        raw.write(b"".join(_frame(FIN | BINARY, data) for data in list_of_data))
 
     def close(self) -> None:
         if self._closed:
@@ -249,14 +263,7 @@ class WebSocketLayer(StreamLayer):
         raw = self.raw
         if raw is None:
             return
-        length = len(data)
-        if length < 126:
-            header = bytes((first, length))
-        elif length < 65536:
-            header = bytes((first, 126)) + length.to_bytes(2, "big")
-        else:
-            header = bytes((first, 127)) + length.to_bytes(8, "big")
-        raw.write(header + data)
+        raw.write(_frame(first, data))
 
     def _send_close(self, code: int) -> None:
         if self._upgraded and not self._close_sent:
@@ -378,3 +385,15 @@ def _read_header(data: bytes, pos: int) -> tuple[int, int, bytes, int] | None:
     if available < size + 4:
         return None
     return first, length, data[pos + size : pos + size + 4], size + 4
+
+
+def _frame(first: int, data: bytes | bytearray | memoryview) -> bytes:
+    """An unmasked frame (a server's) with ``data`` as its payload."""
+    length = len(data)
+    if length < 126:
+        header = bytes((first, length))
+    elif length < 65536:
+        header = bytes((first, 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + length.to_bytes(8, "big")
+    return header + data
