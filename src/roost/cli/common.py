@@ -37,7 +37,7 @@ from roost.codec import Will
 EXIT_OK = 0
 EXIT_ERROR = 1  # the server refused a publish/subscribe, or another MQTT-level error
 EXIT_USAGE = 2  # bad command line
-EXIT_CONNECT = 3  # no network connection: refused, unreachable, unknown host, ws upgrade
+EXIT_CONNECT = 3  # no connection: refused, unreachable, unknown host, ws upgrade, no CONNACK
 EXIT_REFUSED = 4  # the server refused the connection (CONNACK), or failed to prove itself
 EXIT_TLS = 5  # the TLS handshake failed
 EXIT_TIMEOUT = 6  # connect timeout; -W ran out; no response to a request
@@ -50,10 +50,11 @@ exit status:
   1    the server refused a publish or subscribe, or another MQTT error
   2    bad command line
   3    could not connect (connection refused, host unreachable, unknown host,
-       WebSocket upgrade refused)
+       WebSocket upgrade refused, or no CONNACK: the server closed the connection
+       or answered in HTTP or TLS; a TLS or WebSocket port?)
   4    the server refused the connection (CONNACK: bad credentials, not authorized, ...),
        or failed to prove itself in enhanced authentication (SCRAM)
-  5    TLS handshake failed (certificate, hostname)
+  5    TLS handshake failed (certificate, hostname, not a TLS port)
   6    timed out (connecting, -W, waiting for a response)
   7    connection lost after it was made
   130  interrupted (SIGINT / SIGTERM)

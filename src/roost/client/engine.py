@@ -24,10 +24,17 @@ from collections.abc import Coroutine
 from typing import Any
 
 from roost.client.auth import Authenticator
-from roost.client.connecting import Endpoint, loss_error, open_link
+from roost.client.connecting import (
+    Endpoint,
+    foreign_answer,
+    loss_error,
+    no_connack_error,
+    open_link,
+)
 from roost.client.errors import (
     AuthenticationError,
     ClientClosed,
+    ConnectError,
     ConnectionLost,
     ConnectRefused,
     ConnectTimeout,
@@ -115,6 +122,9 @@ class ClientEngine:
         self._failure: BaseException | None = None
         self._loss: BaseException | None = None
         self._ever_connected = False
+        # While connecting: None before the network connection is up, then whether
+        # the server has sent anything at all (a silent server is named in the timeout).
+        self._answered: bool | None = None
         # What to subscribe to again when a reconnect finds the session gone.
         self._subscriptions: dict[str, tuple[Subscription, int | None, tuple[tuple[str, str], ...]]]
         self._subscriptions = {}
@@ -127,14 +137,24 @@ class ClientEngine:
     # Opening a connection.
 
     async def _open(self, clean_start: bool) -> Connack:
+        self._answered = None
         try:
             async with asyncio.timeout(self.connect_timeout):
                 return await self._handshake(clean_start)
         except TimeoutError as exc:
             if isinstance(exc, MQTTError):
                 raise
+            where = self._endpoint().where
+            if self._answered is False and self.transport == "tcp":
+                # The connection was up and the server said nothing: the way a WebSocket
+                # port waits for an HTTP request that an MQTT CONNECT never completes.
+                raise ConnectTimeout(
+                    f"connected to {where} but no CONNACK came within "
+                    f"{self.connect_timeout:g} s: is it a WebSocket port (connect with "
+                    "transport='websockets', roost tools: --ws), or not MQTT at all?"
+                ) from None
             raise ConnectTimeout(
-                f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
+                f"no connection to {where} within {self.connect_timeout:g} s"
             ) from None
 
     async def _reopen(self) -> Connack:
@@ -166,6 +186,7 @@ class ClientEngine:
                 raise AuthenticationError(f"the authenticator failed to start: {exc}") from exc
         link = await open_link(endpoint, self)
         self._link = link
+        self._answered = False
         self._loss = None
         connack_future: asyncio.Future[Connack] = loop.create_future()
         self._connack = connack_future
@@ -246,6 +267,14 @@ class ClientEngine:
         """Bytes from ``link``: parse them, act on the events, send what they call for."""
         if link is not self._link:
             return
+        self._answered = True
+        if self._conn.state is ClientState.CONNECTING and self.transport == "tcp":
+            foreign = foreign_answer(data)
+            if foreign is not None:
+                # Not MQTT at all: say what it is rather than how it fails to parse.
+                self._loss = ConnectError(f"cannot connect to {self._endpoint().where}: {foreign}")
+                link.abort()
+                return
         now = asyncio.get_running_loop().time()
         try:
             events = self._conn.receive_data(data, now)
@@ -413,6 +442,10 @@ class ClientEngine:
                     "does it require a client certificate?"
                 )
                 error.__cause__ = exc
+            elif self._loss is None and not isinstance(error, TLSError):
+                # Closed before any answer: most often a TLS or WebSocket port that
+                # could make nothing of our CONNECT; "connection lost" would hide that.
+                error = no_connack_error(self._endpoint().where, exc, self.tls is not None)
             self._connack.set_exception(error)
             return
         if self._closing:
