@@ -339,6 +339,20 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
+def _refusal_hint(exc: ConnectRefused, args: argparse.Namespace) -> str:
+    """What to do about a refused CONNECT, unless the reason already says it."""
+    if not exc.bad_credentials:
+        return ""
+    if not args.username and getattr(args, "auth_method", None) is None:
+        # Nothing was checked: no user name and password to get wrong.
+        if "anonymous" in str(exc).lower():  # the server's reason string said so
+            return " (give a user name and password: -u, -P)"
+        return " (no user name was given: does the server refuse anonymous clients? use -u, -P)"
+    if "password" in exc.reason_name:
+        return ""  # "bad username or password" says it already
+    return " (check the user name and password)"
+
+
 def run_tool(
     prog: str,
     args: argparse.Namespace,
@@ -365,8 +379,7 @@ def run_tool(
         report(f"error: {exc}")
         return EXIT_USAGE
     except ConnectRefused as exc:
-        hint = " (check the user name and password)" if exc.bad_credentials else ""
-        report(f"{exc}{hint}")
+        report(f"{exc}{_refusal_hint(exc, args)}")
         return EXIT_REFUSED
     except (MQTTError, TimeoutError) as exc:
         report(str(exc) or type(exc).__name__)

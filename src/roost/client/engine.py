@@ -310,8 +310,9 @@ class ClientEngine:
                 self._connack.set_exception(error)
         elif isinstance(event, DisconnectReceived):
             packet = event.disconnect
+            # Not logged here: _on_lost logs the loss it causes (or connect() raises
+            # it), and the packet trace has the DISCONNECT itself.
             self._loss = ServerDisconnected(packet.reason_code, packet.reason_string)
-            log.warning("%s", self._loss)
         elif isinstance(event, AuthReceived):
             self._on_auth(event.auth)
         else:  # VerifyServer
