@@ -18,9 +18,10 @@ machine's next deadline. The byte stream runs over TCP, TLS, or a WebSocket
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from roost.client.auth import Authenticator
@@ -81,6 +82,13 @@ from roost.protocol.client_states import ClientState
 log = logging.getLogger("roost.client")
 packet_log = logging.getLogger("roost.client.packets")
 
+# Client(on_connect=...): called after every accepted CONNECT, the first and each
+# reconnect (``reconnect`` says which), with the server's CONNACK.
+OnConnect = Callable[[Connack, bool], Awaitable[None] | None]
+# Client(on_disconnect=...): called when a connection that was up ends; None for the
+# application's own disconnect(), else the error (ConnectionLost, ServerDisconnected...).
+OnDisconnect = Callable[[BaseException | None], Awaitable[None] | None]
+
 
 class ClientEngine:
     """The connection machinery under ``Client``: one network connection at a time, the
@@ -100,6 +108,8 @@ class ClientEngine:
     clean_start: bool
     connect_timeout: float
     reconnect: ReconnectPolicy | None
+    on_connect: OnConnect | None
+    on_disconnect: OnDisconnect | None
 
     def __init__(
         self, connect: Connect, ping_timeout: float | None, max_queued_messages: int
@@ -112,6 +122,11 @@ class ClientEngine:
         self._connack: asyncio.Future[Connack] | None = None
         self.connack: Connack | None = None
         self._publishes: dict[int, asyncio.Future[PublishResult]] = {}
+        # request(): the response topic once subscribed, and the requests awaiting a
+        # response by correlation data. Messages on that topic go here, not to streams.
+        self._response_topic: str | None = None
+        self._responses: dict[bytes, asyncio.Future[Message]] = {}
+        self._callback_tasks: set[asyncio.Task[None]] = set()
         self._requests: dict[int, asyncio.Future[Suback | Unsuback]] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -204,6 +219,7 @@ class ClientEngine:
         except BaseException:
             self._drop_link()
             raise
+        reconnect = self.connack is not None
         self.connack = connack
         if connack.assigned_client_identifier is not None:
             self.client_id = connack.assigned_client_identifier
@@ -214,7 +230,28 @@ class ClientEngine:
             {3: "3.1", 4: "3.1.1", 5: "5.0"}[self.version],
             connack.session_present,
         )
+        if self.on_connect is not None:
+            self._call_back(self.on_connect, connack, reconnect)
         return connack
+
+    def _call_back(self, callback: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+        """Run an application callback; a coroutine one as a task. What it raises is
+        logged: the connection's life does not depend on the application's code."""
+        try:
+            result = callback(*args)
+        except Exception:
+            log.exception("The %s callback raised.", getattr(callback, "__name__", "client"))
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.get_running_loop().create_task(self._await_callback(result))
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+
+    async def _await_callback(self, result: Awaitable[None]) -> None:
+        try:
+            await result
+        except Exception:
+            log.exception("A connection callback raised.")
 
     def _drop_link(self) -> None:
         link = self._link
@@ -293,7 +330,11 @@ class ClientEngine:
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, MessageReceived):
-            self._inbox.deliver(Message.from_publish(event.publish))
+            message = Message.from_publish(event.publish)
+            if message.topic == self._response_topic:
+                self._take_response(message)
+            else:
+                self._inbox.deliver(message)
         elif isinstance(event, PublishCompleted):
             self._complete_publish(event)
         elif isinstance(event, SubscribeCompleted | UnsubscribeCompleted):
@@ -317,6 +358,14 @@ class ClientEngine:
             self._on_auth(event.auth)
         else:  # VerifyServer
             self._run_auth_step(self._verify_server(self._link, event.connack))
+
+    def _take_response(self, message: Message) -> None:
+        future = self._responses.pop(message.correlation_data or b"", None)
+        if future is None or future.done():
+            # Late (its request timed out) or not ours: nobody is waiting for it.
+            log.debug("Response on %s matches no request; dropped.", message.topic)
+            return
+        future.set_result(message)
 
     def _complete_publish(self, event: PublishCompleted) -> None:
         future = self._publishes.pop(event.packet_id, None)
@@ -452,6 +501,8 @@ class ClientEngine:
         if self._closing:
             return
         log.warning("Connection to %s:%d lost: %s", self.host, self.port, error)
+        if self.on_disconnect is not None:
+            self._call_back(self.on_disconnect, error)
         if self.reconnect is not None and worth_reconnecting(error):
             self._reconnector.start(self.reconnect)
         else:
@@ -469,6 +520,10 @@ class ClientEngine:
                 if not future.done():
                     future.set_exception(error)
             futures.clear()
+        for response in self._responses.values():
+            if not response.done():
+                response.set_exception(error)
+        self._responses.clear()
         self._wake_waiters()
         self._inbox.end(None if clean else error)
 
