@@ -10,7 +10,8 @@ the enhanced-authentication steps, and the decision to reconnect or to give up.
 Packets are handled synchronously in ``Link.data_received``; the only tasks are the
 caller's own, with a reconnect policy one reconnect loop, and with enhanced
 authentication one short task per step of an exchange (the authenticator's methods are
-coroutines). Keep-alive is a single ``loop.call_at`` timer re-armed from the state
+coroutines), and one per call of a coroutine ``on_connect`` / ``on_disconnect``
+callback. Keep-alive is a single ``loop.call_at`` timer re-armed from the state
 machine's next deadline. The byte stream runs over TCP, TLS, or a WebSocket
 (``WebSocketLink``) over either.
 """
