@@ -244,3 +244,14 @@ def test_usage_errors_exit_2_with_the_scenarios_usage() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("usage: roost bench pub ")
     assert "at least 16" in done.stderr
+
+
+def test_timed_pub_summary_agrees_with_its_result_line(make_broker: MakeBroker) -> None:
+    broker = make_broker()
+    done = _bench("pub", "-p", str(broker.port), "-c", "2", "-d", "0.3", "--quiet")
+    assert done.returncode == 0, done.stderr
+    sent = _result_fields(done.stdout)["sent"]
+    assert int(sent) > 0
+    summary = done.stdout.splitlines()[-2]
+    assert summary.startswith(f"pub qos0: {sent} msgs sent in "), summary
+    assert "acknowledged" not in summary  # QoS 0 has no acknowledgements

@@ -261,9 +261,10 @@ def _human(fields: dict[str, Value]) -> str:
             f"{fields['expected']} received"
         )
     if scenario == "pub":  # no subscribers: what was sent is the figure
+        acked = f", {fields['acked']} acknowledged" if fields["qos"] else ""
         return (
             f"pub qos{fields['qos']}: {fields['sent']} msgs sent in {fields.get('secs')} s = "
-            f"{fields.get('msgs_per_s')} msg/s, {fields['acked']} acknowledged"
+            f"{fields.get('msgs_per_s')} msg/s{acked}"
         )
     return (
         f"{scenario} qos{fields['qos']}: {fields.get('unique', fields['received'])} msgs in "
