@@ -132,3 +132,21 @@ async def test_a_tls_answer_to_plain_mqtt_is_named() -> None:
             await loop.sock_sendall(peer, bytes.fromhex("15030300020246"))  # alert 70
             with pytest.raises(ConnectError, match="answered with TLS"):
                 await connecting
+
+
+async def test_a_server_hanging_up_on_the_tls_hello_is_asked_about(ports: Ports) -> None:
+    # Read the ClientHello, then close cleanly (FIN, not a reset): however the client's
+    # TLS stack reports that (EOF or reset), the error asks about a plain port.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        client = Client("127.0.0.1", port, tls=tls_context(str(ports.cafile)))
+        loop = asyncio.get_running_loop()
+        connecting = asyncio.create_task(client.connect())
+        peer, _ = await loop.sock_accept(listener)
+        with peer:
+            assert (await loop.sock_recv(peer, 4096))[:1] == b"\x16"  # a TLS handshake
+        with pytest.raises(TLSError, match="plain MQTT port"):
+            await connecting

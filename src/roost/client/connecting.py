@@ -82,6 +82,10 @@ async def open_link(endpoint: Endpoint, owner: Owner) -> Link:
         detail = exc.reason or str(exc)
         if isinstance(exc, ssl.SSLCertVerificationError):
             detail = f"certificate verify failed: {exc.verify_message}"
+        elif isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            detail = f"the server closed the connection ({detail}){_PLAIN_PORT}"
+        elif "WRONG_VERSION_NUMBER" in detail:  # its answer was not TLS at all
+            detail = f"the server does not answer in TLS ({detail}){_PLAIN_PORT}"
         raise TLSError(f"TLS handshake with {where} failed: {detail}") from exc
     except OSError as exc:
         if tls is not None and isinstance(exc, _HANDSHAKE_CUT):
@@ -89,7 +93,7 @@ async def open_link(endpoint: Endpoint, owner: Owner) -> Link:
             # server cut the handshake: a plain MQTT port drops a ClientHello so.
             raise TLSError(
                 f"TLS handshake with {where} failed: the server closed the connection "
-                f"({os_error_text(exc)}); is it a plain MQTT port rather than a TLS one?"
+                f"({os_error_text(exc)}){_PLAIN_PORT}"
             ) from exc
         raise ConnectError(f"cannot connect to {where}: {os_error_text(exc)}") from exc
     if isinstance(link, WebSocketLink):
@@ -123,6 +127,7 @@ def _upgrade_error(where: str, secure: bool, exc: BaseException) -> BaseExceptio
     return exc
 
 
+_PLAIN_PORT = "; is it a plain MQTT port rather than a TLS one?"
 # What a server that hangs up in the middle of the TLS handshake shows up as.
 _HANDSHAKE_CUT = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 
