@@ -141,8 +141,14 @@ async def test_a_raising_callback_is_logged_and_harmless(
     def broken(connack: Connack, reconnect: bool) -> None:
         raise RuntimeError("application bug")
 
-    async with Client("127.0.0.1", server.port, on_connect=broken) as client:
+    async def broken_too(error: BaseException | None) -> None:
+        raise RuntimeError("application bug, asynchronous")
+
+    client = Client("127.0.0.1", server.port, on_connect=broken, on_disconnect=broken_too)
+    async with client:
         await client.publish("fine", "still works", qos=1)
-    assert client_log.count("callback raised") == 1
+    await asyncio.gather(*client._callback_tasks)
+    assert client_log.count("The on_connect callback raised") == 1
+    assert client_log.count("The on_disconnect callback raised") == 1
     with pytest.raises(ClientClosed):
         await client.publish("closed", "x", qos=1)

@@ -221,7 +221,7 @@ class Client(ClientEngine):
         self._response_topic = None
         self._fail(ClientClosed("the client was closed"), clean=True)
         if was_up and self.on_disconnect is not None:
-            self._call_back(self.on_disconnect, None)
+            self._call_back("on_disconnect", self.on_disconnect, None)
 
     # Publishing.
 

@@ -232,27 +232,29 @@ class ClientEngine:
             connack.session_present,
         )
         if self.on_connect is not None:
-            self._call_back(self.on_connect, connack, reconnect)
+            self._call_back("on_connect", self.on_connect, connack, reconnect)
         return connack
 
-    def _call_back(self, callback: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+    def _call_back(
+        self, name: str, callback: Callable[..., Awaitable[None] | None], *args: Any
+    ) -> None:
         """Run an application callback; a coroutine one as a task. What it raises is
         logged: the connection's life does not depend on the application's code."""
         try:
             result = callback(*args)
         except Exception:
-            log.exception("The %s callback raised.", getattr(callback, "__name__", "client"))
+            log.exception("The %s callback raised.", name)
             return
         if inspect.isawaitable(result):
-            task = asyncio.get_running_loop().create_task(self._await_callback(result))
+            task = asyncio.get_running_loop().create_task(self._await_callback(name, result))
             self._callback_tasks.add(task)
             task.add_done_callback(self._callback_tasks.discard)
 
-    async def _await_callback(self, result: Awaitable[None]) -> None:
+    async def _await_callback(self, name: str, result: Awaitable[None]) -> None:
         try:
             await result
         except Exception:
-            log.exception("A connection callback raised.")
+            log.exception("The %s callback raised.", name)
 
     def _drop_link(self) -> None:
         link = self._link
@@ -503,7 +505,7 @@ class ClientEngine:
             return
         log.warning("Connection to %s:%d lost: %s", self.host, self.port, error)
         if self.on_disconnect is not None:
-            self._call_back(self.on_disconnect, error)
+            self._call_back("on_disconnect", self.on_disconnect, error)
         if self.reconnect is not None and worth_reconnecting(error):
             self._reconnector.start(self.reconnect)
         else:
