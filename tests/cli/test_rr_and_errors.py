@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import trustme
 
+from roost.broker.config import ListenerConfig
+from roost.cli.common import EXIT_CODES_HELP
 from roost.client import Client
-from tests.cli.helpers import roost, roost_sub
-from tests.client.servers import Server
+from tests.cli.helpers import ROOST, roost, roost_sub, run
+from tests.client.servers import Server, listener_port, server_certificate, start_roost
 from tests.support.broker_thread import BrokerThread
 from tests.support.mosquitto import Mosquitto, free_port, make_password_file
 
@@ -190,3 +192,32 @@ async def test_connection_lost_exit_code(make_broker: Callable[..., BrokerThread
         result = await sub.finish()
     assert result.returncode == 7
     assert "server shutting down" in result.stderr
+
+
+async def test_wrong_place_exit_codes_and_messages(tmp_path: Path) -> None:
+    cafile, server_pem = server_certificate(tmp_path)
+    thread = start_roost(
+        ListenerConfig(port=0),
+        ListenerConfig(port=0, type="tls", certfile=str(server_pem)),
+        allow_anonymous=True,
+    )
+    try:
+        plain, tls = listener_port(thread, 0), listener_port(thread, 1)
+        publish = ("-t", "x", "-m", "y")
+        unknown = await run(*ROOST, "pub", "-h", "nowhere.invalid", "-p", str(plain), *publish)
+        assert unknown.returncode == 3, unknown.stderr
+        assert "unknown host" in unknown.stderr
+        assert "unknown error" not in unknown.stderr
+        tls_to_plain = await roost("pub", plain, "--cafile", str(cafile), *publish)
+        assert tls_to_plain.returncode == 5, tls_to_plain.stderr
+        assert "plain MQTT port" in tls_to_plain.stderr
+        plain_to_tls = await roost("sub", tls, "-t", "x")
+        assert plain_to_tls.returncode == 3, plain_to_tls.stderr
+        assert "no CONNACK" in plain_to_tls.stderr
+        assert "TLS" in plain_to_tls.stderr
+    finally:
+        thread.stop()
+    for status in ("3 ", "5 "):  # the help's exit-code table names these cases
+        assert status in EXIT_CODES_HELP
+    assert "no CONNACK" in EXIT_CODES_HELP
+    assert "not a TLS port" in EXIT_CODES_HELP

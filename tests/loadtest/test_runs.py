@@ -8,6 +8,7 @@ received once, acknowledgements match, and the RESULT line says so.
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -181,3 +182,76 @@ def test_roost_bench_command_prints_a_result_line(make_broker: MakeBroker) -> No
     assert result.startswith("RESULT generator=roost-bench scenario=fanout ")
     assert " expected=900 unique=900 " in result
     assert result.endswith(" status=ok")
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "roost", "bench", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _result_fields(stdout: str) -> dict[str, str]:
+    line = stdout.splitlines()[-1]
+    assert line.startswith("RESULT ")
+    return dict(item.split("=", 1) for item in line.split()[1:])
+
+
+@pytest.mark.parametrize(
+    "scenario", [("conn", "-c", "3", "--hold", "0"), ("pubsub", "-c", "2", "-m", "10")]
+)
+def test_nothing_listening_is_a_clear_failure(scenario: tuple[str, ...]) -> None:
+    with socket.socket() as placeholder:  # a port where nothing listens
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        done = _bench(*scenario, "-p", str(port))
+    assert done.returncode == 3, done.stderr
+    fields = _result_fields(done.stdout)
+    assert fields["status"] == "CONN_FAILED"
+    assert fields["connected"] == "0"
+    assert fields["connect_secs"] == "NA"  # not a negative time
+    assert f"no client could connect to 127.0.0.1:{port}" in done.stderr
+    assert "connection refused" in done.stderr
+    assert "Error(" not in done.stderr  # no exception reprs
+    assert "Connect call failed" not in done.stderr
+
+
+def test_an_unknown_host_is_named() -> None:
+    done = _bench("conn", "-c", "1", "--hold", "0", "-h", "no-such-host.invalid")
+    assert done.returncode == 3, done.stderr
+    assert "unknown host" in done.stderr
+    assert "gaierror" not in done.stderr
+
+
+def test_a_refused_connect_names_the_reason(make_broker: MakeBroker) -> None:
+    broker = make_broker(allow_anonymous=False)
+    done = _bench("conn", "-c", "1", "--hold", "0", "-p", str(broker.port))
+    assert done.returncode == 3, done.stderr
+    assert "connection refused: not authorized [0x05] (CONNACK)" in done.stderr
+
+
+def test_pub_reports_what_it_sent(make_broker: MakeBroker) -> None:
+    broker = make_broker()
+    done = _bench("pub", "-p", str(broker.port), "-c", "2", "-m", "500", "-q", "1", "--quiet")
+    assert done.returncode == 0, done.stderr
+    fields = _result_fields(done.stdout)
+    assert fields["sent"] == "500"
+    summary = done.stdout.splitlines()[-2]
+    assert summary.startswith("pub qos1: 500 msgs sent in ")
+    assert "500 acknowledged" in summary
+
+
+def test_usage_errors_exit_2_with_the_scenarios_usage() -> None:
+    done = _bench("pub", "-s", "8")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: roost bench pub ")
+    assert "at least 16" in done.stderr
+
+
+def test_timed_pub_summary_agrees_with_its_result_line(make_broker: MakeBroker) -> None:
+    broker = make_broker()
+    done = _bench("pub", "-p", str(broker.port), "-c", "2", "-d", "0.3", "--quiet")
+    assert done.returncode == 0, done.stderr
+    sent = _result_fields(done.stdout)["sent"]
+    assert int(sent) > 0
+    summary = done.stdout.splitlines()[-2]
+    assert summary.startswith(f"pub qos0: {sent} msgs sent in "), summary
+    assert "acknowledged" not in summary  # QoS 0 has no acknowledgements

@@ -40,8 +40,14 @@ scenarios:
   pubsub    --shape fanin (N pubs -> 1 sub), fanout (1 pub -> N subs), pairs (N x 1:1)
   retained  store --topics retained messages, then time a subscriber's catch-up
 
-exit status: 0 ok; 2 loss, QoS 2 duplicates or unacknowledged publishes;
-3 connection failures, dropped connections or an aborted run; 1 usage error."""
+defaults: host 127.0.0.1 and MQTT 3.1.1, unlike roost pub/sub (localhost, MQTT 5):
+"localhost" may try ::1 first on every one of thousands of connects, and 3.1.1 is
+what mqttload and most published broker figures use, so results compare.
+
+exit status, mqttload's: 0 ok; 2 loss, QoS 2 duplicates or unacknowledged publishes
+(with a RESULT line), or a bad command line (usage message, no RESULT line, as in
+roost pub/sub); 3 no client could connect, connection failures, dropped connections
+or an aborted run (3 is roost pub/sub's "could not connect" too)."""
 
 
 def _positive_int(text: str) -> int:
@@ -55,6 +61,13 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"must be at least 16 (the payload header), not {text}")
     return value
 
 
@@ -113,7 +126,7 @@ def _common(parser: argparse.ArgumentParser, *, clients: int, qos: int) -> None:
                       help=f"clients (default {clients})")  # fmt: skip
     load.add_argument("-q", "--qos", type=int, default=qos, choices=(0, 1, 2),
                       help=f"QoS of publishes and subscriptions ({qos})")  # fmt: skip
-    load.add_argument("-s", "--size", type=int, default=64, help="payload bytes, >= 16 (64)")
+    load.add_argument("-s", "--size", type=_size, default=64, help="payload bytes, >= 16 (64)")
     run = parser.add_argument_group("run")
     run.add_argument("-j", "--processes", type=_positive_int, default=1, metavar="N",
                      help="worker processes to spread the clients over (1)")  # fmt: skip
@@ -256,8 +269,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
     except ValueError as exc:
-        print(f"roost bench: {exc}", file=sys.stderr)
-        return 1
+        print(f"roost bench: error: {exc}", file=sys.stderr)
+        return 2  # a usage error, as argparse's own
     progress: Callable[[str], None] | None = None
     if not args.quiet:
 

@@ -37,7 +37,7 @@ from roost.codec import Will
 EXIT_OK = 0
 EXIT_ERROR = 1  # the server refused a publish/subscribe, or another MQTT-level error
 EXIT_USAGE = 2  # bad command line
-EXIT_CONNECT = 3  # no network connection: refused, unreachable, unknown host, ws upgrade
+EXIT_CONNECT = 3  # no connection: refused, unreachable, unknown host, ws upgrade, no CONNACK
 EXIT_REFUSED = 4  # the server refused the connection (CONNACK), or failed to prove itself
 EXIT_TLS = 5  # the TLS handshake failed
 EXIT_TIMEOUT = 6  # connect timeout; -W ran out; no response to a request
@@ -50,10 +50,11 @@ exit status:
   1    the server refused a publish or subscribe, or another MQTT error
   2    bad command line
   3    could not connect (connection refused, host unreachable, unknown host,
-       WebSocket upgrade refused)
+       WebSocket upgrade refused, or no CONNACK: the server closed the connection
+       or answered in HTTP or TLS; a TLS or WebSocket port?)
   4    the server refused the connection (CONNACK: bad credentials, not authorized, ...),
        or failed to prove itself in enhanced authentication (SCRAM)
-  5    TLS handshake failed (certificate, hostname)
+  5    TLS handshake failed (certificate, hostname, not a TLS port)
   6    timed out (connecting, -W, waiting for a response)
   7    connection lost after it was made
   130  interrupted (SIGINT / SIGTERM)
@@ -338,6 +339,20 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
+def _refusal_hint(exc: ConnectRefused, args: argparse.Namespace) -> str:
+    """What to do about a refused CONNECT, unless the reason already says it."""
+    if not exc.bad_credentials:
+        return ""
+    if not args.username and getattr(args, "auth_method", None) is None:
+        # Nothing was checked: no user name and password to get wrong.
+        if "anonymous" in str(exc).lower():  # the server's reason string said so
+            return " (give a user name and password: -u, -P)"
+        return " (no user name was given: does the server refuse anonymous clients? use -u, -P)"
+    if "password" in exc.reason_name:
+        return ""  # "bad username or password" says it already
+    return " (check the user name and password)"
+
+
 def run_tool(
     prog: str,
     args: argparse.Namespace,
@@ -364,8 +379,7 @@ def run_tool(
         report(f"error: {exc}")
         return EXIT_USAGE
     except ConnectRefused as exc:
-        hint = " (check the user name and password)" if exc.bad_credentials else ""
-        report(f"{exc}{hint}")
+        report(f"{exc}{_refusal_hint(exc, args)}")
         return EXIT_REFUSED
     except (MQTTError, TimeoutError) as exc:
         report(str(exc) or type(exc).__name__)

@@ -27,9 +27,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _innermost(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub)parser of the command line's (sub)command: ``roost bench pub``'s, say."""
+    while True:
+        chosen = None
+        for action in parser._actions:  # argparse has no public way down to a subparser
+            if isinstance(action, argparse._SubParsersAction):
+                name = getattr(args, action.dest or "", None)
+                chosen = action.choices.get(name) if name is not None else None
+        if chosen is None:
+            return parser
+        parser = chosen
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Unknown options reach the top-level parser, which would print `roost`'s usage;
+    # the subcommand's own usage is the one that helps.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 0

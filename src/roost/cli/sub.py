@@ -21,7 +21,7 @@ from roost.cli.common import (
     run_tool,
 )
 from roost.cli.formatting import Piece, compile_format, json_line, render
-from roost.client import Client, Message, SubscribeError, is_failure
+from roost.client import Client, Message, SubscribeError, is_failure, reason_name
 from roost.protocol.topics import topic_matches, validate_topic_filter
 
 
@@ -115,11 +115,13 @@ async def _session(
     try:
         await client.subscribe(args.topic, args.qos, **properties.get("subscribe", {}))
     except SubscribeError as exc:
+        refused = _refused_filters(args.topic, exc.reason_codes, client.version)
         if all(is_failure(code) for code in exc.reason_codes):
-            print(f"roost sub: all subscriptions were refused: {exc}", file=sys.stderr)
+            if not args.quiet:
+                print(f"roost sub: all subscriptions were refused: {refused}", file=sys.stderr)
             return EXIT_ERROR
         if not args.quiet:
-            print(f"roost sub: warning: {exc}", file=sys.stderr)
+            print(f"roost sub: warning: subscription refused: {refused}", file=sys.stderr)
     if args.exit_after_subscribe:
         await client.disconnect(**properties.get("disconnect", {}))
         return EXIT_OK
@@ -140,6 +142,15 @@ async def _session(
     with contextlib.suppress(Exception):
         await client.disconnect(**properties.get("disconnect", {}))
     return EXIT_OK
+
+
+def _refused_filters(filters: list[str], codes: tuple[int, ...], version: int) -> str:
+    """Each refused filter with the server's reason: "'a/#' (not authorized [0x87])"."""
+    return ", ".join(
+        f"{topic_filter!r} ({reason_name(code, version if code != 0x80 else 5)} [0x{code:02X}])"
+        for topic_filter, code in zip(filters, codes, strict=False)
+        if is_failure(code)
+    )
 
 
 def _render(message: Message, args: argparse.Namespace, pieces: list[Piece] | None) -> bytes:

@@ -21,7 +21,7 @@ from roost.codec import (
 )
 from roost.protocol.topics import validate_topic_filter, validate_topic_name
 
-Payload = str | bytes | bytearray | memoryview | int | float
+Payload = str | bytes | bytearray | memoryview | int | float | None
 UserProperties = Sequence[tuple[str, str]] | Mapping[str, str]
 Headers = Sequence[tuple[str, str]] | Mapping[str, str]
 
@@ -33,12 +33,24 @@ def pairs(value: UserProperties) -> tuple[tuple[str, str], ...]:
 
 
 def payload_bytes(value: Payload) -> bytes:
-    """A payload as bytes: text as UTF-8, numbers as their decimal text."""
+    """A payload as bytes: text as UTF-8, numbers as their decimal text (as paho sends
+    them), None as the empty payload; anything else is a TypeError.
+
+    ``bytes()`` alone would accept too much: a list of ints becomes bytes silently, a
+    dict fails with an error about something else, and an int makes zero bytes.
+    """
+    if value is None:
+        return b""
     if isinstance(value, str):
         return value.encode()
-    if isinstance(value, int | float):
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value).encode()
-    return bytes(value)
+    raise TypeError(
+        "payload must be str, bytes, bytearray, memoryview, int, float or None, "
+        f"not {type(value).__name__} (encode other objects first, e.g. with json.dumps)"
+    )
 
 
 def connect_packet(

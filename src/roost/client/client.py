@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import ssl
 from collections.abc import Sequence
 from types import TracebackType
@@ -25,7 +26,7 @@ from roost.client.arguments import (
 )
 from roost.client.auth import Authenticator
 from roost.client.connecting import TRANSPORTS, default_port
-from roost.client.engine import ClientEngine
+from roost.client.engine import ClientEngine, OnConnect, OnDisconnect
 from roost.client.errors import (
     AuthenticationError,
     ClientClosed,
@@ -35,7 +36,7 @@ from roost.client.errors import (
     is_failure,
 )
 from roost.client.inbox import MessageStream
-from roost.client.message import PublishResult
+from roost.client.message import Message, PublishResult
 from roost.client.reconnect import ReconnectPolicy
 from roost.codec import (
     MQTT_5,
@@ -93,6 +94,9 @@ class Client(ClientEngine):
         websocket_path: str = "/mqtt",
         websocket_headers: Headers = (),
         auth: Authenticator | None = None,
+        on_connect: OnConnect | None = None,
+        on_disconnect: OnDisconnect | None = None,
+        response_topic_prefix: str = "roost/responses",
     ) -> None:
         connect = connect_packet(
             version,
@@ -129,7 +133,11 @@ class Client(ClientEngine):
         self.server_hostname = server_hostname
         self.connect_timeout = connect_timeout
         self.reconnect = ReconnectPolicy() if reconnect is True else reconnect or None
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.response_topic_prefix = response_topic_prefix.rstrip("/")
         super().__init__(connect, ping_timeout, max_queued_messages)
+        self._response_lock = asyncio.Lock()
 
     # State.
 
@@ -183,6 +191,7 @@ class Client(ClientEngine):
             auth_task.cancel()
         await asyncio.gather(*auth_tasks, return_exceptions=True)
         link = self._link
+        was_up = self.connected
         if link is not None:
             if self._conn.state is ClientState.CONNECTED:
                 self._conn.disconnect(
@@ -209,7 +218,10 @@ class Client(ClientEngine):
                     await asyncio.shield(dropped.closed)
         self._dropped.clear()
         self._subscriptions.clear()
+        self._response_topic = None
         self._fail(ClientClosed("the client was closed"), clean=True)
+        if was_up and self.on_disconnect is not None:
+            self._call_back("on_disconnect", self.on_disconnect, None)
 
     # Publishing.
 
@@ -266,6 +278,74 @@ class Client(ClientEngine):
         if self._link is not None:
             await self._link.drain()
         return await future
+
+    # Request and response (MQTT 5).
+
+    async def request(
+        self,
+        topic: str,
+        payload: Payload = b"",
+        *,
+        qos: int = 0,
+        timeout: float | None = 10.0,
+        content_type: str | None = None,
+        payload_format_indicator: int | None = None,
+        message_expiry_interval: int | None = None,
+        user_properties: UserProperties = (),
+    ) -> Message:
+        """Publish a request and return the response (MQTT 5.0 section 4.10).
+
+        The request carries a Response Topic (this client's, subscribed at the first
+        request) and a fresh Correlation Data; the response is the message on that
+        topic with the same Correlation Data, as a responder sends it back. Raises
+        ``TimeoutError`` if none comes within ``timeout`` seconds (None: no limit),
+        and ``ValueError`` with MQTT 3.1.x, which has neither property.
+        """
+        if self.version != MQTT_5:
+            raise ValueError(
+                "request() needs MQTT 5 (version=5): MQTT 3.1.x has no Response Topic "
+                "or Correlation Data to pair a response with its request"
+            )
+        deadline = asyncio.timeout(timeout)
+        correlation = secrets.token_bytes(16)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        try:
+            async with deadline:
+                response_topic = await self._response_subscription()
+                self._responses[correlation] = future
+                await self.publish(
+                    topic,
+                    payload,
+                    qos,
+                    response_topic=response_topic,
+                    correlation_data=correlation,
+                    content_type=content_type,
+                    payload_format_indicator=payload_format_indicator,
+                    message_expiry_interval=message_expiry_interval,
+                    user_properties=user_properties,
+                )
+                return await future
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise TimeoutError(
+                f"no response to the request on {topic!r} within {timeout:g} s"
+            ) from None
+        finally:
+            self._responses.pop(correlation, None)
+
+    async def _response_subscription(self) -> str:
+        """This client's response topic, subscribed once (again after a disconnect())."""
+        async with self._response_lock:
+            if self._response_topic is None:
+                # A server may name the prefix to use (Response Information, asked for
+                # with request_response_information=True); else the client's own.
+                info = self.connack.response_information if self.connack else None
+                prefix = (info or self.response_topic_prefix).rstrip("/")
+                topic = f"{prefix}/{secrets.token_hex(8)}"
+                await self.subscribe(topic, qos=2)
+                self._response_topic = topic
+            return self._response_topic
 
     # Subscribing.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -81,8 +82,19 @@ async def open_link(endpoint: Endpoint, owner: Owner) -> Link:
         detail = exc.reason or str(exc)
         if isinstance(exc, ssl.SSLCertVerificationError):
             detail = f"certificate verify failed: {exc.verify_message}"
+        elif isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            detail = f"the server closed the connection ({detail}){_PLAIN_PORT}"
+        elif "WRONG_VERSION_NUMBER" in detail:  # its answer was not TLS at all
+            detail = f"the server does not answer in TLS ({detail}){_PLAIN_PORT}"
         raise TLSError(f"TLS handshake with {where} failed: {detail}") from exc
     except OSError as exc:
+        if tls is not None and isinstance(exc, _HANDSHAKE_CUT):
+            # The TCP connection was made (a refusal is ConnectionRefusedError), so the
+            # server cut the handshake: a plain MQTT port drops a ClientHello so.
+            raise TLSError(
+                f"TLS handshake with {where} failed: the server closed the connection "
+                f"({os_error_text(exc)}){_PLAIN_PORT}"
+            ) from exc
         raise ConnectError(f"cannot connect to {where}: {os_error_text(exc)}") from exc
     if isinstance(link, WebSocketLink):
         try:
@@ -115,15 +127,66 @@ def _upgrade_error(where: str, secure: bool, exc: BaseException) -> BaseExceptio
     return exc
 
 
+_PLAIN_PORT = "; is it a plain MQTT port rather than a TLS one?"
+# What a server that hangs up in the middle of the TLS handshake shows up as.
+_HANDSHAKE_CUT = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
 def os_error_text(exc: OSError) -> str:
     """ "connection refused" rather than asyncio's "Connect call failed ('::1', 1883, 0, 0)"."""
+    if isinstance(exc, socket.gaierror):
+        # The resolver's own words ("Name or service not known"); os.strerror knows
+        # nothing of its negative codes and says "unknown error -2".
+        return f"unknown host: {exc.strerror or exc}"
     if exc.errno:
         return os.strerror(exc.errno).lower()
     # Several addresses failed (e.g. ::1 and 127.0.0.1): name the errno if they agree.
     errnos = set(re.findall(r"\[Errno (\d+)\]", str(exc)))
     if len(errnos) == 1:
         return os.strerror(int(errnos.pop())).lower()
-    return str(exc)
+    # asyncio raises some without errno or text, e.g. ConnectionResetError().
+    return str(exc) or _UNTOLD.get(type(exc), type(exc).__name__)
+
+
+_UNTOLD: dict[type[OSError], str] = {
+    ConnectionResetError: "connection reset",
+    ConnectionAbortedError: "connection aborted",
+    BrokenPipeError: "broken pipe",
+}
+
+
+def foreign_answer(data: bytes) -> str | None:
+    """What a server's first bytes say about it when they cannot start an MQTT answer.
+
+    An MQTT server's first packet is CONNACK (0x20), AUTH or DISCONNECT; "HTTP/" and a
+    TLS record (content type 0x15 alert or 0x16 handshake, version 3.x) can be neither.
+    """
+    if data.startswith(b"HTTP/"):
+        status = data.split(b"\r\n", 1)[0].decode("latin-1")[:80]
+        return (
+            f"the server answered in HTTP ({status!r}), not MQTT: this looks like a "
+            "WebSocket (HTTP) port; connect with transport='websockets' (roost tools: --ws)"
+        )
+    if len(data) >= 2 and data[0] in (0x15, 0x16) and data[1] == 3:
+        return (
+            "the server answered with TLS, not MQTT: this looks like a TLS port; "
+            "connect with TLS (tls=..., roost tools: --cafile or --tls-use-os-certs)"
+        )
+    return None
+
+
+def no_connack_error(where: str, exc: Exception | None, secure: bool) -> ConnectError:
+    """The error for a server that closed the connection before any CONNACK."""
+    how = "closed the connection" if exc is None else f"reset the connection ({exc})"
+    hint = (
+        ""
+        if secure
+        else "; if it expects TLS or MQTT over WebSocket, connect with tls=... or "
+        "transport='websockets' (roost tools: --cafile, --ws)"
+    )
+    error = ConnectError(f"no CONNACK from {where}: the server {how} without answering{hint}")
+    error.__cause__ = exc
+    return error
 
 
 def loss_error(exc: Exception | None) -> MQTTError:

@@ -10,7 +10,8 @@ the enhanced-authentication steps, and the decision to reconnect or to give up.
 Packets are handled synchronously in ``Link.data_received``; the only tasks are the
 caller's own, with a reconnect policy one reconnect loop, and with enhanced
 authentication one short task per step of an exchange (the authenticator's methods are
-coroutines). Keep-alive is a single ``loop.call_at`` timer re-armed from the state
+coroutines), and one per call of a coroutine ``on_connect`` / ``on_disconnect``
+callback. Keep-alive is a single ``loop.call_at`` timer re-armed from the state
 machine's next deadline. The byte stream runs over TCP, TLS, or a WebSocket
 (``WebSocketLink``) over either.
 """
@@ -18,16 +19,24 @@ machine's next deadline. The byte stream runs over TCP, TLS, or a WebSocket
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from roost.client.auth import Authenticator
-from roost.client.connecting import Endpoint, loss_error, open_link
+from roost.client.connecting import (
+    Endpoint,
+    foreign_answer,
+    loss_error,
+    no_connack_error,
+    open_link,
+)
 from roost.client.errors import (
     AuthenticationError,
     ClientClosed,
+    ConnectError,
     ConnectionLost,
     ConnectRefused,
     ConnectTimeout,
@@ -74,6 +83,13 @@ from roost.protocol.client_states import ClientState
 log = logging.getLogger("roost.client")
 packet_log = logging.getLogger("roost.client.packets")
 
+# Client(on_connect=...): called after every accepted CONNECT, the first and each
+# reconnect (``reconnect`` says which), with the server's CONNACK.
+OnConnect = Callable[[Connack, bool], Awaitable[None] | None]
+# Client(on_disconnect=...): called when a connection that was up ends; None for the
+# application's own disconnect(), else the error (ConnectionLost, ServerDisconnected...).
+OnDisconnect = Callable[[BaseException | None], Awaitable[None] | None]
+
 
 class ClientEngine:
     """The connection machinery under ``Client``: one network connection at a time, the
@@ -93,6 +109,8 @@ class ClientEngine:
     clean_start: bool
     connect_timeout: float
     reconnect: ReconnectPolicy | None
+    on_connect: OnConnect | None
+    on_disconnect: OnDisconnect | None
 
     def __init__(
         self, connect: Connect, ping_timeout: float | None, max_queued_messages: int
@@ -105,6 +123,11 @@ class ClientEngine:
         self._connack: asyncio.Future[Connack] | None = None
         self.connack: Connack | None = None
         self._publishes: dict[int, asyncio.Future[PublishResult]] = {}
+        # request(): the response topic once subscribed, and the requests awaiting a
+        # response by correlation data. Messages on that topic go here, not to streams.
+        self._response_topic: str | None = None
+        self._responses: dict[bytes, asyncio.Future[Message]] = {}
+        self._callback_tasks: set[asyncio.Task[None]] = set()
         self._requests: dict[int, asyncio.Future[Suback | Unsuback]] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -115,6 +138,9 @@ class ClientEngine:
         self._failure: BaseException | None = None
         self._loss: BaseException | None = None
         self._ever_connected = False
+        # While connecting: None before the network connection is up, then whether
+        # the server has sent anything at all (a silent server is named in the timeout).
+        self._answered: bool | None = None
         # What to subscribe to again when a reconnect finds the session gone.
         self._subscriptions: dict[str, tuple[Subscription, int | None, tuple[tuple[str, str], ...]]]
         self._subscriptions = {}
@@ -127,14 +153,24 @@ class ClientEngine:
     # Opening a connection.
 
     async def _open(self, clean_start: bool) -> Connack:
+        self._answered = None
         try:
             async with asyncio.timeout(self.connect_timeout):
                 return await self._handshake(clean_start)
         except TimeoutError as exc:
             if isinstance(exc, MQTTError):
                 raise
+            where = self._endpoint().where
+            if self._answered is False and self.transport == "tcp":
+                # The connection was up and the server said nothing: the way a WebSocket
+                # port waits for an HTTP request that an MQTT CONNECT never completes.
+                raise ConnectTimeout(
+                    f"connected to {where} but no CONNACK came within "
+                    f"{self.connect_timeout:g} s: is it a WebSocket port (connect with "
+                    "transport='websockets', roost tools: --ws), or not MQTT at all?"
+                ) from None
             raise ConnectTimeout(
-                f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
+                f"no connection to {where} within {self.connect_timeout:g} s"
             ) from None
 
     async def _reopen(self) -> Connack:
@@ -166,6 +202,7 @@ class ClientEngine:
                 raise AuthenticationError(f"the authenticator failed to start: {exc}") from exc
         link = await open_link(endpoint, self)
         self._link = link
+        self._answered = False
         self._loss = None
         connack_future: asyncio.Future[Connack] = loop.create_future()
         self._connack = connack_future
@@ -183,6 +220,7 @@ class ClientEngine:
         except BaseException:
             self._drop_link()
             raise
+        reconnect = self.connack is not None
         self.connack = connack
         if connack.assigned_client_identifier is not None:
             self.client_id = connack.assigned_client_identifier
@@ -193,7 +231,30 @@ class ClientEngine:
             {3: "3.1", 4: "3.1.1", 5: "5.0"}[self.version],
             connack.session_present,
         )
+        if self.on_connect is not None:
+            self._call_back("on_connect", self.on_connect, connack, reconnect)
         return connack
+
+    def _call_back(
+        self, name: str, callback: Callable[..., Awaitable[None] | None], *args: Any
+    ) -> None:
+        """Run an application callback; a coroutine one as a task. What it raises is
+        logged: the connection's life does not depend on the application's code."""
+        try:
+            result = callback(*args)
+        except Exception:
+            log.exception("The %s callback raised.", name)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.get_running_loop().create_task(self._await_callback(name, result))
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+
+    async def _await_callback(self, name: str, result: Awaitable[None]) -> None:
+        try:
+            await result
+        except Exception:
+            log.exception("The %s callback raised.", name)
 
     def _drop_link(self) -> None:
         link = self._link
@@ -246,6 +307,14 @@ class ClientEngine:
         """Bytes from ``link``: parse them, act on the events, send what they call for."""
         if link is not self._link:
             return
+        self._answered = True
+        if self._conn.state is ClientState.CONNECTING and self.transport == "tcp":
+            foreign = foreign_answer(data)
+            if foreign is not None:
+                # Not MQTT at all: say what it is rather than how it fails to parse.
+                self._loss = ConnectError(f"cannot connect to {self._endpoint().where}: {foreign}")
+                link.abort()
+                return
         now = asyncio.get_running_loop().time()
         try:
             events = self._conn.receive_data(data, now)
@@ -264,7 +333,11 @@ class ClientEngine:
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, MessageReceived):
-            self._inbox.deliver(Message.from_publish(event.publish))
+            message = Message.from_publish(event.publish)
+            if message.topic == self._response_topic:
+                self._take_response(message)
+            else:
+                self._inbox.deliver(message)
         elif isinstance(event, PublishCompleted):
             self._complete_publish(event)
         elif isinstance(event, SubscribeCompleted | UnsubscribeCompleted):
@@ -281,12 +354,21 @@ class ClientEngine:
                 self._connack.set_exception(error)
         elif isinstance(event, DisconnectReceived):
             packet = event.disconnect
+            # Not logged here: _on_lost logs the loss it causes (or connect() raises
+            # it), and the packet trace has the DISCONNECT itself.
             self._loss = ServerDisconnected(packet.reason_code, packet.reason_string)
-            log.warning("%s", self._loss)
         elif isinstance(event, AuthReceived):
             self._on_auth(event.auth)
         else:  # VerifyServer
             self._run_auth_step(self._verify_server(self._link, event.connack))
+
+    def _take_response(self, message: Message) -> None:
+        future = self._responses.pop(message.correlation_data or b"", None)
+        if future is None or future.done():
+            # Late (its request timed out) or not ours: nobody is waiting for it.
+            log.debug("Response on %s matches no request; dropped.", message.topic)
+            return
+        future.set_result(message)
 
     def _complete_publish(self, event: PublishCompleted) -> None:
         future = self._publishes.pop(event.packet_id, None)
@@ -413,11 +495,17 @@ class ClientEngine:
                     "does it require a client certificate?"
                 )
                 error.__cause__ = exc
+            elif self._loss is None and not isinstance(error, TLSError):
+                # Closed before any answer: most often a TLS or WebSocket port that
+                # could make nothing of our CONNECT; "connection lost" would hide that.
+                error = no_connack_error(self._endpoint().where, exc, self.tls is not None)
             self._connack.set_exception(error)
             return
         if self._closing:
             return
         log.warning("Connection to %s:%d lost: %s", self.host, self.port, error)
+        if self.on_disconnect is not None:
+            self._call_back("on_disconnect", self.on_disconnect, error)
         if self.reconnect is not None and worth_reconnecting(error):
             self._reconnector.start(self.reconnect)
         else:
@@ -435,6 +523,10 @@ class ClientEngine:
                 if not future.done():
                     future.set_exception(error)
             futures.clear()
+        for response in self._responses.values():
+            if not response.done():
+                response.set_exception(error)
+        self._responses.clear()
         self._wake_waiters()
         self._inbox.end(None if clean else error)
 

@@ -73,6 +73,14 @@ def reason_name(code: int, version: int = 5) -> str:
     return f"reason code 0x{code:02X}"
 
 
+def _detail(reason_string: str | None, name: str) -> str:
+    """The server's reason string for a message, unless it only repeats the code's name
+    (Roost's "bad username or password" after "bad username or password [0x86]")."""
+    if not reason_string or reason_string.strip().lower() == name:
+        return ""
+    return f" ({reason_string})"
+
+
 class MQTTError(Exception):
     """Base of every error the client raises."""
 
@@ -126,7 +134,7 @@ class ReasonCodeError(MQTTError):
         self.reason_code = reason_code
         self.reason_string = reason_string
         self.reason_name = reason_name(reason_code, version)
-        detail = f" ({reason_string})" if reason_string else ""
+        detail = _detail(reason_string, self.reason_name)
         super().__init__(f"{what}: {self.reason_name} [0x{reason_code:02X}]{detail}")
 
 
@@ -137,7 +145,7 @@ class ServerDisconnected(ConnectionLost):
         self.reason_code = reason_code
         self.reason_string = reason_string
         self.reason_name = reason_name(reason_code)
-        detail = f" ({reason_string})" if reason_string else ""
+        detail = _detail(reason_string, self.reason_name)
         super().__init__(
             f"the server disconnected: {self.reason_name} [0x{reason_code:02X}]{detail}"
         )

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from roost.client.connecting import os_error_text
+from roost.client.errors import reason_name
 from roost.codec import (
     MQTT_5,
     Connack,
@@ -325,5 +327,18 @@ async def open_connection(
     if connack.reason_code != 0:
         if protocol.transport is not None:
             protocol.transport.abort()
-        raise ConnectFailed(f"{client_id}: CONNACK reason code 0x{connack.reason_code:02X}")
+        code = connack.reason_code
+        raise ConnectFailed(
+            f"connection refused: {reason_name(code, version)} [0x{code:02X}] (CONNACK)"
+        )
     return protocol
+
+
+def failure_text(exc: BaseException, timeout: float) -> str:
+    """A connect or subscribe failure in words, as ``roost pub`` words them: "connection
+    refused", not ``ConnectionRefusedError(111, "Connect call failed ...")``."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, OSError):
+        return os_error_text(exc)
+    return str(exc) or type(exc).__name__

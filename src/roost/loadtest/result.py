@@ -91,9 +91,10 @@ def summarize(totals: Totals, elapsed: float) -> Outcome:
     fields["connected"] = connect.connected
     fields["failed"] = connect.failed
     fields["subscriptions"] = connect.subscriptions
-    # First connect to the last client ready (CONNACK, and its SUBACKs).
-    connect_s = (connect.last_ns - connect.first_ns) / 1e9 if connect.first_ns else 0.0
-    fields["connect_secs"] = round(connect_s, 3)
+    # First connect to the last client ready (CONNACK, and its SUBACKs); NA when no
+    # client got ready (last_ns is then unset, and the difference meaningless).
+    connect_s = _connect_seconds(connect)
+    _put(fields, "connect_secs", None if connect_s is None else round(connect_s, 3))
     counts = totals.counts
     publish = totals.publish
     lost = max(0, totals.expected - counts.unique)
@@ -119,9 +120,21 @@ def summarize(totals: Totals, elapsed: float) -> Outcome:
     status, code = _status(totals, lost)
     fields["status"] = status
     errors = list(connect.errors)
+    if connect.failed and not connect.connected:
+        errors.insert(
+            0,
+            f"no client could connect to {settings.host}:{settings.port} "
+            f"({connect.failed} tried); the first failures follow",
+        )
     if totals.aborted is not None:
         errors.insert(0, f"aborted: {totals.aborted}")
     return Outcome(fields, status, code, _human(fields), errors)
+
+
+def _connect_seconds(connect: ConnectReport) -> float | None:
+    if not connect.connected or not connect.first_ns or connect.last_ns < connect.first_ns:
+        return None
+    return (connect.last_ns - connect.first_ns) / 1e9
 
 
 def _busy_seconds(totals: Totals) -> float:
@@ -175,7 +188,7 @@ def _conn_fields(fields: dict[str, Value], totals: Totals) -> None:
     connect = totals.connect
     settings = totals.settings
     fields["subscribed"] = connect.connected - 1 if connect.connected else 0
-    seconds = (connect.last_ns - connect.first_ns) / 1e9 if connect.first_ns else 0.0
+    seconds = _connect_seconds(connect) or 0.0
     _put(fields, "conn_per_s", _rate(connect.connected, seconds))
     for key, value in connect.connack.summary("connack_").items():
         _put(fields, key, value)
@@ -246,6 +259,12 @@ def _human(fields: dict[str, Value]) -> str:
             f"p99 {fields.get('connack_p99_us')} µs; {fields['alive']} alive, "
             f"pings {fields['pings']}/{fields['pongs']}; verify {fields['unique']}/"
             f"{fields['expected']} received"
+        )
+    if scenario == "pub":  # no subscribers: what was sent is the figure
+        acked = f", {fields['acked']} acknowledged" if fields["qos"] else ""
+        return (
+            f"pub qos{fields['qos']}: {fields['sent']} msgs sent in {fields.get('secs')} s = "
+            f"{fields.get('msgs_per_s')} msg/s{acked}"
         )
     return (
         f"{scenario} qos{fields['qos']}: {fields.get('unique', fields['received'])} msgs in "

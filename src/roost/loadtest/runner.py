@@ -195,7 +195,8 @@ def execute(
                 totals.broker_start, totals.broker_connected, connect_s
             )
         note(f"{totals.connect.connected} connected, {totals.connect.failed} failed")
-        _run_phases(workers, totals, broker_pid, note)
+        if totals.connect.connected:  # with no client there is nothing to measure
+            _run_phases(workers, totals, broker_pid, note)
     except WorkerFailed as exc:
         totals.aborted = str(exc)
     except KeyboardInterrupt:

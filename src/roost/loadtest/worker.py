@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from roost.loadtest.connection import BenchConnection, open_connection
+from roost.loadtest.connection import BenchConnection, failure_text, open_connection
 from roost.loadtest.plan import ClientSpec, Settings
 from roost.loadtest.publisher import Publisher
 from roost.loadtest.shared import Counters, loop_factory
@@ -201,7 +201,10 @@ class Worker:
                 )
             except (OSError, TimeoutError, ConnectionError, Exception) as exc:  # noqa: BLE001
                 report.failed += 1
-                self._error(f"{spec.client_id}: connect: {exc!r}")
+                self._error(
+                    f"{spec.client_id}: cannot connect to {settings.host}:{settings.port}: "
+                    f"{failure_text(exc, settings.connect_timeout)}"
+                )
                 return
             report.connack.record((time.monotonic_ns() - began) // 1000)
             self.conns[spec.index] = conn
@@ -209,7 +212,9 @@ class Worker:
                 await self._subscribe(conn, spec)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 report.failed += 1
-                self._error(f"{spec.client_id}: subscribe: {exc!r}")
+                self._error(
+                    f"{spec.client_id}: subscribe: {failure_text(exc, settings.connect_timeout)}"
+                )
                 return
             report.connected += 1
             report.last_ns = max(report.last_ns, time.monotonic_ns())
