@@ -88,13 +88,27 @@ async def test_plain_mqtt_to_a_tls_port_says_no_connack_came(ports: Ports) -> No
     assert "TLS" in message
 
 
-async def test_plain_mqtt_to_a_silent_websocket_port_names_it_in_the_timeout(
-    ports: Ports,
-) -> None:
-    # Roost's ws listener waits quietly for the end of an HTTP request head, which an
-    # MQTT CONNECT never sends: the client can only say so when its timeout ends.
-    with pytest.raises(ConnectTimeout, match="WebSocket port"):
-        await Client("127.0.0.1", ports.ws, connect_timeout=0.5).connect()
+async def test_plain_mqtt_to_a_silent_port_names_a_websocket_port_in_the_timeout() -> None:
+    # A server that accepts and never answers (as some WebSocket servers do with bytes
+    # that are not HTTP): the client can only say so when its timeout ends.
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = silent.getsockname()[1]
+        with pytest.raises(ConnectTimeout, match="WebSocket port"):
+            await Client("127.0.0.1", port, connect_timeout=0.5).connect()
+    finally:
+        silent.close()
+
+
+async def test_plain_mqtt_to_roosts_websocket_port_fails_at_once(ports: Ports) -> None:
+    # Roost's ws listener answers HTTP 400 as soon as the first bytes cannot start an
+    # HTTP request, so the client fails long before its connect timeout.
+    with pytest.raises(ConnectError) as caught:
+        await Client("127.0.0.1", ports.ws, connect_timeout=60).connect()
+    assert not isinstance(caught.value, ConnectTimeout)
+    message = str(caught.value)
+    assert "HTTP/1.1 400" in message
+    assert "WebSocket" in message
 
 
 async def test_plain_mqtt_to_an_answering_websocket_port_fails_at_once(

@@ -117,6 +117,10 @@ class WebSocketLayer(StreamLayer):
             if end < 0:
                 if len(buffer) > _MAX_REQUEST_HEAD:
                     self._refuse(_Refused(431, "request head too large"))
+                elif not _could_start_a_request(buffer):
+                    # Plain MQTT (or TLS) to a WebSocket port: say so now rather than
+                    # leave the client waiting for an answer that never comes.
+                    self._refuse(_Refused(400, "not an HTTP request (plain MQTT or TLS?)"))
                 return
             head = bytes(buffer[:end])
             data = bytes(buffer[end + 4 :])
@@ -397,3 +401,13 @@ def _frame(first: int, data: bytes | bytearray | memoryview) -> bytes:
     else:
         header = bytes((first, 127)) + length.to_bytes(8, "big")
     return header + data
+
+
+def _could_start_a_request(buffer: bytearray) -> bool:
+    """Whether ``buffer`` can be the start of an HTTP request line: letters of a method
+    (the handshake's is GET), then a space. An MQTT CONNECT starts with 0x10, a TLS
+    ClientHello with 0x16."""
+    method, space, _rest = bytes(buffer[:16]).partition(b" ")
+    if not space and len(method) >= 16:
+        return False  # no method is that long
+    return (not method and not space) or (method.isalpha() and method.isupper())
