@@ -32,6 +32,7 @@ from roost.protocol.websocket import (
     UNSUPPORTED_DATA,
     accept_key,
     apply_mask,
+    frame_header,
     header_tokens,
 )
 
@@ -393,14 +394,7 @@ def _read_header(data: bytes, pos: int) -> tuple[int, int, bytes, int] | None:
 
 def _frame(first: int, data: bytes | bytearray | memoryview) -> bytes:
     """An unmasked frame (a server's) with ``data`` as its payload."""
-    length = len(data)
-    if length < 126:
-        header = bytes((first, length))
-    elif length < 65536:
-        header = bytes((first, 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((first, 127)) + length.to_bytes(8, "big")
-    return header + data
+    return frame_header(first, len(data)) + data
 
 
 def _could_start_a_request(buffer: bytearray) -> bool:

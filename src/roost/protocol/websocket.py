@@ -23,6 +23,17 @@ NO_STATUS = 1005
 MESSAGE_TOO_BIG = 1009
 
 
+def frame_header(first: int, length: int, masked: bool = False) -> bytes:
+    """A frame's header: ``first`` (FIN and the opcode), then the payload length in the
+    shortest of RFC 6455's three forms, with the mask bit for a client's frame."""
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        return bytes((first, mask_bit | length))
+    if length < 65536:
+        return bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    return bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+
+
 def accept_key(key: str) -> str:
     """The Sec-WebSocket-Accept a server must answer ``key`` with (RFC 6455 section 4.2.2)."""
     digest = hashlib.sha1(key.encode("ascii") + ACCEPT_GUID).digest()  # noqa: S324  (RFC 6455 specifies SHA-1)

@@ -40,6 +40,7 @@ from roost.protocol.websocket import (
     UNSUPPORTED_DATA,
     accept_key,
     apply_mask,
+    frame_header,
     header_tokens,
 )
 
@@ -111,14 +112,7 @@ Event = bytes | Accepted | CloseReceived
 
 def encode_frame(first: int, payload: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """One client frame: ``first`` is FIN and the opcode; client frames are always masked."""
-    length = len(payload)
-    if length < 126:
-        header = bytes((first, 0x80 | length))
-    elif length < 65536:
-        header = bytes((first, 0x80 | 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((first, 0x80 | 127)) + length.to_bytes(8, "big")
-    return header + mask + apply_mask(payload, mask)
+    return frame_header(first, len(payload), masked=True) + mask + apply_mask(payload, mask)
 
 
 def host_header(host: str, port: int, secure: bool) -> str:
