@@ -64,6 +64,13 @@ def start(make_broker: MakeBroker, tmp_path: Path) -> Callable[..., BrokerThread
     return start_broker
 
 
+def state_dir(broker: BrokerThread) -> Path:
+    """The directory the broker keeps its database in (these brokers all keep one)."""
+    directory = broker.config.state_dir()
+    assert directory is not None
+    return Path(directory)
+
+
 def leave(client: RawClient) -> None:
     """DISCONNECT normally: the session stays (it is persistent), the will is dropped."""
     client.send(Disconnect())
@@ -222,7 +229,7 @@ def test_retained_messages_and_their_deletion_survive_a_restart(
         ("r/replaced", b"new", True),
     ]
     broker.stop()
-    counts = row_counts(Path(broker.config.data_dir))
+    counts = row_counts(state_dir(broker))
     assert (counts["retained"], counts["messages"]) == (2, 2)
 
 
@@ -290,7 +297,7 @@ def test_the_session_expiry_deadline_is_kept_across_a_restart(
     # The short one expires (on the sweep after its deadline) and is purged from disk.
     wait_for_broker(broker, lambda: "short" not in broker.broker.sessions, timeout=5)
     broker.stop()
-    conn = sqlite3.connect(Path(broker.config.data_dir) / DATABASE_NAME)
+    conn = sqlite3.connect(state_dir(broker) / DATABASE_NAME)
     stored = [row[0] for row in conn.execute("SELECT client_id FROM sessions")]
     conn.close()
     assert stored == ["long"]
@@ -307,7 +314,7 @@ def test_clean_sessions_write_nothing(start: Callable[..., BrokerThread]) -> Non
     old = connect(broker.port, MQTT_3_1_1, "clean-311")
     subscribe(old, Subscription("t", 1))
     broker.stop()
-    assert set(row_counts(Path(broker.config.data_dir)).values()) == {0}
+    assert set(row_counts(state_dir(broker)).values()) == {0}
 
 
 def test_a_session_resumed_with_expiry_zero_is_no_longer_stored(
@@ -320,14 +327,14 @@ def test_a_session_resumed_with_expiry_zero_is_no_longer_stored(
     sub = connect(broker.port, MQTT_5, "sub", present=True, clean_start=False)
     assert broker.call(lambda: broker.broker.sessions["sub"].store) is None
     broker.stop()
-    assert set(row_counts(Path(broker.config.data_dir)).values()) == {0}
+    assert set(row_counts(state_dir(broker)).values()) == {0}
 
 
 def test_sys_topics_are_not_stored(start: Callable[..., BrokerThread]) -> None:
     broker = start(sys_interval=0.1)
     wait_for_broker(broker, lambda: broker.broker.router.retained_count > 0)
     broker.stop()
-    assert row_counts(Path(broker.config.data_dir))["retained"] == 0
+    assert row_counts(state_dir(broker))["retained"] == 0
 
 
 def test_in_memory_mode_writes_no_file(make_broker: MakeBroker, tmp_path: Path) -> None:
@@ -463,7 +470,7 @@ def test_expired_messages_are_purged_from_offline_queues_and_from_disk(
     publish(pub, Publish("t", b"long-lived", qos=1, packet_id=2, message_expiry_interval=600))
     wait_for_broker(broker, lambda: len(broker.broker.sessions["sub"].queue) == 1, timeout=5)
     broker.stop()
-    counts = row_counts(Path(broker.config.data_dir))
+    counts = row_counts(state_dir(broker))
     assert (counts["messages"], counts["deliveries"]) == (1, 1)
 
 

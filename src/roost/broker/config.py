@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar, get_args, get_origin, get_type_hints
+from typing import Literal, NoReturn, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from roost.broker.toml_key_lines import BARE_KEY_CHARS, KeyLocator, KeyPath
 from roost.codec import CodecError
@@ -43,6 +43,9 @@ class ListenerConfig:
     host: str = "127.0.0.1"
     port: int = 1883
     type: ListenerType = "tcp"
+    # "": unnamed. A name shows in the log and in errors, and finds the port the
+    # listener was given (``Broker.ports.by_name``), which port 0 makes unknown until then.
+    name: str = ""
     # WebSocket listeners (ws, wss).
     path: str = "/mqtt"
     # TLS listeners (tls, wss). Files are read at start and again on SIGHUP.
@@ -102,10 +105,30 @@ class BrokerConfig:
     # $-topic filters clients may publish to (others, $SYS included, are refused).
     allow_sys_publish: list[str] = field(default_factory=list)
     # Durable state (sessions, queues, retained messages): docs/configuration.md.
-    persistence: Persistence = "sqlite"
-    data_dir: str = "roost-data"  # relative paths are relative to the working directory
+    # None: unset. A broker made in code (a program's, a test's) must not write files
+    # in its working directory unasked, so unset means memory unless data_dir is set;
+    # `roost broker` fills in its documented default, SQLite in ./roost-data.
+    persistence: Persistence | None = None
+    data_dir: str | None = None  # relative paths are relative to the working directory
     commit_policy: CommitPolicy = "sync"
     commit_window_ms: float = 10.0  # "batched": the longest a change waits for its commit
+
+    def state_dir(self) -> str | None:
+        """The directory durable state is kept in, or None when it is kept in memory.
+
+        ``persistence`` unset: SQLite if ``data_dir`` is set, else memory. ``persistence
+        = "sqlite"`` without ``data_dir``: ``DEFAULT_DATA_DIR``.
+        """
+        persistence = self.persistence
+        if persistence is None:
+            persistence = "memory" if self.data_dir is None else "sqlite"
+        if persistence == "memory":
+            return None
+        return self.data_dir if self.data_dir is not None else DEFAULT_DATA_DIR
+
+
+# Where `roost broker` (and a BrokerConfig saying persistence = "sqlite" alone) keeps state.
+DEFAULT_DATA_DIR = "roost-data"
 
 
 # --------------------------------------------------------------------------------------
@@ -379,7 +402,14 @@ class _Builder:
         # Two listeners on one address would fail at bind time with a socket error that
         # names neither; port 0 is exempt since each bind then gets its own port.
         seen: dict[tuple[str, int], int] = {}
+        names: dict[str, int] = {}
         for index, listener in enumerate(config.listeners):
+            if listener.name and listener.name in names:
+                self._fail(
+                    ("listeners", index, "name"),
+                    f"same name as listeners[{names[listener.name]}] ({_show(listener.name)})",
+                )
+            names.setdefault(listener.name, index)
             address = (listener.host, listener.port)
             if listener.port != 0 and address in seen:
                 self._fail(
@@ -419,7 +449,8 @@ def _schema(cls: type) -> dict[str, tuple[object, _Range | None]]:
     schema: dict[str, tuple[object, _Range | None]] = {}
     for f in fields(cls):
         hint = hints[f.name]
-        if get_origin(hint) is types.UnionType and type(None) in get_args(hint):
+        # "str | None" is a types.UnionType; "Literal[...] | None" a typing.Union.
+        if get_origin(hint) in (types.UnionType, Union) and type(None) in get_args(hint):
             # TOML has no null: "X | None" fields take X, and None is the unset default.
             (hint,) = (arg for arg in get_args(hint) if arg is not type(None))
         if hint in (int, float) and f.name not in ranges:

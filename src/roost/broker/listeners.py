@@ -82,7 +82,7 @@ class Listener:
         self.identity_source: str | None = config.use_identity_as_username or None
         self.connections = 0  # admitted connections (admit / left)
         self.server: asyncio.Server | None = None
-        self.label = f"{config.type} {_address(config.host, config.port)}"
+        self.label = _label(config, config.host, config.port)
         self.allow_anonymous = False  # decided in start(), once the bound address is known
         self.ssl_context: ssl.SSLContext | None = None
         if config.type in TLS_LISTENER_TYPES:
@@ -98,7 +98,7 @@ class Listener:
             self._protocol_factory(), config.host, config.port, backlog=LISTEN_BACKLOG
         )
         addresses = [sock.getsockname() for sock in server.sockets]
-        self.label = f"{config.type} {_address(addresses[0][0], addresses[0][1])}"
+        self.label = _label(config, addresses[0][0], addresses[0][1])
         anonymous = config.allow_anonymous
         if anonymous is None:
             anonymous = self._host.config.allow_anonymous
@@ -204,6 +204,12 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.partition("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def _label(config: ListenerConfig, host: str, port: int) -> str:
+    """How the log and errors name a listener: ``tcp 127.0.0.1:1883``, or with its name."""
+    where = f"{config.type} {_address(host, port)}"
+    return f'"{config.name}" ({where})' if config.name else where
 
 
 def _address(host: str, port: int) -> str:

@@ -5,7 +5,10 @@ Usable from a program or a test::
     from roost.broker import Broker, BrokerConfig, ListenerConfig
 
     async with Broker(BrokerConfig(listeners=[ListenerConfig(port=0)])) as broker:
-        port = broker.port
+        port = broker.port  # the first listener's; broker.ports has every listener's
+
+A broker made this way keeps its state in memory unless the config sets ``data_dir``
+(or ``persistence = "sqlite"``): nothing is written to the working directory unasked.
 
 Everything a connection does goes through ``core.BrokerCore``; sessions are the
 registry's (``registry.py``), subscriptions and retained messages the router's
@@ -17,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, overload
 
 from roost.broker.config import BrokerConfig
 from roost.broker.core import BrokerCore
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from roost.broker.auth.manager import AuthManager
+    from roost.broker.config import ListenerType
     from roost.broker.message import Message
     from roost.broker.persistence.store import Store
     from roost.broker.ports import Connection
@@ -42,9 +47,62 @@ log = logging.getLogger("roost.broker")
 STORE_FLUSH_TIMEOUT = 10.0  # seconds a shutdown waits for held acknowledgements
 
 
+class ListenerPorts(Sequence[int]):
+    """The port each listener is bound to, in configuration order (``ports[0]``), by
+    listener name (``ports.by_name("web")``) and by type (``ports.by_type("ws")``).
+
+    With port 0 the system picks a free port when the broker starts; this is how a
+    program or a test learns which. A snapshot: taken when ``Broker.ports`` is read.
+    """
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self, listeners: Sequence[Listener]) -> None:
+        self._listeners = [(listener.config, listener.port) for listener in listeners]
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            return [port for _config, port in self._listeners[index]]
+        return self._listeners[index][1]
+
+    def __len__(self) -> int:
+        return len(self._listeners)
+
+    def by_name(self, name: str) -> int:
+        """The port of the listener called ``name``; KeyError if there is none."""
+        for config, port in self._listeners:
+            if config.name == name:
+                return port
+        raise KeyError(f"no listener is named {name!r}")
+
+    def by_type(self, kind: ListenerType) -> int:
+        """The port of the first listener of type ``kind`` (tcp, tls, ws, wss); KeyError
+        if there is none."""
+        for config, port in self._listeners:
+            if config.type == kind:
+                return port
+        raise KeyError(f"no listener has type {kind!r}")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{config.name or index}={config.type}:{port}"
+            for index, (config, port) in enumerate(self._listeners)
+        )
+        return f"ListenerPorts({shown})"
+
+
 class Broker:
     """An MQTT broker: ``async with Broker(config)`` (or ``start``/``stop``) runs its
-    listeners until stopped; ``reload`` re-reads TLS and auth files (SIGHUP)."""
+    listeners until stopped; ``reload`` re-reads TLS and auth files (SIGHUP).
+
+    Its parts are readable for programs and tests (``sessions``, ``router``, ``store``,
+    ``stats``, ``auth``, ``connections``) but are changed only by the broker itself.
+    Where it listens: ``port`` (the first listener) and ``ports`` (every listener).
+    """
 
     def __init__(self, config: BrokerConfig | None = None) -> None:
         self.config = config or BrokerConfig()
@@ -85,8 +143,13 @@ class Broker:
 
     @property
     def port(self) -> int:
-        """The port of the first listener (useful with port 0)."""
+        """The port of the first listener (useful with port 0); ``ports`` has them all."""
         return self.listeners[0].port
+
+    @property
+    def ports(self) -> ListenerPorts:
+        """Every listener's port: by index, by name and by type (see ListenerPorts)."""
+        return ListenerPorts(self.listeners)
 
     def now(self) -> float:
         assert self._loop is not None  # noqa: S101  (set by start)

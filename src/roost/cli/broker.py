@@ -9,7 +9,13 @@ import logging
 import sys
 
 from roost.broker.auth.manager import AuthSetupError
-from roost.broker.config import BrokerConfig, ConfigError, ListenerConfig, load_config
+from roost.broker.config import (
+    DEFAULT_DATA_DIR,
+    BrokerConfig,
+    ConfigError,
+    ListenerConfig,
+    load_config,
+)
 from roost.broker.persistence import StoreError
 from roost.broker.server import serve
 
@@ -77,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
         port = args.port if args.port is not None else first.port
         # The first listener keeps its type, TLS files and limits; only the address changes.
         config.listeners = [dataclasses.replace(first, host=host, port=port)]
+    # The command's documented default, unlike a BrokerConfig made in code: SQLite in
+    # ./roost-data, so that sessions and retained messages outlive a restart.
+    if config.persistence is None:
+        config.persistence = "sqlite"
+    if config.data_dir is None:
+        config.data_dir = DEFAULT_DATA_DIR
     if args.data_dir is not None:
         config.data_dir = args.data_dir
     if args.no_persistence:

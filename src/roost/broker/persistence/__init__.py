@@ -16,6 +16,7 @@ __all__ = ["MemoryStore", "SqliteStore", "Store", "StoreError", "StoredState", "
 
 def make_store(config: BrokerConfig) -> Store:
     """The store ``config`` asks for, not yet opened."""
-    if config.persistence == "memory":
+    data_dir = config.state_dir()
+    if data_dir is None:
         return MemoryStore()
-    return SqliteStore(config.data_dir, config.commit_policy, config.commit_window_ms / 1000)
+    return SqliteStore(data_dir, config.commit_policy, config.commit_window_ms / 1000)
