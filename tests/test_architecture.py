@@ -39,6 +39,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # a packet object per delivery would make the generator the bottleneck); the
     # client's helpers are allowed because a load tester is a client.
     "loadtest": frozenset({"codec", "protocol", "client", "loadtest", ROOT}),
+    # What an application's tests use: a broker to test against and a client to talk to it.
+    "testing": frozenset({"codec", "protocol", "broker", "client", "testing", ROOT}),
 }
 
 
