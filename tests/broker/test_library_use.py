@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from pathlib import Path
 
 import pytest
 
 from roost.broker import Broker, BrokerConfig, ConfigError, ListenerConfig, load_config
 from roost.broker.config import DEFAULT_DATA_DIR
+from roost.broker.listeners import ListenerError
 from roost.broker.persistence.sqlite import DATABASE_NAME
 
 
@@ -132,3 +135,27 @@ def test_listener_names_must_differ(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_config(path)
     assert str(excinfo.value) == f'{path}:6: listeners[1].name: same name as listeners[0] ("a")'
+
+
+def test_a_port_in_use_names_the_listener() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = BrokerConfig(
+            listeners=[ListenerConfig(port=0), ListenerConfig(port=port, name="devices")]
+        )
+        with pytest.raises(ListenerError) as excinfo:
+            run_briefly(config)
+    assert str(excinfo.value) == (
+        f'listeners[1] ("devices" (tcp 127.0.0.1:{port})): cannot listen: address already'
+        " in use (another process, perhaps another broker, has this port; stop it or"
+        " choose another port)"
+    )
+    assert excinfo.value.errno == errno.EADDRINUSE
+
+
+def test_a_host_that_is_not_ours_is_said_so() -> None:
+    config = BrokerConfig(listeners=[ListenerConfig(host="192.0.2.1", port=0)])  # TEST-NET-1
+    with pytest.raises(ListenerError, match=r"^listeners\[0\] \(tcp 192\.0\.2\.1:0\): cannot "):
+        run_briefly(config)

@@ -15,8 +15,10 @@ as a ``ports.ConnectionHost``, handed to it with the write coalescer when it is 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from roost.broker.config import TLS_LISTENER_TYPES, ListenerConfig
@@ -94,9 +96,16 @@ class Listener:
     async def start(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
-        self.server = server = await loop.create_server(
-            self._protocol_factory(), config.host, config.port, backlog=LISTEN_BACKLOG
-        )
+        try:
+            self.server = server = await loop.create_server(
+                self._protocol_factory(), config.host, config.port, backlog=LISTEN_BACKLOG
+            )
+        except OSError as exc:
+            # asyncio's message names the address but not which listener of the config
+            # it belongs to, nor what to do; with several listeners both matter.
+            error = ListenerError(f"listeners[{self.index}] ({self.label}): {_bind_problem(exc)}")
+            error.errno = exc.errno
+            raise error from exc
         addresses = [sock.getsockname() for sock in server.sockets]
         self.label = _label(config, addresses[0][0], addresses[0][1])
         anonymous = config.allow_anonymous
@@ -204,6 +213,25 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.partition("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def _bind_problem(exc: OSError) -> str:
+    """Why a listener could not bind, and what to do about it."""
+    # asyncio's strerror repeats the address ("error while attempting to bind on
+    # address ...: address already in use"); the label already names it.
+    code = exc.errno
+    known = code in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+    reason = os.strerror(code).lower() if code is not None and known else exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen: {reason} (another process, perhaps another broker, has this "
+            "port; stop it or choose another port)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"cannot listen: {reason} (ports below 1024 need privileges)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen: {reason} (host is not an address of this machine)"
+    return f"cannot listen: {reason}"
 
 
 def _label(config: ListenerConfig, host: str, port: int) -> str:
