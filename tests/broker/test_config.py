@@ -290,6 +290,24 @@ def test_the_documented_example_error(tmp_path: Path) -> None:
             "unknown key; host and port belong in a [[listeners]] table",
             id="top-level-host",
         ),
+        pytest.param(
+            "[[listeners]]\nport = 1883\n\n    password_file = 'passwords'\n",
+            4,
+            "listeners[0].password_file",
+            "unknown key; password_file is a top-level key: move it above the first"
+            " [[listeners]] table (in TOML, the keys after a table header belong to that"
+            " table)",
+            id="top-level-key-after-listeners",
+        ),
+        pytest.param(
+            "[[listeners]]\nport = 1\n[[listeners]]\nport = 2\nsys_interval = 0\n",
+            5,
+            "listeners[1].sys_interval",
+            "unknown key; sys_interval is a top-level key: move it above the first"
+            " [[listeners]] table (in TOML, the keys after a table header belong to that"
+            " table)",
+            id="top-level-key-after-second-listener",
+        ),
     ],
 )
 def test_unknown_keys(tmp_path: Path, text: str, line: int, key: str, problem: str) -> None:

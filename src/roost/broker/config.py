@@ -500,6 +500,13 @@ def _fmt(number: float | None) -> str:
 def _unknown_key(key: str, cls: type, schema: Mapping[str, object]) -> str:
     if cls is BrokerConfig and key in _MOVED_KEYS:
         return f"unknown key; {_MOVED_KEYS[key]}"
+    if cls is ListenerConfig and key in _schema(BrokerConfig):
+        # TOML puts every key after a [[listeners]] header into that table, however it
+        # is indented: the commonest way to lose a top-level key.
+        return (
+            f"unknown key; {key} is a top-level key: move it above the first [[listeners]]"
+            " table (in TOML, the keys after a table header belong to that table)"
+        )
     close = difflib.get_close_matches(key, list(schema), n=1)
     if close:
         return f'unknown key; did you mean "{close[0]}"?'
