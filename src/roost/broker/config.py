@@ -260,6 +260,15 @@ def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        mosquitto_line = _mosquitto_directive(text)
+        if mosquitto_line is not None:
+            raise ConfigError(
+                "this looks like a Mosquitto configuration file (mosquitto.conf), which"
+                " Roost does not read: write the settings in TOML, as docs/configuration.md"
+                " describes (there is no `roost config convert` yet)",
+                source=source,
+                line=mosquitto_line,
+            ) from exc
         raise _syntax_error(str(exc), text, source) from exc
     locator = KeyLocator(text)
     return _Builder(source, locator.line_of).broker_config(data)
@@ -276,6 +285,34 @@ def config_from_mapping(data: Mapping[str, object], source: str = "<config>") ->
 
 _TOML_POSITION = re.compile(r"^(?P<problem>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
 _TOML_AT_END = " (at end of document)"
+
+
+# Options of mosquitto.conf(5) that people are likely to bring along; a line of one of
+# these, a space and a value (no "="), is Mosquitto's syntax, not broken TOML.
+_MOSQUITTO_OPTIONS = frozenset(
+    {
+        "listener", "port", "bind_address", "protocol", "allow_anonymous", "password_file",
+        "acl_file", "psk_file", "persistence", "persistence_location", "persistence_file",
+        "autosave_interval", "log_dest", "log_type", "log_timestamp", "include_dir",
+        "pid_file", "user", "per_listener_settings", "max_connections", "max_inflight_messages",
+        "max_queued_messages", "max_packet_size", "message_size_limit", "cafile", "capath",
+        "certfile", "keyfile", "require_certificate", "use_identity_as_username", "crlfile",
+        "tls_version", "connection", "address", "topic", "sys_interval", "retain_available",
+        "persistent_client_expiration", "plugin", "auth_plugin", "mount_point",
+        "allow_zero_length_clientid", "max_keepalive", "set_tcp_nodelay", "http_dir",
+        "websockets_log_level",
+    }
+)  # fmt: skip
+_MOSQUITTO_LINE = re.compile(r"^\s*([a-z_]+)\s+[^\s=]")
+
+
+def _mosquitto_directive(text: str) -> int | None:
+    """The line number of the first line in Mosquitto's ``option value`` form, if any."""
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _MOSQUITTO_LINE.match(line)
+        if match and match[1] in _MOSQUITTO_OPTIONS:
+            return number
+    return None
 
 
 def _syntax_error(message: str, text: str, source: str) -> ConfigError:
