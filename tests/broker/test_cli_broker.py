@@ -141,3 +141,20 @@ def test_port_in_use_is_a_clear_error(broker_process: BrokerProcess) -> None:
     )
     assert result.returncode == 1
     assert "address already in use" in result.stderr
+
+
+def test_port_option_replacing_the_files_listeners_is_logged(tmp_path: Path) -> None:
+    config = tmp_path / "roost.toml"
+    config.write_text("[[listeners]]\nport = 1883\n\n[[listeners]]\ntype = 'ws'\nport = 8080\n")
+    process = BrokerProcess("-c", str(config))  # BrokerProcess passes -p 0
+    try:
+        process.wait_for(
+            rf"INFO -p: listeners\[0\] of {re.escape(str(config))} \(tcp 127\.0\.0\.1:1883\)"
+            r" listens on 127\.0\.0\.1:0 instead\."
+        )
+        process.wait_for(
+            rf"WARNING -p: the other listeners of {re.escape(str(config))} are not started:"
+            r" listeners\[1\] \(ws 127\.0\.0\.1:8080\)\."
+        )
+    finally:
+        assert process.stop() == 0

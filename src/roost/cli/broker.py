@@ -19,6 +19,8 @@ from roost.broker.config import (
 from roost.broker.persistence import StoreError
 from roost.broker.server import serve
 
+log = logging.getLogger("roost.broker")
+
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
@@ -66,6 +68,35 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=run)
 
 
+def _log_replaced_listeners(
+    args: argparse.Namespace, listeners: list[ListenerConfig], host: str, port: int
+) -> None:
+    """Say in the log what --host/-p did to the file's listeners: an operator reading
+    the config file would otherwise expect every listener in it to be up."""
+    flags = " and ".join(
+        flag for flag, value in (("--host", args.host), ("-p", args.port)) if value is not None
+    )
+    first = listeners[0]
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    log.info(
+        "%s: listeners[0] of %s (%s %s:%d) listens on %s instead.",
+        flags,
+        args.config,
+        first.type,
+        first.host,
+        first.port,
+        where,
+    )
+    if len(listeners) > 1:
+        dropped = ", ".join(
+            f"listeners[{index}] ({listener.type} {listener.host}:{listener.port})"
+            for index, listener in enumerate(listeners[1:], 1)
+        )
+        log.warning(
+            "%s: the other listeners of %s are not started: %s.", flags, args.config, dropped
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -81,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         first = config.listeners[0] if config.listeners else ListenerConfig()
         host = args.host if args.host is not None else first.host
         port = args.port if args.port is not None else first.port
+        if args.config:
+            _log_replaced_listeners(args, config.listeners, host, port)
         # The first listener keeps its type, TLS files and limits; only the address changes.
         config.listeners = [dataclasses.replace(first, host=host, port=port)]
     # The command's documented default, unlike a BrokerConfig made in code: SQLite in
