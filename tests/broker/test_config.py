@@ -53,6 +53,10 @@ persistence = "memory"
 data_dir = "/var/lib/roost"
 commit_policy = "batched"
 commit_window_ms = 25
+log_level = "debug"
+log_dest = "file"
+log_file = "/var/log/roost/roost.log"
+log_format = "json"
 
 [[listeners]]
 host = "0.0.0.0"
@@ -123,6 +127,10 @@ COMPLETE_CONFIG = BrokerConfig(
     data_dir="/var/lib/roost",
     commit_policy="batched",
     commit_window_ms=25.0,
+    log_level="debug",
+    log_dest="file",
+    log_file="/var/log/roost/roost.log",
+    log_format="json",
 )
 
 
@@ -495,6 +503,24 @@ MOSQUITTO_HINT = (
     " read: write the settings in TOML, as docs/configuration.md describes (there is no"
     " `roost config convert` yet)"
 )
+
+
+def test_log_dest_file_needs_log_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'maximum_qos = 1\nlog_dest = "file"\n')
+    assert_error(
+        load_error(path),
+        path,
+        2,
+        "log_dest",
+        'log_dest = "file" needs log_file (the file to write)',
+    )
+
+
+def test_log_file_needs_log_dest_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'log_file = "roost.log"\nlog_dest = "syslog"\n')
+    assert_error(
+        load_error(path), path, 1, "log_file", 'only with log_dest = "file"; log_dest is "syslog"'
+    )
 
 
 def test_a_mosquitto_file_gets_a_hint_not_a_toml_syntax_error(tmp_path: Path) -> None:

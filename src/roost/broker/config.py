@@ -29,6 +29,9 @@ CommitPolicy = Literal["sync", "batched", "off"]
 ListenerType = Literal["tcp", "tls", "ws", "wss"]
 IdentitySource = Literal["", "cn", "san"]  # "": the username comes from CONNECT
 TlsVersion = Literal["1.2", "1.3"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogDest = Literal["stderr", "file", "syslog"]
+LogFormat = Literal["text", "json"]
 
 TLS_LISTENER_TYPES = ("tls", "wss")
 WEBSOCKET_LISTENER_TYPES = ("ws", "wss")
@@ -112,6 +115,11 @@ class BrokerConfig:
     data_dir: str | None = None  # relative paths are relative to the working directory
     commit_policy: CommitPolicy = "sync"
     commit_window_ms: float = 10.0  # "batched": the longest a change waits for its commit
+    # The log (roost.broker.logs), as `roost broker` sets it up; -v means "debug".
+    log_level: LogLevel = "info"
+    log_dest: LogDest = "stderr"
+    log_file: str | None = None  # with log_dest = "file"
+    log_format: LogFormat = "text"
 
     def state_dir(self) -> str | None:
         """The directory durable state is kept in, or None when it is kept in memory.
@@ -191,6 +199,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "auth_plugin": _Range(low=1),
         "data_dir": _Range(low=1),
         "commit_window_ms": _Range(0, 10_000, low_exclusive=True),
+        "log_file": _Range(low=1),
     },
 }
 
@@ -352,6 +361,12 @@ class _Builder:
         for index, listener in enumerate(config.listeners):
             self._check_listener(listener, ("listeners", index))
         self._check_sys_publish(config.allow_sys_publish)
+        if config.log_dest == "file" and config.log_file is None:
+            self._fail(("log_dest",), 'log_dest = "file" needs log_file (the file to write)')
+        if config.log_dest != "file" and config.log_file is not None:
+            self._fail(
+                ("log_file",), f'only with log_dest = "file"; log_dest is {_show(config.log_dest)}'
+            )
         return config
 
     def _check_sys_publish(self, filters: list[str]) -> None:

@@ -16,6 +16,7 @@ from roost.broker.config import (
     ListenerConfig,
     load_config,
 )
+from roost.broker.logs import configure_logging
 from roost.broker.persistence import StoreError
 from roost.broker.server import serve
 
@@ -64,7 +65,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="keep all state in memory only: sessions and retained messages end with the process",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help='log debug messages (log_level = "debug"; log_dest and log_format in the '
+        "configuration file say where the log goes and how)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -98,16 +105,19 @@ def _log_replaced_listeners(
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
     try:
         config = load_config(args.config) if args.config else BrokerConfig()
     except ConfigError as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 2
+    try:
+        configure_logging(config, verbose=args.verbose)
+    except OSError as exc:
+        print(
+            f"roost broker: log_file: cannot open {config.log_file}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
     if args.host is not None or args.port is not None:
         first = config.listeners[0] if config.listeners else ListenerConfig()
         host = args.host if args.host is not None else first.host
