@@ -4,7 +4,8 @@ The layers, lowest first: ``roost.codec`` (bytes <-> packets) <- ``roost.protoco
 (the MQTT rules both ends share) <- ``roost.broker`` and ``roost.client`` (the two
 ends, which know nothing of each other) <- ``roost.cli`` (the commands, which may use
 anything). ``roost.loadtest`` is a client of brokers, so it sits beside
-``roost.client``.
+``roost.client``; ``roost.testing`` (a broker and clients for an application's tests)
+sits above both.
 
 Every import counts, wherever it is: at module level, inside functions, and under
 ``if TYPE_CHECKING:`` (a type-only import still ties the two modules' designs together,

@@ -119,26 +119,33 @@ class Broker:
 
     @property
     def sessions(self) -> dict[str, Session]:
+        """Every session, connected or not, by client id (the registry's)."""
         return self.core.registry.sessions
 
     @property
     def connections(self) -> set[Connection]:
+        """The open client connections."""
         return self.core.connections
 
     @property
     def router(self) -> Router:
+        """Subscriptions and retained messages (``subscription_count``,
+        ``retained_count``, ``subscribers(topic)``, ``retained_topics(filter)``)."""
         return self.core.router
 
     @property
     def auth(self) -> AuthManager:
+        """Who may connect and do what: the password, ACL and SCRAM files and plugin."""
         return self.core.auth
 
     @property
     def store(self) -> Store:
+        """Where durable state is kept: SQLite, or memory (``store.description``)."""
         return self.core.store
 
     @property
     def stats(self) -> Stats:
+        """The counters ``$SYS`` publishes."""
         return self.core.stats
 
     @property
@@ -152,12 +159,15 @@ class Broker:
         return ListenerPorts(self.listeners)
 
     def now(self) -> float:
+        """The broker's clock (its event loop's time), which deadlines are kept in."""
         assert self._loop is not None  # noqa: S101  (set by start)
         return self._loop.time()
 
     # Lifecycle.
 
     async def start(self) -> None:
+        """Open the store and restore its state, then bind every listener; a listener
+        that cannot start stops the start with nothing left open."""
         loop = self._loop = asyncio.get_running_loop()
         coalescer = self._coalescer = WriteCoalescer(loop)
         self.started_at = loop.time()
