@@ -40,7 +40,7 @@ def test_the_sample_suite_passes_in_a_project_of_its_own(pytester: pytest.Pytest
     pytester.makeini(INI)
     shutil.copytree(SAMPLE, pytester.path / "sample_app", ignore=shutil.ignore_patterns("*.pyc"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=SUBPROCESS_TIMEOUT)
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=9)
     # No conftest.py: the fixtures came from the entry point. And no broker kept state.
     assert [p for p in pytester.path.rglob("*") if p.name in ("roost-data", "roost.db")] == []
 

@@ -10,9 +10,10 @@ Installed with Roost (the ``pytest11`` entry point ``roost``): nothing to config
   many tests against the same broker (clean up topics yourself: state is shared).
 - ``roost_client``: an async fixture, a ``roost.client.Client`` connected to
   ``roost_broker`` (MQTT 5), for ``async def`` tests run by pytest-asyncio or anyio.
+- ``roost_async_broker``: an async fixture, a ``Broker`` in the test's own event loop.
 
-The brokers run in a thread of their own, so the broker fixtures work in plain tests and
-in async tests under any runner. See docs/testing.md.
+The brokers of the first three run in a thread of their own, so those fixtures work in
+plain tests and in async tests under any runner. See docs/testing.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from roost.broker import Broker
 from roost.client import Client
 from roost.testing.broker import RunningBroker, config_for_tests
 
@@ -78,28 +80,41 @@ async def _roost_client(roost_broker: RunningBroker) -> AsyncIterator[Client]:
         yield client
 
 
+async def _roost_async_broker() -> AsyncIterator[Broker]:
+    """A ``Broker`` in the test's own event loop (127.0.0.1, port 0, state in memory),
+    stopped after the test: its state is read directly, no thread in between. For async
+    tests under pytest-asyncio or anyio."""
+    async with Broker(config_for_tests()) as broker:
+        yield broker
+
+
+# The async fixtures, each registered for the async plugin that is installed: pytest-
+# asyncio, in its default strict mode, runs only the async fixtures it was told about;
+# anyio runs any async fixture of a test of its own.
+_ASYNC_FIXTURES = (_roost_client, _roost_async_broker)
 roost_client: Any  # pytest's or pytest-asyncio's fixture definition
+roost_async_broker: Any
 try:
     import pytest_asyncio
-except ImportError:  # anyio (or no async plugin): a plain async fixture
+except ImportError:  # anyio (or no async plugin): plain async fixtures
     roost_client = pytest.fixture(_roost_client, name="roost_client")
+    roost_async_broker = pytest.fixture(_roost_async_broker, name="roost_async_broker")
 else:
-    # pytest-asyncio, in its default strict mode, runs only the async fixtures it was
-    # told about; anyio runs any async fixture of a test of its own.
     roost_client = pytest_asyncio.fixture(_roost_client, name="roost_client")
+    roost_async_broker = pytest_asyncio.fixture(_roost_async_broker, name="roost_async_broker")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
 ) -> Generator[None, object, object]:
-    # With both plugins installed, pytest-asyncio would run roost_client (marked as its
-    # own above) in its loop even for an anyio test, whose loop is another. For such a
+    # With both plugins installed, pytest-asyncio would run our async fixtures (marked
+    # as its own above) in its loop even for an anyio test, whose loop is another. For such a
     # test the mark is lifted during this setup (this wrapper runs before both
     # plugins'), and anyio runs the fixture in the test's loop.
     func = fixturedef.func
     if not (
-        func is _roost_client
+        func in _ASYNC_FIXTURES
         and "anyio_backend" in request.fixturenames
         and getattr(func, _PYTEST_ASYNCIO_MARK, False)
     ):

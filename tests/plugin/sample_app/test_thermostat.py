@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from roost.broker import ListenerConfig
+from roost.broker import Broker, ListenerConfig
 from roost.client import Client
 from roost.testing import RunningBroker, wait_for_message
 from roost.testing.pytest_plugin import BrokerFactory
@@ -91,6 +91,26 @@ async def test_under_anyio(roost_broker: RunningBroker, roost_client: Client) ->
     alert = await wait_for_message(roost_client, "alerts/hall", timeout=5)
     assert alert.text == "hall: 40"
     await stop(task)
+
+
+# The broker in the test's own event loop: its state read directly.
+
+
+async def check_in_loop_broker(broker: Broker) -> None:
+    assert broker._loop is asyncio.get_running_loop()
+    async with Client("127.0.0.1", broker.port) as client:
+        await client.publish("config/threshold", "30", qos=1, retain=True)
+    assert broker.router.retained_topics("config/#") == ["config/threshold"]
+
+
+@pytest.mark.asyncio
+async def test_a_broker_in_the_tests_loop(roost_async_broker: Broker) -> None:
+    await check_in_loop_broker(roost_async_broker)
+
+
+@pytest.mark.anyio
+async def test_a_broker_in_the_tests_loop_under_anyio(roost_async_broker: Broker) -> None:
+    await check_in_loop_broker(roost_async_broker)
 
 
 # Custom configuration, and every listener's port.
