@@ -18,6 +18,7 @@ plain tests and in async tests under any runner. See docs/testing.md.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -45,19 +46,16 @@ class BrokerFactory(Protocol):
 @pytest.fixture
 def roost_broker_factory() -> Iterator[BrokerFactory]:
     """Start brokers for one test: ``roost_broker_factory(max_queued_messages=5)``."""
-    started: list[RunningBroker] = []
+    # An ExitStack: every broker is stopped, last first, even if stopping one fails.
+    with contextlib.ExitStack() as started:
 
-    def start(config: BrokerConfig | None = None, **overrides: Any) -> RunningBroker:
-        if config is not None and overrides:
-            raise TypeError("give a BrokerConfig or overrides of config_for_tests(), not both")
-        broker = RunningBroker(config if config is not None else config_for_tests(**overrides))
-        broker.start()
-        started.append(broker)
-        return broker
+        def start(config: BrokerConfig | None = None, **overrides: Any) -> RunningBroker:
+            if config is not None and overrides:
+                raise TypeError("give a BrokerConfig or overrides of config_for_tests(), not both")
+            chosen = config if config is not None else config_for_tests(**overrides)
+            return started.enter_context(RunningBroker(chosen))
 
-    yield start
-    for broker in reversed(started):
-        broker.stop()
+        yield start
 
 
 @pytest.fixture
