@@ -65,6 +65,13 @@ _NOTHING_TO_CHECK = AuthResult.accept()
 # aborted (close() waits for the write buffer to drain, which a client that reads
 # nothing never lets happen).
 CLOSE_TIMEOUT = 5.0
+# The lingering close (nginx's): after our last packet the write side is shut down and
+# what the client still sends is read and thrown away, for at most this many seconds
+# and bytes, then the socket is closed. Closing at once with its bytes unread makes the
+# kernel send a reset, which can destroy our DISCONNECT or CONNACK before the client
+# reads it; the bounds keep a client that never stops writing from holding us open.
+LINGER_TIME = 2.0
+LINGER_BYTES = 64 * 1024
 
 
 class BrokerConnection(BufferedTransport):
@@ -75,6 +82,7 @@ class BrokerConnection(BufferedTransport):
         "_auth_result",
         "_connect",
         "_exchange",
+        "_taken_over",
         "_waiting",
         "access",
         "admitted",
@@ -83,6 +91,7 @@ class BrokerConnection(BufferedTransport):
         "client_id",
         "closing_since",
         "connected_at",
+        "drained",
         "ended_by",
         "host",
         "keep_alive",
@@ -118,6 +127,8 @@ class BrokerConnection(BufferedTransport):
         self.admitted = False  # counted in by the listener and the host (connection_made)
         self.connected_at = self.last_activity = host.now()
         self.closing_since: float | None = None  # when we closed it (see check_timers)
+        self.drained = 0  # bytes read and thrown away since (the lingering close)
+        self._taken_over = False  # a new connection took the session (take_over)
         self.ended_by: str | None = None  # why the broker ended it (close_reason), if it did
         # Authentication: the identity accepted, what it may do (None: unrestricted), the
         # MQTT 5 Authentication Method it used, and an AUTH exchange under way.
@@ -159,6 +170,9 @@ class BrokerConnection(BufferedTransport):
     def data_received(self, data: bytes) -> None:
         host = self.host
         host.stats.bytes_received += len(data)
+        if self.closing_since is not None:
+            self._drain(len(data))
+            return
         self.protocol.receive_data(data)
         if self._waiting is None:
             self._handle_packets(host.now())
@@ -200,11 +214,17 @@ class BrokerConnection(BufferedTransport):
         if waiting is not None:
             self._waiting = None
             waiting.cancel()
+        self._leave(exc)
+
+    def _leave(self, exc: Exception | None) -> None:
+        """The MQTT connection is over: let go of the session (its will goes out unless
+        the client disconnected cleanly). At close_transport, not when the socket is
+        gone: a lingering close must not keep the session attached to a connection
+        that will send nothing more."""
         session = self.session
-        if session is None or session.connection is not self:
+        if session is None or session.connection is not self or self._taken_over:
             return
         self.session = None
-        now = host.now()
         if self.clean_disconnect:
             log.info("Client %s disconnected.", self.client_id)
         elif self.ended_by is not None:
@@ -212,7 +232,8 @@ class BrokerConnection(BufferedTransport):
             log.debug("Client %s connection closed%s.", self.client_id, _cause(exc))
         else:
             log.info("Client %s closed its connection%s.", self.client_id, _cause(exc))
-        host.detach(session, publish_will=not self.clean_disconnect, now=now)
+        host = self.host
+        host.detach(session, publish_will=not self.clean_disconnect, now=host.now())
 
     def on_writable(self) -> None:
         if self.session is not None:
@@ -221,6 +242,8 @@ class BrokerConnection(BufferedTransport):
         self._carry_on()
 
     def wants_input(self) -> bool:
+        if self.closing_since is not None:
+            return True  # lingering: read (and discard) whatever comes, within bounds
         return super().wants_input() and self._waiting is None
 
     def on_held_back(self) -> None:
@@ -273,10 +296,17 @@ class BrokerConnection(BufferedTransport):
 
     def check_timers(self, now: float) -> None:
         """Close the connection if its CONNECT, keep-alive or closing deadline passed."""
-        if self.closing_since is not None:
-            if now - self.closing_since > CLOSE_TIMEOUT and self.transport is not None:
+        closing_since = self.closing_since
+        if closing_since is not None:
+            transport = self.transport
+            if transport is None:
+                return
+            if now - closing_since > CLOSE_TIMEOUT:
                 log.info("Connection from %s left its last packets unread; aborted.", self.peer)
-                self.transport.abort()
+                transport.abort()
+            elif now - closing_since > LINGER_TIME and not transport.is_closing():
+                # Lingered long enough; close() still lets the write buffer drain.
+                transport.close()
             return
         if self.session is None:
             timeout = self.host.config.connect_timeout
@@ -303,9 +333,33 @@ class BrokerConnection(BufferedTransport):
             self.transport.abort()
 
     def close_transport(self) -> None:
-        super().close_transport()
+        """Write what is pending, then close lingering: shut the write side down (after
+        the buffer drains) and keep reading, discarding, until the client closes or
+        LINGER_TIME or LINGER_BYTES is reached (check_timers, _drain)."""
+        self.flush()
+        self._shut = True
         if self.closing_since is None:
             self.closing_since = self.host.now()
+        self._leave(None)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            transport.resume_reading()
+        else:
+            transport.close()
+
+    def _drain(self, size: int) -> None:
+        self.drained += size
+        transport = self.transport
+        if self.drained > LINGER_BYTES and transport is not None and not transport.is_closing():
+            log.debug(
+                "Connection from %s sent over %d bytes after it was closed; closing now.",
+                self.peer,
+                LINGER_BYTES,
+            )
+            transport.close()
 
     def disconnect(
         self, reason: int, reason_string: str | None = None, *, why: str | None = None
@@ -339,7 +393,9 @@ class BrokerConnection(BufferedTransport):
 
     def take_over(self) -> None:
         # disconnect() tells only a connection with a session why: let go of it after,
-        # or MQTT 5 clients never get the DISCONNECT 0x8E [MQTT-3.1.4-3].
+        # or MQTT 5 clients never get the DISCONNECT 0x8E [MQTT-3.1.4-3]. The registry,
+        # our caller, detaches the session itself (_leave must not, from inside it).
+        self._taken_over = True
         self.disconnect(DisconnectReasonCode.SESSION_TAKEN_OVER)
         self.session = None
 
