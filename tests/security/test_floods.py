@@ -20,6 +20,7 @@ import pytest
 
 from roost.broker import connection as broker_connection
 from roost.broker.connection import BrokerConnection
+from roost.broker.core import REFUSING_AT_MOST
 from roost.codec import (
     MQTT_3_1_1,
     MQTT_5,
@@ -264,11 +265,15 @@ def test_a_connection_storm_over_max_connections(
             sock.sendall(Connect(f"storm-{index}", MQTT_3_1_1).encode(MQTT_3_1_1))
             storm.append(sock)
         bystander.round_trip()
-        # In accept order: the first 99 (the bystander holds one place) are served, the
-        # rest are closed without a CONNACK, before anything of theirs is read.
+        # In accept order: the first 99 (the bystander holds one place) are served; the
+        # next REFUSING_AT_MOST are read until their CONNECT and answered 0x03 (Server
+        # unavailable); the rest are closed without a CONNACK, before anything of theirs
+        # is read, since that many being refused already is a flood.
         answers = [answer(sock) for sock in storm]
         assert answers[:99] == [b"\x20\x02\x00\x00"] * 99
-        assert answers[99:] == [b""] * 201
+        answered = 99 + REFUSING_AT_MOST
+        assert answers[99:answered] == [b"\x20\x02\x00\x03"] * REFUSING_AT_MOST
+        assert answers[answered:] == [b""] * (300 - answered)
         refused = broker.call(lambda: broker.broker.stats.refused_connections)
         assert refused == 201
     finally:

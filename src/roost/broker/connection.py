@@ -29,6 +29,7 @@ from roost.broker.connect import (
     connect_terms,
     refusal_connack,
 )
+from roost.broker.limits import RateLimit
 from roost.broker.sessions import Identity
 from roost.broker.stats import ROUTINE_CLOSES, close_reason
 from roost.broker.tls import certificate_identity
@@ -72,6 +73,11 @@ CLOSE_TIMEOUT = 5.0
 # reads it; the bounds keep a client that never stops writing from holding us open.
 LINGER_TIME = 2.0
 LINGER_BYTES = 64 * 1024
+# A connection over max_connections or max_connection_rate is not counted in, but read
+# until its CONNECT so that it can be told why (CONNACK 0x97 or 0x9F; 3.1.x: 0x03):
+# within this many seconds (or connect_timeout, if shorter) and LINGER_BYTES in all,
+# or it is closed unanswered. A flood must not hold sockets for long this way.
+REFUSAL_TIMEOUT = 2.0
 
 
 class BrokerConnection(BufferedTransport):
@@ -100,6 +106,8 @@ class BrokerConnection(BufferedTransport):
         "maximum_packet_size",
         "peer",
         "protocol",
+        "publish_rate",
+        "refusal",
         "send_quota",
         "session",
         "username",
@@ -129,6 +137,9 @@ class BrokerConnection(BufferedTransport):
         self.closing_since: float | None = None  # when we closed it (see check_timers)
         self.drained = 0  # bytes read and thrown away since (the lingering close)
         self._taken_over = False  # a new connection took the session (take_over)
+        # Not admitted (a connection limit): answered with this at its CONNECT.
+        self.refusal: Refusal | None = None
+        self.publish_rate: RateLimit | None = None  # max_publish_rate, set at CONNECT
         self.ended_by: str | None = None  # why the broker ended it (close_reason), if it did
         # Authentication: the identity accepted, what it may do (None: unrestricted), the
         # MQTT 5 Authentication Method it used, and an AUTH exchange under way.
@@ -155,15 +166,23 @@ class BrokerConnection(BufferedTransport):
             if refusal is not None:
                 listener.left()
         if refusal is not None:
-            # Refused before a byte is read (or a TLS handshake is made): the cheapest
-            # answer to a flood, and Mosquitto's. Clients see the connection closed.
             log.warning(
-                "Refused connection from %s on listener %s: %s.", self.peer, listener.label, refusal
+                "Refused connection from %s on listener %s: %s.",
+                self.peer,
+                listener.label,
+                refusal.why,
             )
             self.host.stats.refused_connections += 1
             self.host.stats.closed("connect_refused")
             self.admitted = False
-            transport.close()
+            if self.host.refusing(self):
+                # Not counted in, but read (bounded: check_timers, data_received) until
+                # its CONNECT, which is answered with the reason code (on_connect).
+                self.refusal = refusal
+            else:
+                # Too many being refused already: closed before a byte is read (or a
+                # TLS handshake is made), the cheapest answer to a flood.
+                transport.close()
             return
         self.admitted = True
 
@@ -173,6 +192,13 @@ class BrokerConnection(BufferedTransport):
         if self.closing_since is not None:
             self._drain(len(data))
             return
+        if self.refusal is not None:
+            self.drained += len(data)
+            if self.drained > LINGER_BYTES:
+                log.debug("Refused connection from %s sent too much; closing.", self.peer)
+                self.protocol.close()
+                self.abort()
+                return
         self.protocol.receive_data(data)
         if self._waiting is None:
             self._handle_packets(host.now())
@@ -209,6 +235,8 @@ class BrokerConnection(BufferedTransport):
             self.admitted = False
             host.closed(self)
             self.listener.left()
+        elif self.refusal is not None:
+            host.closed(self)
         self.protocol.close()
         waiting = self._waiting
         if waiting is not None:
@@ -308,6 +336,12 @@ class BrokerConnection(BufferedTransport):
                 # Lingered long enough; close() still lets the write buffer drain.
                 transport.close()
             return
+        if self.refusal is not None:
+            if now - self.connected_at > min(REFUSAL_TIMEOUT, self.host.config.connect_timeout):
+                log.debug("Refused connection from %s sent no CONNECT in time.", self.peer)
+                self.protocol.close()
+                self.close_transport()
+            return
         if self.session is None:
             timeout = self.host.config.connect_timeout
             if now - self.connected_at > timeout:
@@ -369,9 +403,9 @@ class BrokerConnection(BufferedTransport):
         The one place the broker ends a connection it accepted: logged (``why``, or else
         the reason string, says more for the log) and counted in ``Stats.closed``.
         """
-        if self.closing_since is None:
+        if self.closing_since is None and self.refusal is None:
             # Only the first close says why: a takeover or shutdown of a connection
-            # already closing changes nothing.
+            # already closing changes nothing (nor one refused and counted already).
             name = self.ended_by = close_reason(reason)
             self.host.stats.closed(name)
             detail = why or reason_string
@@ -417,6 +451,11 @@ class BrokerConnection(BufferedTransport):
     def on_connect(self, packet: Connect, now: float) -> None:
         host = self.host
         self.version = packet.protocol_level
+        refusal = self.refusal
+        if refusal is not None:
+            # Over a connection limit: logged and counted at the accept already.
+            self._answer_refusal(packet, refusal)
+            return
         listener = self.listener
         identity_source = listener.identity_source
         terms = connect_terms(
@@ -439,6 +478,8 @@ class BrokerConnection(BufferedTransport):
         self.keep_alive = terms.keep_alive
         self.send_quota = terms.send_quota
         self.maximum_packet_size = terms.maximum_packet_size
+        if host.config.max_publish_rate:
+            self.publish_rate = RateLimit(host.config.max_publish_rate, now)
         accepted = self._authenticated(packet)
         if accepted is None:
             return  # refused, or waiting for the answer (on_connect then runs again)
@@ -564,6 +605,9 @@ class BrokerConnection(BufferedTransport):
         )
         self.host.stats.refused_connections += 1
         self.host.stats.closed("connect_refused")
+        self._answer_refusal(packet, refusal)
+
+    def _answer_refusal(self, packet: Connect, refusal: Refusal) -> None:
         data = refusal_connack(packet, refusal)
         if data is not None:
             self.send(data)

@@ -26,6 +26,10 @@ def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
     config = host.config
     session = conn.session
     assert session is not None  # noqa: S101  (the state machine only passes PUBLISH after CONNECT)
+    rate = conn.publish_rate
+    if rate is not None and not rate.take(now):
+        conn.disconnect(DisconnectReasonCode.MESSAGE_RATE_TOO_HIGH, "message rate too high")
+        return
     limits = host.topic_limits
     if len(packet.topic) > limits.gate:
         why = limits.topic_refusal(packet.topic)
