@@ -209,6 +209,22 @@ def test_packets_wait_in_order_behind_an_async_answer(make_broker: MakeBroker) -
     assert broker.call(lambda: list(gate.calls)) == [(Access.WRITE, "ok/1"), (Access.WRITE, "no/2")]
 
 
+def test_a_publish_held_for_an_async_answer_counts_once_against_the_publish_rate(
+    make_broker: MakeBroker,
+) -> None:
+    """The PUBLISH is handled again once the answer comes; max_publish_rate (here one
+    message, then one per 1000 s) must not count it twice and disconnect the client."""
+    broker = make_broker(
+        auth_plugin=GATE, auth_plugin_options={"allowed": ["ok"]}, max_publish_rate=0.001
+    )
+    gate = gate_of(broker)
+    client, _ = connect(broker.port, "once")
+    client.send(Publish("ok/1", b"x", 1, packet_id=1))
+    wait_until(lambda: broker.call(lambda: list(gate.calls)) == [(Access.WRITE, "ok/1")])
+    broker.call(gate.open)
+    assert client.recv() == Puback(1, 0x10)
+
+
 def test_deliveries_wait_for_an_async_read_answer_and_keep_their_order(
     make_broker: MakeBroker,
 ) -> None:

@@ -26,6 +26,7 @@ max_connections = 5000
 max_packet_size = 65536
 connect_timeout = 2.5
 max_client_id_length = 128
+max_publish_rate = 50
 max_topic_length = 1024
 max_topic_levels = 16
 max_subscriptions_per_client = 0
@@ -62,6 +63,7 @@ log_format = "json"
 host = "0.0.0.0"
 port = 1883
 max_connections = 100
+max_connection_rate = 20.5
 allow_anonymous = true
 
 [[listeners]]
@@ -80,7 +82,9 @@ tls_version = "1.3"
 
 COMPLETE_CONFIG = BrokerConfig(
     listeners=[
-        ListenerConfig("0.0.0.0", 1883, max_connections=100, allow_anonymous=True),
+        ListenerConfig(
+            "0.0.0.0", 1883, max_connections=100, max_connection_rate=20.5, allow_anonymous=True
+        ),
         ListenerConfig(
             "::1",
             8883,
@@ -100,6 +104,7 @@ COMPLETE_CONFIG = BrokerConfig(
     max_packet_size=65536,
     connect_timeout=2.5,
     max_client_id_length=128,
+    max_publish_rate=50.0,
     max_topic_length=1024,
     max_topic_levels=16,
     max_subscriptions_per_client=0,
@@ -609,3 +614,26 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert match is not None
     config = load_config(write(tmp_path, match[1]))
     assert config != BrokerConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("max_publish_rate = -1\n", "max_publish_rate", "expected a number >= 0, got -1"),
+        (
+            "[[listeners]]\nmax_connection_rate = -0.5\n",
+            "listeners[0].max_connection_rate",
+            "expected a number >= 0, got -0.5",
+        ),
+        ("max_publish_rate = 'fast'\n", "max_publish_rate", 'expected a number >= 0, got "fast"'),
+    ],
+)
+def test_rate_limits_must_be_non_negative_numbers(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    """The rate limits are off (0) by default; a bad value names its key."""
+    assert BrokerConfig().max_publish_rate == 0
+    assert ListenerConfig().max_connection_rate == 0
+    err = load_error(write(tmp_path, text))
+    assert err.key == key
+    assert err.problem == problem

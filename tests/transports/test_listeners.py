@@ -7,6 +7,7 @@ import ssl
 
 import pytest
 
+from roost.broker import core
 from roost.broker.config import ListenerConfig
 from roost.codec import MQTT_5, Connack, ConnectReasonCode
 from tests.support.raw import open_client
@@ -121,7 +122,11 @@ def test_a_listener_refuses_connections_over_its_limit(
     assert isinstance(second.connect("second"), Connack)
     third = open_client(broker.port_of(0), MQTT_5)
     third.send(b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x03abc")
-    assert third.expect_closed() == []  # accepted, then closed at once: no CONNACK
+    # Not counted in, but its CONNECT is read and answered: 0x97 Quota exceeded.
+    (refusal,) = third.expect_closed()
+    assert isinstance(refusal, Connack)
+    assert refusal.reason_code == ConnectReasonCode.QUOTA_EXCEEDED
+    third.close()
     broker_log.wait_for(
         r"Refused connection from 127\.0\.0\.1:\d+ on listener tcp 127\.0\.0\.1:\d+: "
         r"the listener's max_connections \(2\) is reached\."
@@ -143,13 +148,34 @@ def test_the_broker_limit_counts_every_listener(
     assert connack(broker.port_of(1), "b").reason_code == 0
     for index in (0, 1):
         client = open_client(broker.port_of(index), MQTT_5)
-        assert client.expect_closed() == []
+        client.send(b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x03abc")
+        (refusal,) = client.expect_closed()
+        assert isinstance(refusal, Connack)
+        assert refusal.reason_code == ConnectReasonCode.QUOTA_EXCEEDED
     broker_log.wait_for(r"Refused connection .*: the broker's max_connections \(2\) is reached\.")
 
 
-def test_a_tls_listener_refuses_before_the_handshake(
+def test_a_tls_listener_answers_a_refused_client_over_tls(
     pki: Pki, start_broker: StartBroker, broker_log: BrokerLog
 ) -> None:
+    """While few are being refused, one over the limit gets its handshake, and then
+    CONNACK 0x97 and close_notify."""
+    broker = start_broker(tls_listener(pki, max_connections=1))
+    assert tls_client(broker.port, client_context(pki)).connect("in").reason_code == 0  # type: ignore[attr-defined]
+    refused = tls_client(broker.port, client_context(pki), MQTT_5)
+    refused.send(b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x03abc")
+    (refusal,) = refused.expect_closed()
+    assert isinstance(refusal, Connack)
+    assert refusal.reason_code == ConnectReasonCode.QUOTA_EXCEEDED
+    broker_log.wait_for(r"Refused connection .* on listener tls .*max_connections \(1\)")
+
+
+def test_a_tls_listener_refuses_before_the_handshake_in_a_flood(
+    pki: Pki, start_broker: StartBroker, broker_log: BrokerLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With REFUSING_AT_MOST connections being answered already (here: none may be),
+    one over the limit is closed before its TLS handshake."""
+    monkeypatch.setattr(core, "REFUSING_AT_MOST", 0)
     broker = start_broker(tls_listener(pki, max_connections=1))
     assert tls_client(broker.port, client_context(pki)).connect("in").reason_code == 0  # type: ignore[attr-defined]
     with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -158,9 +184,25 @@ def test_a_tls_listener_refuses_before_the_handshake(
     assert not any("TLS handshake" in line for line in broker_log.messages())
 
 
-def test_a_websocket_listener_refuses_before_the_upgrade(
-    start_broker: StartBroker, broker_log: BrokerLog
+def test_a_websocket_listener_answers_a_refused_client_over_websocket(
+    start_broker: StartBroker,
 ) -> None:
+    broker = start_broker(ListenerConfig(port=0, type="ws", max_connections=1))
+    WsClient(broker.port).upgrade()
+    refused = WsClient(broker.port)
+    refused.version = MQTT_5
+    assert refused.upgrade()[0] == 101
+    refused.send_mqtt(b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x03abc")
+    refusal = refused.recv_mqtt()
+    assert isinstance(refusal, Connack)
+    assert refusal.reason_code == ConnectReasonCode.QUOTA_EXCEEDED
+    assert refused.expect_close() == 1000
+
+
+def test_a_websocket_listener_refuses_before_the_upgrade_in_a_flood(
+    start_broker: StartBroker, broker_log: BrokerLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "REFUSING_AT_MOST", 0)
     broker = start_broker(ListenerConfig(port=0, type="ws", max_connections=1))
     WsClient(broker.port).upgrade()
     refused = WsClient(broker.port)

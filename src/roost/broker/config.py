@@ -61,6 +61,7 @@ class ListenerConfig:
     tls_version: TlsVersion = "1.2"  # the lowest version accepted
     # Limits and access.
     max_connections: int = 0  # 0: no limit of this listener's own
+    max_connection_rate: float = 0.0  # new connections per second admitted; 0: no limit
     allow_anonymous: bool | None = None  # None: the broker's allow_anonymous
 
 
@@ -76,6 +77,7 @@ class BrokerConfig:
     max_packet_size: int = 1_048_576
     connect_timeout: float = 10.0
     max_client_id_length: int = 65535
+    max_publish_rate: float = 0.0  # PUBLISH packets per second per client; 0: no limit
     # Topics: bytes of a topic name or filter, and its levels (each level of a filter is a
     # node in the subscription trie; Mosquitto's limit, set after CVE-2019-11779, is 200).
     max_topic_length: int = 65535
@@ -169,6 +171,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "host": _Range(low=1),  # "" binds every interface in asyncio: say "0.0.0.0" or "::"
         "port": _Range(0, _U16),  # 0: the OS picks a free port (what the tests use)
         "max_connections": _Range(low=0),
+        "max_connection_rate": _Range(low=0),
     },
     BrokerConfig: {
         "listeners": _Range(low=1),  # a broker with no listener cannot be reached
@@ -177,6 +180,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "connect_timeout": _Range(low=0, low_exclusive=True),
         # MQTT-3.1.3-5: a server MUST accept client ids of 1 to 23 bytes.
         "max_client_id_length": _Range(23, _U16),
+        "max_publish_rate": _Range(low=0),
         "max_topic_length": _Range(1, _U16),  # 65535: the most a topic can be in MQTT
         "max_topic_levels": _Range(1, _U16),
         "max_subscriptions_per_client": _Range(low=0),

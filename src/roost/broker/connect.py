@@ -201,6 +201,9 @@ _V3_CODES = {
     ConnectReasonCode.BAD_AUTHENTICATION_METHOD: ConnackReturnCode.NOT_AUTHORIZED,
     ConnectReasonCode.SERVER_UNAVAILABLE: ConnackReturnCode.SERVER_UNAVAILABLE,
     ConnectReasonCode.SERVER_BUSY: ConnackReturnCode.SERVER_UNAVAILABLE,
+    # Over max_connections or max_connection_rate: 3.1.x's nearest, as Mosquitto answers.
+    ConnectReasonCode.QUOTA_EXCEEDED: ConnackReturnCode.SERVER_UNAVAILABLE,
+    ConnectReasonCode.CONNECTION_RATE_EXCEEDED: ConnackReturnCode.SERVER_UNAVAILABLE,
 }
 
 # Refusals that no 3.1.x return code describes: the connection is closed without a

@@ -29,6 +29,7 @@ from roost.broker.connect import (
     connect_terms,
     refusal_connack,
 )
+from roost.broker.limits import RateLimit
 from roost.broker.sessions import Identity
 from roost.broker.stats import ROUTINE_CLOSES, close_reason
 from roost.broker.tls import certificate_identity
@@ -65,6 +66,18 @@ _NOTHING_TO_CHECK = AuthResult.accept()
 # aborted (close() waits for the write buffer to drain, which a client that reads
 # nothing never lets happen).
 CLOSE_TIMEOUT = 5.0
+# The lingering close (nginx's): after our last packet the write side is shut down and
+# what the client still sends is read and thrown away, for at most this many seconds
+# and bytes, then the socket is closed. Closing at once with its bytes unread makes the
+# kernel send a reset, which can destroy our DISCONNECT or CONNACK before the client
+# reads it; the bounds keep a client that never stops writing from holding us open.
+LINGER_TIME = 2.0
+LINGER_BYTES = 64 * 1024
+# A connection over max_connections or max_connection_rate is not counted in, but read
+# until its CONNECT so that it can be told why (CONNACK 0x97 or 0x9F; 3.1.x: 0x03):
+# within this many seconds (or connect_timeout, if shorter) and LINGER_BYTES in all,
+# or it is closed unanswered. A flood must not hold sockets for long this way.
+REFUSAL_TIMEOUT = 2.0
 
 
 class BrokerConnection(BufferedTransport):
@@ -75,6 +88,7 @@ class BrokerConnection(BufferedTransport):
         "_auth_result",
         "_connect",
         "_exchange",
+        "_taken_over",
         "_waiting",
         "access",
         "admitted",
@@ -83,6 +97,7 @@ class BrokerConnection(BufferedTransport):
         "client_id",
         "closing_since",
         "connected_at",
+        "drained",
         "ended_by",
         "host",
         "keep_alive",
@@ -91,6 +106,8 @@ class BrokerConnection(BufferedTransport):
         "maximum_packet_size",
         "peer",
         "protocol",
+        "publish_rate",
+        "refusal",
         "send_quota",
         "session",
         "username",
@@ -118,6 +135,11 @@ class BrokerConnection(BufferedTransport):
         self.admitted = False  # counted in by the listener and the host (connection_made)
         self.connected_at = self.last_activity = host.now()
         self.closing_since: float | None = None  # when we closed it (see check_timers)
+        self.drained = 0  # bytes read and thrown away since (the lingering close)
+        self._taken_over = False  # a new connection took the session (take_over)
+        # Not admitted (a connection limit): answered with this at its CONNECT.
+        self.refusal: Refusal | None = None
+        self.publish_rate: RateLimit | None = None  # max_publish_rate, set at CONNECT
         self.ended_by: str | None = None  # why the broker ended it (close_reason), if it did
         # Authentication: the identity accepted, what it may do (None: unrestricted), the
         # MQTT 5 Authentication Method it used, and an AUTH exchange under way.
@@ -144,21 +166,39 @@ class BrokerConnection(BufferedTransport):
             if refusal is not None:
                 listener.left()
         if refusal is not None:
-            # Refused before a byte is read (or a TLS handshake is made): the cheapest
-            # answer to a flood, and Mosquitto's. Clients see the connection closed.
             log.warning(
-                "Refused connection from %s on listener %s: %s.", self.peer, listener.label, refusal
+                "Refused connection from %s on listener %s: %s.",
+                self.peer,
+                listener.label,
+                refusal.why,
             )
             self.host.stats.refused_connections += 1
             self.host.stats.closed("connect_refused")
             self.admitted = False
-            transport.close()
+            if self.host.refusing(self):
+                # Not counted in, but read (bounded: check_timers, data_received) until
+                # its CONNECT, which is answered with the reason code (on_connect).
+                self.refusal = refusal
+            else:
+                # Too many being refused already: closed before a byte is read (or a
+                # TLS handshake is made), the cheapest answer to a flood.
+                transport.close()
             return
         self.admitted = True
 
     def data_received(self, data: bytes) -> None:
         host = self.host
         host.stats.bytes_received += len(data)
+        if self.closing_since is not None:
+            self._drain(len(data))
+            return
+        if self.refusal is not None:
+            self.drained += len(data)
+            if self.drained > LINGER_BYTES:
+                log.debug("Refused connection from %s sent too much; closing.", self.peer)
+                self.protocol.close()
+                self.abort()
+                return
         self.protocol.receive_data(data)
         if self._waiting is None:
             self._handle_packets(host.now())
@@ -195,16 +235,24 @@ class BrokerConnection(BufferedTransport):
             self.admitted = False
             host.closed(self)
             self.listener.left()
+        elif self.refusal is not None:
+            host.closed(self)
         self.protocol.close()
         waiting = self._waiting
         if waiting is not None:
             self._waiting = None
             waiting.cancel()
+        self._leave(exc)
+
+    def _leave(self, exc: Exception | None) -> None:
+        """The MQTT connection is over: let go of the session (its will goes out unless
+        the client disconnected cleanly). At close_transport, not when the socket is
+        gone: a lingering close must not keep the session attached to a connection
+        that will send nothing more."""
         session = self.session
-        if session is None or session.connection is not self:
+        if session is None or session.connection is not self or self._taken_over:
             return
         self.session = None
-        now = host.now()
         if self.clean_disconnect:
             log.info("Client %s disconnected.", self.client_id)
         elif self.ended_by is not None:
@@ -212,7 +260,8 @@ class BrokerConnection(BufferedTransport):
             log.debug("Client %s connection closed%s.", self.client_id, _cause(exc))
         else:
             log.info("Client %s closed its connection%s.", self.client_id, _cause(exc))
-        host.detach(session, publish_will=not self.clean_disconnect, now=now)
+        host = self.host
+        host.detach(session, publish_will=not self.clean_disconnect, now=host.now())
 
     def on_writable(self) -> None:
         if self.session is not None:
@@ -221,6 +270,8 @@ class BrokerConnection(BufferedTransport):
         self._carry_on()
 
     def wants_input(self) -> bool:
+        if self.closing_since is not None:
+            return True  # lingering: read (and discard) whatever comes, within bounds
         return super().wants_input() and self._waiting is None
 
     def on_held_back(self) -> None:
@@ -273,10 +324,23 @@ class BrokerConnection(BufferedTransport):
 
     def check_timers(self, now: float) -> None:
         """Close the connection if its CONNECT, keep-alive or closing deadline passed."""
-        if self.closing_since is not None:
-            if now - self.closing_since > CLOSE_TIMEOUT and self.transport is not None:
+        closing_since = self.closing_since
+        if closing_since is not None:
+            transport = self.transport
+            if transport is None:
+                return
+            if now - closing_since > CLOSE_TIMEOUT:
                 log.info("Connection from %s left its last packets unread; aborted.", self.peer)
-                self.transport.abort()
+                transport.abort()
+            elif now - closing_since > LINGER_TIME and not transport.is_closing():
+                # Lingered long enough; close() still lets the write buffer drain.
+                transport.close()
+            return
+        if self.refusal is not None:
+            if now - self.connected_at > min(REFUSAL_TIMEOUT, self.host.config.connect_timeout):
+                log.debug("Refused connection from %s sent no CONNECT in time.", self.peer)
+                self.protocol.close()
+                self.close_transport()
             return
         if self.session is None:
             timeout = self.host.config.connect_timeout
@@ -303,9 +367,33 @@ class BrokerConnection(BufferedTransport):
             self.transport.abort()
 
     def close_transport(self) -> None:
-        super().close_transport()
+        """Write what is pending, then close lingering: shut the write side down (after
+        the buffer drains) and keep reading, discarding, until the client closes or
+        LINGER_TIME or LINGER_BYTES is reached (check_timers, _drain)."""
+        self.flush()
+        self._shut = True
         if self.closing_since is None:
             self.closing_since = self.host.now()
+        self._leave(None)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            transport.resume_reading()
+        else:
+            transport.close()
+
+    def _drain(self, size: int) -> None:
+        self.drained += size
+        transport = self.transport
+        if self.drained > LINGER_BYTES and transport is not None and not transport.is_closing():
+            log.debug(
+                "Connection from %s sent over %d bytes after it was closed; closing now.",
+                self.peer,
+                LINGER_BYTES,
+            )
+            transport.close()
 
     def disconnect(
         self, reason: int, reason_string: str | None = None, *, why: str | None = None
@@ -315,9 +403,9 @@ class BrokerConnection(BufferedTransport):
         The one place the broker ends a connection it accepted: logged (``why``, or else
         the reason string, says more for the log) and counted in ``Stats.closed``.
         """
-        if self.closing_since is None:
+        if self.closing_since is None and self.refusal is None:
             # Only the first close says why: a takeover or shutdown of a connection
-            # already closing changes nothing.
+            # already closing changes nothing (nor one refused and counted already).
             name = self.ended_by = close_reason(reason)
             self.host.stats.closed(name)
             detail = why or reason_string
@@ -339,7 +427,9 @@ class BrokerConnection(BufferedTransport):
 
     def take_over(self) -> None:
         # disconnect() tells only a connection with a session why: let go of it after,
-        # or MQTT 5 clients never get the DISCONNECT 0x8E [MQTT-3.1.4-3].
+        # or MQTT 5 clients never get the DISCONNECT 0x8E [MQTT-3.1.4-3]. The registry,
+        # our caller, detaches the session itself (_leave must not, from inside it).
+        self._taken_over = True
         self.disconnect(DisconnectReasonCode.SESSION_TAKEN_OVER)
         self.session = None
 
@@ -361,6 +451,11 @@ class BrokerConnection(BufferedTransport):
     def on_connect(self, packet: Connect, now: float) -> None:
         host = self.host
         self.version = packet.protocol_level
+        refusal = self.refusal
+        if refusal is not None:
+            # Over a connection limit: logged and counted at the accept already.
+            self._answer_refusal(packet, refusal)
+            return
         listener = self.listener
         identity_source = listener.identity_source
         terms = connect_terms(
@@ -383,6 +478,8 @@ class BrokerConnection(BufferedTransport):
         self.keep_alive = terms.keep_alive
         self.send_quota = terms.send_quota
         self.maximum_packet_size = terms.maximum_packet_size
+        if host.config.max_publish_rate:
+            self.publish_rate = RateLimit(host.config.max_publish_rate, now)
         accepted = self._authenticated(packet)
         if accepted is None:
             return  # refused, or waiting for the answer (on_connect then runs again)
@@ -508,6 +605,9 @@ class BrokerConnection(BufferedTransport):
         )
         self.host.stats.refused_connections += 1
         self.host.stats.closed("connect_refused")
+        self._answer_refusal(packet, refusal)
+
+    def _answer_refusal(self, packet: Connect, refusal: Refusal) -> None:
         data = refusal_connack(packet, refusal)
         if data is not None:
             self.send(data)

@@ -13,12 +13,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from roost.broker.auth.manager import AuthManager
+from roost.broker.connect import Refusal
 from roost.broker.limits import TopicLimits
 from roost.broker.persistence import make_store
 from roost.broker.registry import SessionRegistry
 from roost.broker.router import Router
 from roost.broker.stats import Stats
-from roost.codec import DisconnectReasonCode
+from roost.codec import ConnectReasonCode, DisconnectReasonCode
 
 if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roost.broker")
 
+# Connections over a connection limit that are answered (CONNACK 0x97 or 0x9F) rather
+# than closed at once, at the same time: each costs a socket for up to its short
+# deadline, so in a flood beyond this many the rest are closed unread, as before.
+REFUSING_AT_MOST = 100
+
 
 class BrokerCore:
     """Sessions, routing, authorization, storage and counters behind one narrow seam."""
@@ -41,6 +47,7 @@ class BrokerCore:
         "auth",
         "config",
         "connections",
+        "refused",
         "registry",
         "router",
         "stats",
@@ -64,6 +71,7 @@ class BrokerCore:
             sessions, self.router, self.store, config, self.stats, self.auth.forget
         )
         self.connections: set[Connection] = set()
+        self.refused: set[Connection] = set()  # being refused with a CONNACK (refusing)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def open_state(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -124,25 +132,39 @@ class BrokerCore:
 
     # Connections.
 
-    def opened(self, conn: Connection) -> str | None:
+    def opened(self, conn: Connection) -> Refusal | None:
         limit = self.config.max_connections
         if limit and len(self.connections) >= limit:
-            return f"the broker's max_connections ({limit}) is reached"
+            return Refusal(
+                ConnectReasonCode.QUOTA_EXCEEDED,
+                f"the broker's max_connections ({limit}) is reached",
+            )
         self.connections.add(conn)
         return None
 
+    def refusing(self, conn: Connection) -> bool:
+        if len(self.refused) >= REFUSING_AT_MOST:
+            return False
+        self.refused.add(conn)
+        return True
+
     def closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        self.refused.discard(conn)
 
     def sweep_connections(self, now: float) -> None:
         """Keep-alive, connect timeouts and connections that will not finish closing."""
         for conn in list(self.connections):
+            conn.check_timers(now)
+        for conn in list(self.refused):
             conn.check_timers(now)
 
     async def close_connections(self, grace: float = 1.0) -> None:
         """Tell every client the server is going, and wait (``grace`` at most) for the
         connections to end as if their clients had gone: wills are published or, if
         delayed, scheduled, and durable sessions record their expiry deadlines."""
+        for conn in list(self.refused):
+            conn.abort()  # never let in: nothing to tell them
         for conn in list(self.connections):
             conn.disconnect(DisconnectReasonCode.SERVER_SHUTTING_DOWN)
         loop = asyncio.get_running_loop()

@@ -49,6 +49,21 @@ class StreamLayer(asyncio.Protocol, asyncio.Transport):
         raw = self.raw
         return self._closed or raw is None or raw.is_closing()
 
+    def can_write_eof(self) -> bool:
+        # Every layer can end its own stream first (TLS close_notify, WebSocket close
+        # frame), then shut the socket's write side down if the transport below can.
+        return True
+
+    def write_eof_below(self) -> None:
+        """Shut down the write side of the transport below (or close it if it cannot)."""
+        raw = self.raw
+        if raw is None or raw.is_closing():
+            return
+        if raw.can_write_eof():
+            raw.write_eof()
+        else:
+            raw.close()
+
     def abort(self) -> None:
         self._closed = True
         if self.raw is not None:

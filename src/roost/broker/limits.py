@@ -1,4 +1,5 @@
-"""The broker's limits on topics: bytes (``max_topic_length``) and levels (``max_topic_levels``).
+"""The broker's limits on topics: bytes (``max_topic_length``) and levels (``max_topic_levels``);
+and the token bucket behind its rate limits (``RateLimit``).
 
 MQTT bounds a topic at 65,535 bytes and says nothing about levels, but every level of a
 filter is a node of the subscription trie, so a filter of 30,000 one-byte levels costs
@@ -57,3 +58,28 @@ class TopicLimits:
         if levels > self.max_levels:
             return f"topic of {levels} levels, over max_topic_levels ({self.max_levels})"
         return None
+
+
+class RateLimit:
+    """A token bucket: on average ``rate`` events per second, in bursts of up to one
+    second's worth (at least one). ``max_connection_rate`` per listener and
+    ``max_publish_rate`` per client use it; the clock is the caller's (loop time)."""
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.burst = max(rate, 1.0)
+        self._tokens = self.burst
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        """Count one event; False (and nothing counted) if it is over the rate."""
+        tokens = self._tokens + (now - self._last) * self.rate
+        self._last = now
+        tokens = min(tokens, self.burst)
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True

@@ -22,9 +22,12 @@ import os
 from typing import TYPE_CHECKING
 
 from roost.broker.config import TLS_LISTENER_TYPES, ListenerConfig
+from roost.broker.connect import Refusal
 from roost.broker.connection import BrokerConnection
+from roost.broker.limits import RateLimit
 from roost.broker.tls import TlsFilesError, TlsLayer, server_context
 from roost.broker.websocket import WebSocketLayer
+from roost.codec import ConnectReasonCode
 
 if TYPE_CHECKING:
     import ssl
@@ -60,6 +63,7 @@ class Listener:
     __slots__ = (
         "_coalescer",
         "_host",
+        "_rate",
         "allow_anonymous",
         "config",
         "connections",
@@ -83,6 +87,7 @@ class Listener:
         self.index = index
         self.identity_source: str | None = config.use_identity_as_username or None
         self.connections = 0  # admitted connections (admit / left)
+        self._rate: RateLimit | None = None  # max_connection_rate, made in start()
         self.server: asyncio.Server | None = None
         self.label = _label(config, config.host, config.port)
         self.allow_anonymous = False  # decided in start(), once the bound address is known
@@ -114,6 +119,8 @@ class Listener:
         if anonymous is None:
             anonymous = all(_is_loopback(address[0]) for address in addresses)
         self.allow_anonymous = anonymous
+        if config.max_connection_rate:
+            self._rate = RateLimit(config.max_connection_rate, self._host.now())
         for address in addresses:
             log.info("Listening on %s:%d (%s).", address[0], address[1], self.describe())
 
@@ -139,13 +146,24 @@ class Listener:
         parts.append(f"anonymous clients {'allowed' if self.allow_anonymous else 'refused'}")
         if config.max_connections:
             parts.append(f"at most {config.max_connections} connections")
+        if config.max_connection_rate:
+            parts.append(f"at most {config.max_connection_rate:g} new connections a second")
         return ", ".join(parts)
 
-    def admit(self) -> str | None:
+    def admit(self) -> Refusal | None:
         """Count a new connection in, or say why it must be refused now."""
         limit = self.config.max_connections
         if limit and self.connections >= limit:
-            return f"the listener's max_connections ({limit}) is reached"
+            return Refusal(
+                ConnectReasonCode.QUOTA_EXCEEDED,
+                f"the listener's max_connections ({limit}) is reached",
+            )
+        rate = self._rate
+        if rate is not None and not rate.take(self._host.now()):
+            return Refusal(
+                ConnectReasonCode.CONNECTION_RATE_EXCEEDED,
+                f"the listener's max_connection_rate ({rate.rate:g} a second) is exceeded",
+            )
         self.connections += 1
         return None
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from roost.broker.auth.access import ClientAccess
     from roost.broker.auth.base import AuthRequest, AuthResult, ClientInfo, EnhancedAuthentication
     from roost.broker.config import BrokerConfig
-    from roost.broker.limits import TopicLimits
+    from roost.broker.connect import Refusal
+    from roost.broker.limits import RateLimit, TopicLimits
     from roost.broker.message import Message
     from roost.broker.records import SubscriptionRecord
     from roost.broker.sessions import Identity, Session, Sink
@@ -73,7 +74,7 @@ class Entrance(Protocol):
     allow_anonymous: bool
     identity_source: str | None  # "cn" or "san": the certificate names the user
 
-    def admit(self) -> str | None:
+    def admit(self) -> Refusal | None:
         """Count a new connection in, or say why it must be refused."""
 
     def left(self) -> None:
@@ -95,10 +96,15 @@ class ConnectionHost(Protocol):
         """The event loop's clock: every deadline is in these seconds."""
 
     # Connections.
-    def opened(self, conn: Connection) -> str | None:
+    def opened(self, conn: Connection) -> Refusal | None:
         """Count a new connection in, or say why the broker must refuse it."""
 
-    def closed(self, conn: Connection) -> None: ...
+    def refusing(self, conn: Connection) -> bool:
+        """Keep a refused connection (not counted in) until it has read its CONNECT and
+        been answered; False if too many are being refused so already (close it now)."""
+
+    def closed(self, conn: Connection) -> None:
+        """A connection counted in (opened) or being refused (refusing) is gone."""
 
     # Sessions (see registry.SessionRegistry).
     def attach(
@@ -145,6 +151,7 @@ class ClientSide(Protocol):
     access: ClientAccess | None  # None: nothing restricts this client
     client_id: str
     version: int
+    publish_rate: RateLimit | None  # max_publish_rate; None: no limit
 
     def send(self, data: bytes) -> None: ...
 

@@ -43,6 +43,11 @@ def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
             conn.wait_for(decision, lambda _: on_publish(conn, packet, conn.host.now()))
             return
         allowed = decision
+    # Here, not first: a PUBLISH handled again after a plugin's answer counts once.
+    rate = conn.publish_rate
+    if rate is not None and not rate.take(now):
+        conn.disconnect(DisconnectReasonCode.MESSAGE_RATE_TOO_HIGH, "message rate too high")
+        return
     qos = packet.qos
     host.stats.messages_received += 1
     if qos > config.maximum_qos:

@@ -86,7 +86,7 @@ def certificate_identity(peercert: object, source: str) -> str | None:
 class TlsLayer(StreamLayer):
     """Server-side TLS between the socket and the protocol above (MQTT or WebSocket)."""
 
-    __slots__ = ("_established", "_incoming", "_label", "_outgoing", "_tls")
+    __slots__ = ("_established", "_incoming", "_label", "_outgoing", "_tls", "_told_close")
 
     def __init__(self, context: ssl.SSLContext, app: asyncio.Protocol, label: str) -> None:
         super().__init__(app)
@@ -94,6 +94,7 @@ class TlsLayer(StreamLayer):
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._established = False
+        self._told_close = False  # our close_notify is sent (write_eof): nothing follows
         self._label = label  # the listener's, for the log
 
     def data_received(self, data: bytes) -> None:
@@ -134,7 +135,11 @@ class TlsLayer(StreamLayer):
         except ssl.SSLZeroReturnError:
             ended = True
         except ssl.SSLError as exc:
-            self._fail("TLS", exc)
+            if self._told_close:
+                # Lingering after our close_notify: nothing more to say, nor to log.
+                self.close()
+            else:
+                self._fail("TLS", exc)
             return
         # Reading can produce output: session tickets, key updates, alerts.
         self._send_pending()
@@ -145,7 +150,7 @@ class TlsLayer(StreamLayer):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         # Nothing above writes before it has read, and it reads only after the handshake.
-        if self._closed or not self._established:
+        if self._closed or not self._established or self._told_close:
             return
         try:
             self._tls.write(data)
@@ -154,17 +159,34 @@ class TlsLayer(StreamLayer):
             return
         self._send_pending()
 
+    def write_eof(self) -> None:
+        """Our close_notify, then the socket's write side shut down; reading goes on
+        (the client's data after it still decrypts, its close_notify ends the link)."""
+        if self._closed or self._told_close:
+            return
+        if not self._established:
+            self.close()  # no TLS session to end: nothing to say first
+            return
+        self._send_close_notify()
+        self.write_eof_below()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._established:
-            # Queues our close_notify; the client's answer is not waited for.
-            with contextlib.suppress(ssl.SSLError):
-                self._tls.unwrap()
-            self._send_pending()
+            # The client's answer to our close_notify is not waited for.
+            self._send_close_notify()
         if self.raw is not None:
             self.raw.close()
+
+    def _send_close_notify(self) -> None:
+        if self._told_close:
+            return
+        self._told_close = True
+        with contextlib.suppress(ssl.SSLError):
+            self._tls.unwrap()  # queues it; raises SSLWantReadError for the answer
+        self._send_pending()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "ssl_object":

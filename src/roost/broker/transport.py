@@ -79,6 +79,7 @@ class BufferedTransport(asyncio.Protocol):
         "_held_count",
         "_out",
         "_per_packet",
+        "_shut",
         "held_limit",
         "transport",
         "writable",
@@ -93,6 +94,9 @@ class BufferedTransport(asyncio.Protocol):
         # The transport frames each packet on its own (WebSocket): hand it the packets,
         # not their concatenation.
         self._per_packet = False
+        # Our last packet is written: nothing more may follow (the write side may be
+        # shut down while the connection still reads, see close_transport).
+        self._shut = False
         self.held_limit = HELD_LIMIT
         self.transport: asyncio.Transport | None = None
         self.writable = True
@@ -113,7 +117,7 @@ class BufferedTransport(asyncio.Protocol):
             return
         out = self._out
         if out is None:
-            if self.transport is None or self.transport.is_closing():
+            if self._shut or self.transport is None or self.transport.is_closing():
                 return
             self._out = [data]
             self._coalescer.mark(self)
@@ -188,6 +192,7 @@ class BufferedTransport(asyncio.Protocol):
     def close_transport(self) -> None:
         """Write what is pending, then close."""
         self.flush()
+        self._shut = True
         if self.transport is not None:
             self.transport.close()
 

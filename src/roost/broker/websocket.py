@@ -3,7 +3,8 @@
 The layer only moves bytes: MQTT packets may span frames and a frame may hold several
 packets (MQTT 5.0 section 6, [MQTT-6.0.0-2]), so frame payloads go to the
 BrokerConnection above as a byte stream, unmasked as they arrive, never reassembled.
-Each flush of the connection's output becomes one binary frame.
+Going out, each MQTT packet gets a binary frame of its own (``writelines``), and the
+frames of one flush leave in one write.
 
 Not supported: extensions (permessage-deflate is simply not accepted, which the RFC
 allows), text frames (MQTT forbids them [MQTT-6.0.0-1]), HTTP/2 WebSockets.
@@ -222,7 +223,8 @@ class WebSocketLayer(StreamLayer):
         if not first & FIN:
             raise _Failure(PROTOCOL_ERROR, "fragmented control frame")
         if opcode == PING:
-            self._write_frame(FIN | PONG, body)
+            if not self._close_sent:  # nothing may follow our close frame (RFC 6455 5.5.1)
+                self._write_frame(FIN | PONG, body)
         elif opcode == CLOSE:
             if len(body) == 1:
                 raise _Failure(PROTOCOL_ERROR, "close frame with a 1-byte body")
@@ -245,15 +247,26 @@ class WebSocketLayer(StreamLayer):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """One MQTT packet (``BufferedTransport`` writes a single packet with this)."""
-        if not self._closed and self._upgraded:
+        if not self._closed and self._upgraded and not self._close_sent:
             self._write_frame(FIN | BINARY, data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         """Whole MQTT packets: each in its own frame, all in one write below."""
         raw = self.raw
-        if self._closed or not self._upgraded or raw is None:
+        if self._closed or not self._upgraded or self._close_sent or raw is None:
             return
         raw.write(b"".join(_frame(FIN | BINARY, data) for data in list_of_data))
+
+    def write_eof(self) -> None:
+        """Our close frame, then the write side below shut down; frames are still read
+        (the client's close frame answers ours, and then the TCP connection is closed)."""
+        if self._closed or self._close_sent:
+            return
+        if not self._upgraded:
+            self.close()  # no WebSocket yet: nothing to say first
+            return
+        self._send_close(NORMAL_CLOSURE)
+        self.write_eof_below()
 
     def close(self) -> None:
         if self._closed:
