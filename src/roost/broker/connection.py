@@ -19,12 +19,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from roost.broker import publishing, subscribing
-from roost.broker.auth.base import AuthRequest, AuthResult, Challenge, ClientInfo
+from roost.broker import authenticating, publishing, subscribing
+from roost.broker.auth.base import AuthResult
 from roost.broker.connect import (
     NO_LIMIT,
     Refusal,
-    backend_refusal,
     connack_for,
     connect_terms,
     refusal_connack,
@@ -36,13 +35,10 @@ from roost.broker.tls import certificate_identity
 from roost.broker.transport import WRITE_BUFFER_HIGH, BufferedTransport, WriteCoalescer
 from roost.codec import (
     MQTT_5,
-    Auth,
-    AuthReasonCode,
     CodecError,
     Connack,
     ConnackReturnCode,
     Connect,
-    ConnectReasonCode,
     Disconnect,
     DisconnectReasonCode,
     Packet,
@@ -52,7 +48,7 @@ from roost.codec import (
 from roost.protocol.server_conn import ServerConnection, ServerState
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable
 
     from roost.broker.auth.access import ClientAccess
     from roost.broker.auth.base import EnhancedAuthentication
@@ -61,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roost.broker")
 
-_NOTHING_TO_CHECK = AuthResult.accept()
 # Seconds a connection we closed has to take what we still had to send it; then it is
 # aborted (close() waits for the write buffer to drain, which a client that reads
 # nothing never lets happen).
@@ -85,14 +80,13 @@ class BrokerConnection(BufferedTransport):
     client's session and on routing, through the ``ConnectionHost`` seam."""
 
     __slots__ = (
-        "_auth_result",
-        "_connect",
-        "_exchange",
         "_taken_over",
         "_waiting",
         "access",
         "admitted",
+        "auth_exchange",
         "auth_method",
+        "auth_result",
         "clean_disconnect",
         "client_id",
         "closing_since",
@@ -105,6 +99,7 @@ class BrokerConnection(BufferedTransport):
         "listener",
         "maximum_packet_size",
         "peer",
+        "pending_connect",
         "protocol",
         "publish_rate",
         "refusal",
@@ -146,9 +141,9 @@ class BrokerConnection(BufferedTransport):
         self.username: str | None = None
         self.access: ClientAccess | None = None
         self.auth_method: str | None = None
-        self._exchange: EnhancedAuthentication | None = None
-        self._connect: Connect | None = None  # waiting for its authentication
-        self._auth_result: AuthResult | None = None  # that authentication's answer
+        self.auth_exchange: EnhancedAuthentication | None = None
+        self.pending_connect: Connect | None = None  # waiting for its authentication
+        self.auth_result: AuthResult | None = None  # that authentication's answer
         # What packet processing waits for; None: packets are handled as they come.
         self._waiting: asyncio.Future[object] | None = None
 
@@ -472,7 +467,7 @@ class BrokerConnection(BufferedTransport):
             earlier_id=self.client_id,  # kept across a wait for authentication
         )
         if isinstance(terms, Refusal):
-            self._refuse(packet, terms)
+            self.refuse(packet, terms)
             return
         client_id = self.client_id = terms.client_id
         self.keep_alive = terms.keep_alive
@@ -480,11 +475,11 @@ class BrokerConnection(BufferedTransport):
         self.maximum_packet_size = terms.maximum_packet_size
         if host.config.max_publish_rate:
             self.publish_rate = RateLimit(host.config.max_publish_rate, now)
-        accepted = self._authenticated(packet)
+        accepted = authenticating.authenticated(self, packet)
         if accepted is None:
             return  # refused, or waiting for the answer (on_connect then runs again)
-        client = self._client_info(self.username, accepted.attributes)
-        identity = Identity(client, self._password_file_vouched(packet, accepted))
+        client = authenticating.client_info(self, self.username, accepted.attributes)
+        identity = Identity(client, authenticating.password_file_vouched(self, packet, accepted))
         session, present = host.attach(
             self, identity, packet.clean_start, terms.expiry_interval, packet.will, now
         )
@@ -515,87 +510,8 @@ class BrokerConnection(BufferedTransport):
         if self.pending_bytes() >= WRITE_BUFFER_HIGH:
             self.flush()
 
-    def _authenticated(self, packet: Connect) -> AuthResult | None:
-        """The answer to this CONNECT's credentials, or None if refused or not known yet.
-
-        Not known yet: the connection waits for the backend (or for the client's part of
-        an AUTH exchange) and on_connect runs again with ``_auth_result`` set.
-        """
-        result = self._auth_result
-        method = packet.authentication_method
-        if result is None:
-            auth = self.host.auth
-            self._connect = packet
-            if method is not None:
-                exchange = auth.start_auth(method, self._client_info(packet.username))
-                if exchange is None:
-                    self._refuse(
-                        packet,
-                        Refusal(
-                            ConnectReasonCode.BAD_AUTHENTICATION_METHOD,
-                            f"authentication method {method!r} not offered",
-                        ),
-                    )
-                    return None
-                self.auth_method = method
-                self._exchange = exchange
-                self.wait_for(exchange.step(packet.authentication_data), self._auth_step_done)
-                return None
-            # A listener that takes the username from the client certificate has checked
-            # the credential already (and the CONNECT's password is not the user's).
-            certified = bool(self.listener.identity_source)
-            if certified or not auth.needs_authentication(packet.username):
-                result = _NOTHING_TO_CHECK
-            else:
-                request = AuthRequest(self._client_info(packet.username), packet.password)
-                self.wait_for(auth.authenticate(request), self._credentials_checked)
-                return None
-        self._auth_result = None
-        self._connect = None
-        if not result.allowed:
-            why = result.reason_string or "not authorized"
-            self._refuse(packet, backend_refusal(result.reason_code, why))
-            return None
-        username = packet.username if result.username is None else result.username
-        if method is not None and packet.username not in (None, username):
-            self._refuse(
-                packet,
-                Refusal(
-                    ConnectReasonCode.NOT_AUTHORIZED,
-                    "the username differs from the identity authenticated",
-                ),
-            )
-            return None
-        self.username = username
-        return result
-
-    def _password_file_vouched(self, packet: Connect, accepted: AuthResult) -> bool:
-        """Whether the password file accepted this client's username (not a certificate,
-        an AUTH exchange, or a plugin naming another identity)."""
-        username = self.username
-        return (
-            username is not None
-            and packet.authentication_method is None
-            and not self.listener.identity_source
-            and accepted.username is None
-            and self.host.auth.in_password_file(username)
-        )
-
-    def _credentials_checked(self, result: object) -> None:
-        assert isinstance(result, AuthResult)  # noqa: S101
-        assert self._connect is not None  # noqa: S101
-        self._auth_result = result
-        self.on_connect(self._connect, self.host.now())
-
-    def _client_info(
-        self, username: str | None, attributes: Mapping[str, object] | None = None
-    ) -> ClientInfo:
-        label = self.listener.label
-        if attributes is None:
-            return ClientInfo(self.client_id, username, self.peer, self.version, label)
-        return ClientInfo(self.client_id, username, self.peer, self.version, label, attributes)
-
-    def _refuse(self, packet: Connect, refusal: Refusal) -> None:
+    def refuse(self, packet: Connect, refusal: Refusal) -> None:
+        """Answer a CONNECT with a refusing CONNACK (where the level has one), then close."""
         log.warning(
             "Refused connection from %s as %r (p%d): %s.",
             self.peer,
@@ -644,60 +560,6 @@ class BrokerConnection(BufferedTransport):
         self.protocol.close()
         self.close_transport()
 
-    # Enhanced authentication (MQTT 5.0 section 4.12).
-
-    def on_auth(self, packet: Auth, now: float) -> None:
-        method = self.auth_method
-        if method is None:
-            raise _protocol_error("AUTH without an authentication method")  # [MQTT-3.15.2-1]
-        if packet.authentication_method != method:
-            raise _protocol_error("AUTH with another authentication method")  # [MQTT-4.12.0-5]
-        reason = packet.reason_code
-        if self._exchange is None:
-            if reason != AuthReasonCode.RE_AUTHENTICATE:
-                raise _protocol_error(f"AUTH 0x{reason:02X} outside an authentication exchange")
-            exchange = self.host.auth.start_auth(method, self._client_info(self.username))
-            if exchange is None:  # the method's backend went away (a reload)
-                self.disconnect(
-                    DisconnectReasonCode.NOT_AUTHORIZED,
-                    "re-authentication failed",
-                    why=f"re-authentication: method {method} no longer offered",
-                )
-                return
-            self._exchange = exchange
-        elif reason != AuthReasonCode.CONTINUE_AUTHENTICATION:
-            raise _protocol_error(f"AUTH 0x{reason:02X} in an authentication exchange")
-        self.wait_for(self._exchange.step(packet.authentication_data), self._auth_step_done)
-
-    def _auth_step_done(self, step: object) -> None:
-        method = self.auth_method
-        if isinstance(step, Challenge):
-            if self.session is None:
-                self.protocol.authenticating()  # until CONNACK: only AUTH or DISCONNECT
-            self.send(self.protocol.auth(AuthReasonCode.CONTINUE_AUTHENTICATION, method, step.data))
-            return
-        assert isinstance(step, AuthResult)  # noqa: S101
-        self._exchange = None
-        if self.session is None:
-            assert self._connect is not None  # noqa: S101
-            self.protocol.authenticated()
-            self._auth_result = step
-            self.on_connect(self._connect, self.host.now())
-            return
-        # Re-authentication: the identity may not change on a connection.
-        if step.allowed and step.username in (None, self.username):
-            log.info("Client %s re-authenticated with %s.", self.client_id, method)
-            self.send(self.protocol.auth(AuthReasonCode.SUCCESS, method, step.data))
-            return
-        log.warning(
-            "Client %s failed re-authentication with %s: %s; disconnecting.",
-            self.client_id,
-            method,
-            step.reason_string if not step.allowed else "a different identity",
-        )
-        # [MQTT-4.12.1-2]: DISCONNECT with a reason, then close.
-        self.disconnect(DisconnectReasonCode.NOT_AUTHORIZED, "re-authentication failed")
-
 
 def _protocol_error(message: str) -> CodecError:
     return ProtocolError(message)
@@ -728,5 +590,5 @@ _HANDLERS: tuple[Callable[[BrokerConnection, Packet, float], None], ...] = (  # 
     BrokerConnection.on_pingreq,
     _unexpected,
     BrokerConnection.on_disconnect,
-    BrokerConnection.on_auth,
+    authenticating.on_auth,
 )

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from roost.broker.sessions import Identity, Session, Sink
     from roost.broker.stats import Stats
     from roost.broker.transport import Holder
-    from roost.codec import Will
+    from roost.codec import Connect, Will
     from roost.protocol.server_conn import ServerConnection
 
 
@@ -60,7 +60,9 @@ class Connection(Sink, Protocol):
     def check_timers(self, now: float) -> None:
         """Close the connection if its CONNECT, keep-alive or closing deadline passed."""
 
-    def disconnect(self, reason: int, reason_string: str | None = None) -> None:
+    def disconnect(
+        self, reason: int, reason_string: str | None = None, *, why: str | None = None
+    ) -> None:
         """Close from the broker's side; MQTT 5 clients are told why first."""
 
     def abort(self) -> None:
@@ -155,7 +157,9 @@ class ClientSide(Protocol):
 
     def send(self, data: bytes) -> None: ...
 
-    def disconnect(self, reason: int, reason_string: str | None = None) -> None: ...
+    def disconnect(
+        self, reason: int, reason_string: str | None = None, *, why: str | None = None
+    ) -> None: ...
 
     def wait_for(self, answer: Awaitable[object], then: Callable[[object], None]) -> None:
         """Pause this connection's packets until ``answer`` is ready, then ``then(it)``."""
@@ -166,3 +170,23 @@ class ClientSide(Protocol):
     # Holding packets until a store commit (see transport.Holder).
     def hold(self, batch: int) -> None: ...
     def release(self, committed: int) -> bool: ...
+
+
+class AuthenticatingSide(ClientSide, Protocol):
+    """What ``authenticating.py`` may use of a connection: the connection's identity and
+    the state of an authentication under way (the connection owns it; these functions
+    are the only ones that change it)."""
+
+    listener: Entrance
+    peer: str
+    username: str | None  # the identity accepted
+    auth_method: str | None  # the MQTT 5 Authentication Method it used
+    auth_exchange: EnhancedAuthentication | None  # an AUTH exchange under way
+    pending_connect: Connect | None  # the CONNECT waiting for its authentication
+    auth_result: AuthResult | None  # that authentication's answer, once given
+
+    def on_connect(self, packet: Connect, now: float) -> None:
+        """Handle the CONNECT (again, once its authentication is answered)."""
+
+    def refuse(self, packet: Connect, refusal: Refusal) -> None:
+        """Answer a CONNECT with a refusing CONNACK, then close."""
