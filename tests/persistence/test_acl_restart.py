@@ -85,6 +85,8 @@ def pubber_publishes(broker: BrokerProcess, topic: str, *credentials: str) -> No
 
 
 ALICE = ("-u", "alice", "-P", "alice-pw")
+# The ACL after the change: alice may no longer read a/closed/#.
+NARROWED_ACL = "user alice\ntopic read a/open/#\n\nuser pubber\ntopic write a/#\n"
 
 
 @pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
@@ -116,9 +118,7 @@ def test_a_restart_with_a_new_acl_judges_the_restored_session_by_it(
     assert broker.stop() == 0
 
     # While the broker is down, alice loses a/closed/#.
-    (tmp_path / "acl").write_text(
-        "user alice\ntopic read a/open/#\n\nuser pubber\ntopic write a/#\n"
-    )
+    (tmp_path / "acl").write_text(NARROWED_ACL)
     broker = start_process("-c", str(config))
     pubber_publishes(broker, "a/closed/x")
     pubber_publishes(broker, "a/open/x")
@@ -135,9 +135,7 @@ def test_a_sighup_with_a_new_acl_stops_queueing_what_it_now_denies(
     assert broker.stop() == 0
 
     broker = start_process("-c", str(config))  # alice's session is a restored one
-    (tmp_path / "acl").write_text(
-        "user alice\ntopic read a/open/#\n\nuser pubber\ntopic write a/#\n"
-    )
+    (tmp_path / "acl").write_text(NARROWED_ACL)
     broker.reload()
     broker.wait_for(r"Reloaded ACL file")
     pubber_publishes(broker, "a/closed/x")

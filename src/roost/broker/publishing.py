@@ -57,7 +57,9 @@ def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
         conn.disconnect(DisconnectReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
         return
     packet_id = packet.packet_id
-    changes = host.changes()
+    # What the store had recorded before this PUBLISH; only an acknowledgement can wait
+    # for a commit, so QoS 0 skips the question.
+    changes = host.changes() if qos else 0
     if qos:
         awaiting = session.awaiting_release
         if qos == 2 and packet_id in awaiting:
@@ -88,7 +90,7 @@ def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
         if qos == 2 and conn.version == MQTT_5:
             # Our PUBREC 0x87 ends the exchange: the id is free again [MQTT-4.3.3-9].
             session.qos2_released(packet_id)
-        if host.changes() != changes:
+        if qos and host.changes() != changes:
             host.hold(conn)
         _acknowledge(conn, qos, packet_id, PubackReasonCode.NOT_AUTHORIZED)
         return
