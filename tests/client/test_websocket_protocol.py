@@ -225,6 +225,21 @@ def test_mqtt_bytes_flow_through_frames_split_anywhere() -> None:
         assert read_client_frame(ws.data_to_send())[2] == b"ping-1"
 
 
+def test_consecutive_data_frames_go_up_as_one_event() -> None:
+    # A server sends one MQTT packet per frame: a read holding many frames must cost the
+    # MQTT side one call, and a control frame between them keeps its place.
+    packets = [bytes((0x40, 0x02, 0x00, n)) for n in range(1, 6)]
+    ws = open_client()
+    data = b"".join(server_frame(2, packet) for packet in packets[:3])
+    data += server_frame(9, b"ping") + b"".join(server_frame(2, p) for p in packets[3:])
+    events = ws.receive_data(data)
+    assert events == [b"".join(packets[:3]), b"".join(packets[3:])]
+    assert read_client_frame(ws.data_to_send())[2] == b"ping"
+    closing = open_client()
+    events = closing.receive_data(server_frame(2, packets[0]) + server_frame(8, b"\x03\xe8"))
+    assert events == [packets[0], CloseReceived(1000, "")]
+
+
 @pytest.mark.parametrize(
     ("frame", "problem", "code"),
     [

@@ -286,11 +286,15 @@ class WebSocketClient:
             buffer.clear()
         pos = 0
         end = len(data)
+        # Servers send one MQTT packet per frame: the payloads of consecutive data frames
+        # go up as one event, not one each, so that a read of many small frames costs the
+        # MQTT side one parse call.
+        pieces: list[bytes] = []
         while pos < end and self.state is not WebSocketState.CLOSED:
             remaining = self._remaining
             if remaining:
                 take = min(remaining, end - pos)
-                events.append(data[pos : pos + take])
+                pieces.append(data[pos : pos + take])
                 self._remaining = remaining - take
                 pos += take
                 continue
@@ -303,12 +307,17 @@ class WebSocketClient:
                 # Control frames are small (<= 125 bytes) and handled whole, in order.
                 if end - pos - size < length:
                     break
+                if pieces:
+                    events.append(b"".join(pieces))
+                    pieces.clear()
                 self._control(first, opcode, data[pos + size : pos + size + length], events)
                 pos += size + length
                 continue
             self._start_data_frame(first, opcode)
             self._remaining = length
             pos += size
+        if pieces:
+            events.append(b"".join(pieces))
         if pos < end and self.state is not WebSocketState.CLOSED:
             buffer += data[pos:]
 
