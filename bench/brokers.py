@@ -50,6 +50,8 @@ class BrokerSpec:
     executable: str
     kind: str  # "roost" or "mosquitto"
     extra_config: tuple[str, ...] = ()  # Mosquitto: configuration lines; Roost: TOML lines
+    # A second listener speaking MQTT over WebSocket (path /mqtt) on this port, if set.
+    websocket_port: int = 0
 
     def mosquitto_config(self, port: int) -> str:
         lines = [
@@ -58,16 +60,31 @@ class BrokerSpec:
             *MOSQUITTO_SETTINGS,
             *self.extra_config,
         ]
+        if self.websocket_port:
+            # Global options come first: Mosquitto applies them to every listener.
+            lines += [f"listener {self.websocket_port} 127.0.0.1", "protocol websockets"]
         return "\n".join(lines) + "\n"
 
     def command(self, port: int, workdir: Path, tag: str) -> list[str]:
         if self.kind == "roost":
             # In memory, like the Mosquitto side's `persistence false`; clean sessions
             # would write nothing anyway, but two runs must not share a data directory.
-            command = [self.executable, "broker", "-p", str(port), "--no-persistence"]
-            if self.extra_config:
+            command = [self.executable, "broker", "--no-persistence"]
+            lines = list(self.extra_config)
+            if self.websocket_port:
+                # -p would replace the configured listeners: both go in the file.
+                lines += [
+                    "[[listeners]]",
+                    f"port = {port}",
+                    "[[listeners]]",
+                    'type = "ws"',
+                    f"port = {self.websocket_port}",
+                ]
+            else:
+                command += ["-p", str(port)]
+            if lines:
                 config = workdir / f"{tag}.toml"
-                config.write_text("\n".join(self.extra_config) + "\n", encoding="utf-8")
+                config.write_text("\n".join(lines) + "\n", encoding="utf-8")
                 command += ["-c", str(config)]
             return command
         config = workdir / f"{tag}.conf"
@@ -193,7 +210,7 @@ def owns_listener(pid: int, port: int) -> bool:
     return False
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):
             return True
@@ -224,7 +241,7 @@ def start(spec: BrokerSpec, workdir: Path, tag: str) -> RunningBroker:
             raise BrokerError(f"cannot start {spec.name} ({command[0]}): {exc}") from exc
     broker = RunningBroker(spec, port, command, log_path, process)
     deadline = time.monotonic() + READY_TIMEOUT
-    while not _accepts(port):
+    while not accepts(port):
         if process.poll() is not None:
             raise BrokerError(
                 f"{spec.name} exited with status {process.returncode} while starting:\n"
