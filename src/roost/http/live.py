@@ -36,6 +36,9 @@ MAX_WATCHERS = 32
 WATCH_PAYLOAD_LIMIT = 65_536  # bytes of each payload sent to a watcher
 
 
+_CLOSED = object()  # what _wait returns when the server stops
+
+
 class _Watcher:
     __slots__ = ("dropped", "queue", "topic_filter")
 
@@ -111,7 +114,7 @@ class LiveEvents:
         return response
 
     async def _wait(self, waiting: asyncio.Future[Any] | None, timeout: float) -> Any:
-        """The result of ``waiting`` (None on timeout); raises CancelledError at close."""
+        """The result of ``waiting``: None on timeout, ``_CLOSED`` when the server stops."""
         closing = asyncio.ensure_future(self._closing.wait())
         tasks: set[asyncio.Future[Any]] = {closing}
         if waiting is not None:
@@ -123,17 +126,20 @@ class LiveEvents:
         finally:
             closing.cancel()
         if closing in done:
-            raise asyncio.CancelledError
+            return _CLOSED
         if waiting is not None and waiting in done:
             return waiting.result()
         return None
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
         response = await self._open(request)
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+        # A client that goes away cancels this handler (handler_cancellation); one that
+        # stops reading fails the write.
+        with contextlib.suppress(ConnectionError):
             while True:
                 await response.write(_event("stats", self.snapshot()))
-                await self._wait(None, STATS_INTERVAL)
+                if await self._wait(None, STATS_INTERVAL) is _CLOSED:
+                    break
         return response
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
@@ -152,11 +158,13 @@ class LiveEvents:
                     message = await self._wait(getting, KEEPALIVE_INTERVAL)
                 finally:
                     getting.cancel()
+                if message is _CLOSED:
+                    break
                 if message is None:
                     await response.write(b": keep-alive\n\n")
                     continue
                 await response.write(_event("message", self._message(watcher, message)))
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
         finally:
             self._watchers.discard(watcher)

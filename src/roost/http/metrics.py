@@ -181,13 +181,13 @@ class BrokerCollector:
                 stats.received_bytes_by_qos,
             ),
             (
-                "roost_messages_sent",
-                "Messages delivered to subscribers, by the QoS sent at.",
+                "roost_messages_delivered",
+                "Messages handed to subscribers' sessions (sent or queued), by QoS.",
                 stats.sent_by_qos,
             ),
             (
-                "roost_messages_sent_bytes",
-                "Payload bytes delivered to subscribers, by QoS.",
+                "roost_messages_delivered_bytes",
+                "Payload bytes handed to subscribers' sessions, by QoS.",
                 stats.sent_bytes_by_qos,
             ),
         ):

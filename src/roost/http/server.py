@@ -118,7 +118,12 @@ class HttpServer:
     async def start(self) -> None:
         config = self._config
         runner = web.AppRunner(
-            self.application(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+            self.application(),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            # A client that goes away ends its handler: an event stream must not wait
+            # for its next write to notice (and keep a topic watched until then).
+            handler_cancellation=True,
         )
         await runner.setup()
         try:
