@@ -67,7 +67,9 @@ class Stats:
 
 # Reasons for ending a connection that are the broker's own doing or ordinary; the
 # others say a client misbehaved (or we did) and are logged as warnings.
-ROUTINE_CLOSES = frozenset({"server_shutting_down", "session_taken_over", "keep_alive_timeout"})
+ROUTINE_CLOSES = frozenset(
+    {"server_shutting_down", "session_taken_over", "keep_alive_timeout", "administrative_action"}
+)
 
 
 def close_reason(reason_code: int) -> str:
