@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import codec, load, persistence, scale, soak
+from bench import codec, load, persistence, scale, scrape, soak
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("persistence", persistence.HELP, persistence.add_arguments, persistence.run),
     Command("scale", scale.HELP, scale.add_arguments, scale.run),
     Command("soak", soak.HELP, soak.add_arguments, soak.run),
+    Command("scrape", scrape.HELP, scrape.add_arguments, scrape.run),
 )
 
 
