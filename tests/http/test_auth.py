@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -232,3 +233,18 @@ def test_a_key_is_compared_with_every_stored_digest(
     compared.clear()
     assert checker.check(keys[0]) == "k0"
     assert compared == [digest(key) for key in keys]
+
+
+def test_a_taken_http_port_stops_the_start() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = BrokerConfig(http=HttpConfig(port=port))
+
+        async def start() -> None:
+            async with Broker(config):
+                pass
+
+        with pytest.raises(HttpSetupError, match=f"cannot listen on 127.0.0.1:{port}"):
+            asyncio.run(start())

@@ -6,6 +6,9 @@ import json
 import urllib.request
 from typing import Any
 
+import pytest
+
+from roost.http import live
 from roost.http.openapi import openapi
 from roost.http.server import HttpServer
 from tests.http.client import Api, expect_error, http_port
@@ -99,3 +102,13 @@ def test_watch_stream_sends_matching_messages(http_broker: BrokerThread, api: Ap
     # The watcher gone, the router has no observer left.
     wait_until(lambda: http_broker.call(lambda: router.observer is None))
     expect_error(api.get("/api/v1/events/watch?topic=a/%23/b"), 400, "BAD_REQUEST")
+
+
+def test_watchers_are_limited(
+    http_broker: BrokerThread, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "MAX_WATCHERS", 1)
+    url = f"http://127.0.0.1:{http_port(http_broker)}/api/v1/events/watch?topic=a"
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as stream:
+        assert _next_event(stream)[0] == "watching"
+        expect_error(api.get("/api/v1/events/watch?topic=b"), 503, "SERVICE_UNAVAILABLE")
