@@ -102,7 +102,17 @@ def _deliver_later(
 class Router:
     """Subscriptions, retained messages and shared-group choice; publish delivers."""
 
-    __slots__ = ("_retained", "_tree", "destinations", "log", "observer", "readers", "stats")
+    __slots__ = (
+        "_retained",
+        "_sent",
+        "_sent_bytes",
+        "_tree",
+        "destinations",
+        "log",
+        "observer",
+        "readers",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -118,6 +128,9 @@ class Router:
         self.readers: dict[str, ClientAccess] | None = None  # set when access is restricted
         # Sees every message routed (the HTTP API's "watch a topic"); None: nobody does.
         self.observer: Callable[[Message], None] | None = None
+        # Deliveries and their payload bytes by QoS sent at (the counters' own lists).
+        self._sent = [0, 0, 0] if stats is None else stats.sent_by_qos
+        self._sent_bytes = [0, 0, 0] if stats is None else stats.sent_bytes_by_qos
 
     # What others may read.
 
@@ -180,12 +193,8 @@ class Router:
         sender = message.sender
         delivered = 0
         # Counted per delivery, at the QoS sent (plain list increments: the hot path).
-        stats = self.stats
-        sent, sent_bytes = (
-            ([0, 0, 0], [0, 0, 0])
-            if stats is None
-            else (stats.sent_by_qos, stats.sent_bytes_by_qos)
-        )
+        sent = self._sent
+        sent_bytes = self._sent_bytes
         size = len(message.payload)
         if matches:
             merged: dict[str, _Delivery] = {}
