@@ -7,6 +7,7 @@ import asyncio
 import hmac
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -248,3 +249,18 @@ def test_a_taken_http_port_stops_the_start() -> None:
 
         with pytest.raises(HttpSetupError, match=f"cannot listen on 127.0.0.1:{port}"):
             asyncio.run(start())
+
+
+def test_without_the_http_extra_the_start_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # None in sys.modules makes the import fail as if aiohttp were not installed.
+    monkeypatch.setitem(sys.modules, "roost.http.server", None)
+    config = BrokerConfig(http=HttpConfig(port=0))
+
+    async def start() -> None:
+        async with Broker(config):
+            pass
+
+    with pytest.raises(HttpSetupError, match=r"roost\[http\] extra"):
+        asyncio.run(start())
