@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Debian packages the tests talk to: real clients (and a real broker) we did not write.
 # Debian pins its own versions; the README lists the ones the suite last passed with.
-DEB_PACKAGES := mosquitto mosquitto-clients gcc libpaho-mqtt-dev systemd
+DEB_PACKAGES := mosquitto mosquitto-clients gcc libpaho-mqtt-dev systemd chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # MQTT.js (npm `mqtt`), the browsers' client library, run under Node by the WebSocket tests.
 NODE_DIR := tests/interop/js
@@ -44,10 +44,10 @@ bench: sync-dev
 # `run` leaves the development tools out (--no-dev), and --inexact keeps them when
 # they are already there from `make test`.
 sync: $(UV)
-	$(UV) sync --locked --quiet --extra fast --no-dev --inexact
+	$(UV) sync --locked --quiet --extra fast --extra http --no-dev --inexact
 
 sync-dev: $(UV)
-	$(UV) sync --locked --quiet --extra fast
+	$(UV) sync --locked --quiet --extra fast --extra http
 
 # Move every locked Python package to the newest release that pyproject.toml allows.
 # Then run `make test`: a new lock is accepted when the whole suite passes with it.

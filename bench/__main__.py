@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import codec, load, persistence, scale, soak, websocket
+from bench import codec, load, persistence, scale, scrape, soak, websocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("scale", scale.HELP, scale.add_arguments, scale.run),
     Command("soak", soak.HELP, soak.add_arguments, soak.run),
     Command("ws", websocket.HELP, websocket.add_arguments, websocket.run),
+    Command("scrape", scrape.HELP, scrape.add_arguments, scrape.run),
 )
 
 

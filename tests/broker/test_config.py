@@ -11,6 +11,7 @@ import pytest
 from roost.broker.config import (
     BrokerConfig,
     ConfigError,
+    HttpConfig,
     ListenerConfig,
     config_from_mapping,
     load_config,
@@ -78,6 +79,12 @@ require_certificate = true
 use_identity_as_username = "san"
 crlfile = "ca.crl"
 tls_version = "1.3"
+
+[http]
+host = "0.0.0.0"
+port = 8080
+api_keys_file = "api-keys"
+cors_origins = ["https://ops.example.com"]
 """
 
 COMPLETE_CONFIG = BrokerConfig(
@@ -136,6 +143,7 @@ COMPLETE_CONFIG = BrokerConfig(
     log_dest="file",
     log_file="/var/log/roost/roost.log",
     log_format="json",
+    http=HttpConfig("0.0.0.0", 8080, "api-keys", ["https://ops.example.com"]),
 )
 
 
@@ -605,6 +613,7 @@ def test_every_field_is_documented() -> None:
     documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", text, flags=re.MULTILINE))
     expected = {f.name for f in dataclasses.fields(BrokerConfig)}
     expected |= {f.name for f in dataclasses.fields(ListenerConfig)}
+    expected |= {f.name for f in dataclasses.fields(HttpConfig)}
     assert expected <= documented
 
 

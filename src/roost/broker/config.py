@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -63,6 +64,19 @@ class ListenerConfig:
     max_connections: int = 0  # 0: no limit of this listener's own
     max_connection_rate: float = 0.0  # new connections per second admitted; 0: no limit
     allow_anonymous: bool | None = None  # None: the broker's allow_anonymous
+
+
+@dataclass(slots=True)
+class HttpConfig:
+    """The operators' HTTP API, Prometheus metrics and dashboard (an ``[http]`` table;
+    docs/operations.md). Off unless configured."""
+
+    host: str = "127.0.0.1"  # loopback: only this machine; anything else needs api keys
+    port: int = 18083  # 0: any free port (tests)
+    # API keys (`roost apikey`), hashed; required when host is not a loopback address.
+    api_keys_file: str | None = None
+    # Origins allowed to call the API from a browser (CORS); empty: none but the page's own.
+    cors_origins: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -122,6 +136,8 @@ class BrokerConfig:
     log_dest: LogDest = "stderr"
     log_file: str | None = None  # with log_dest = "file"
     log_format: LogFormat = "text"
+    # The HTTP API, metrics and dashboard (roost[http]); None: off.
+    http: HttpConfig | None = None
 
     def state_dir(self) -> str | None:
         """The directory durable state is kept in, or None when it is kept in memory.
@@ -135,6 +151,16 @@ class BrokerConfig:
         if persistence == "memory":
             return None
         return self.data_dir if self.data_dir is not None else DEFAULT_DATA_DIR
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine only: a loopback address or "localhost"."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve to anything
 
 
 # Where `roost broker` (and a BrokerConfig saying persistence = "sqlite" alone) keeps state.
@@ -172,6 +198,11 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "port": _Range(0, _U16),  # 0: the OS picks a free port (what the tests use)
         "max_connections": _Range(low=0),
         "max_connection_rate": _Range(low=0),
+    },
+    HttpConfig: {
+        "host": _Range(low=1),
+        "port": _Range(0, _U16),
+        "api_keys_file": _Range(low=1),
     },
     BrokerConfig: {
         "listeners": _Range(low=1),  # a broker with no listener cannot be reached
@@ -367,11 +398,27 @@ class _Builder:
         self._check_sys_publish(config.allow_sys_publish)
         if config.log_dest == "file" and config.log_file is None:
             self._fail(("log_dest",), 'log_dest = "file" needs log_file (the file to write)')
+        if config.http is not None:
+            self._check_http(config.http)
         if config.log_dest != "file" and config.log_file is not None:
             self._fail(
                 ("log_file",), f'only with log_dest = "file"; log_dest is {_show(config.log_dest)}'
             )
         return config
+
+    def _check_http(self, http: HttpConfig) -> None:
+        if http.api_keys_file is None and not is_loopback_host(http.host):
+            self._fail(
+                ("http", "host"),
+                f"{_show(http.host)} is not a loopback address: the HTTP API listens "
+                "elsewhere only with api_keys_file set (`roost apikey create`)",
+            )
+        for index, origin in enumerate(http.cors_origins):
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                self._fail(
+                    ("http", "cors_origins", index),
+                    f'expected an origin like "https://example.com", got {_show(origin)}',
+                )
 
     def _check_sys_publish(self, filters: list[str]) -> None:
         for index, topic_filter in enumerate(filters):
@@ -452,6 +499,8 @@ class _Builder:
             if not isinstance(value, Mapping):
                 self._fail(path, f"expected {expected}, got {_show(value)}")
             return dict(value)
+        if isinstance(hint, type) and is_dataclass(hint):
+            return self._dataclass(hint, value, path)  # a table: [http]
         raise TypeError(f"config field type {hint!r} has no loader")  # a bug, not bad input
 
     def _check_distinct_listeners(self, config: BrokerConfig) -> None:
@@ -544,7 +593,7 @@ def _describe(hint: object, bounds: _Range | None, path: KeyPath) -> str:
         (item_hint,) = get_args(hint)
         kind = "array" if not is_dataclass(item_hint) else f"array of tables ([[{path[-1]}]])"
         return f"a non-empty {kind}" if bounds and bounds.low else f"an {kind}"
-    if get_origin(hint) is dict:
+    if get_origin(hint) is dict or is_dataclass(hint):
         return "a table"
     return repr(hint)
 

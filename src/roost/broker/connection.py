@@ -167,7 +167,7 @@ class BrokerConnection(BufferedTransport):
                 listener.label,
                 refusal.why,
             )
-            self.host.stats.refused_connections += 1
+            self.host.stats.refused(refusal.reason.name.lower())
             self.host.stats.closed("connect_refused")
             self.admitted = False
             if self.host.refusing(self):
@@ -519,7 +519,7 @@ class BrokerConnection(BufferedTransport):
             packet.protocol_level,
             refusal.why,
         )
-        self.host.stats.refused_connections += 1
+        self.host.stats.refused(refusal.reason.name.lower())
         self.host.stats.closed("connect_refused")
         self._answer_refusal(packet, refusal)
 

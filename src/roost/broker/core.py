@@ -152,6 +152,29 @@ class BrokerCore:
         self.connections.discard(conn)
         self.refused.discard(conn)
 
+    def connection_of(self, client_id: str) -> Connection | None:
+        """The open connection of ``client_id``'s session, if it is connected."""
+        session = self.registry.sessions.get(client_id)
+        conn = None if session is None else session.connection
+        for candidate in self.connections:
+            if candidate is conn:
+                return candidate
+        return None
+
+    def kick(self, client_id: str) -> bool:
+        """An operator ends a client's connection (MQTT 5: DISCONNECT 0x98 first; 3.1.x
+        clients are closed); False if it is not connected. Its session stays, as after
+        any lost connection."""
+        conn = self.connection_of(client_id)
+        if conn is None:
+            return False
+        conn.disconnect(
+            DisconnectReasonCode.ADMINISTRATIVE_ACTION,
+            "disconnected by an operator",
+            why="kicked by an operator",
+        )
+        return True
+
     def sweep_connections(self, now: float) -> None:
         """Keep-alive, connect timeouts and connections that will not finish closing."""
         for conn in list(self.connections):

@@ -55,7 +55,16 @@ class Authority(Protocol):
 
 
 class Connection(Sink, Protocol):
-    """A client connection as the host sees it: for the timer sweep and shutdown."""
+    """A client connection as the host sees it: for the timer sweep and shutdown, and
+    what operators may read of it (the HTTP API's client list)."""
+
+    client_id: str  # "" until its CONNECT is accepted
+    peer: str  # "address:port"
+    keep_alive: int
+    connected_at: float  # loop time
+    username: str | None
+    listener: Entrance
+    session: Session | None
 
     def check_timers(self, now: float) -> None:
         """Close the connection if its CONNECT, keep-alive or closing deadline passed."""

@@ -49,7 +49,10 @@ def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
         conn.disconnect(DisconnectReasonCode.MESSAGE_RATE_TOO_HIGH, "message rate too high")
         return
     qos = packet.qos
-    host.stats.messages_received += 1
+    stats = host.stats
+    stats.messages_received += 1
+    stats.received_by_qos[qos] += 1  # the codec refused QoS 3
+    stats.received_bytes_by_qos[qos] += len(packet.payload)
     if qos > config.maximum_qos:
         conn.disconnect(DisconnectReasonCode.QOS_NOT_SUPPORTED, "QoS not supported")
         return

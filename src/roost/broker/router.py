@@ -102,7 +102,17 @@ def _deliver_later(
 class Router:
     """Subscriptions, retained messages and shared-group choice; publish delivers."""
 
-    __slots__ = ("_retained", "_tree", "destinations", "log", "readers", "stats")
+    __slots__ = (
+        "_retained",
+        "_sent",
+        "_sent_bytes",
+        "_tree",
+        "destinations",
+        "log",
+        "observer",
+        "readers",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -116,6 +126,11 @@ class Router:
         self._retained: RetainedStore[Message] = RetainedStore(max_retained_messages)
         self.log: RetainedLog | None = None  # where retained messages are kept, if durable
         self.readers: dict[str, ClientAccess] | None = None  # set when access is restricted
+        # Sees every message routed (the HTTP API's "watch a topic"); None: nobody does.
+        self.observer: Callable[[Message], None] | None = None
+        # Deliveries and their payload bytes by QoS sent at (the counters' own lists).
+        self._sent = [0, 0, 0] if stats is None else stats.sent_by_qos
+        self._sent_bytes = [0, 0, 0] if stats is None else stats.sent_bytes_by_qos
 
     # What others may read.
 
@@ -138,6 +153,14 @@ class Router:
     def retained_topics(self, topic_filter: str) -> list[str]:
         """The topics of the retained messages matching ``topic_filter``."""
         return [topic for topic, _message in self._retained.match(topic_filter)]
+
+    def retained_messages(self, topic_filter: str) -> list[tuple[str, Message]]:
+        """The (topic, message) pairs of the retained messages matching ``topic_filter``."""
+        return self._retained.match(topic_filter)
+
+    def retained_message(self, topic: str) -> Message | None:
+        """The retained message of ``topic``, if there is one."""
+        return self._retained.get(topic)
 
     # Subscriptions.
 
@@ -163,10 +186,16 @@ class Router:
 
     def publish(self, message: Message, now: float) -> int:
         """Deliver ``message`` to every matching subscriber; returns how many got it."""
+        if self.observer is not None:
+            self.observer(message)
         matches, groups = self._tree.match(message.topic)
         destinations = self.destinations
         sender = message.sender
         delivered = 0
+        # Counted per delivery, at the QoS sent (plain list increments: the hot path).
+        sent = self._sent
+        sent_bytes = self._sent_bytes
+        size = len(message.payload)
         if matches:
             merged: dict[str, _Delivery] = {}
             for key, record in matches:
@@ -206,14 +235,11 @@ class Router:
                                     DropReason.ACL_DENIED, key, message.topic
                                 )
                             continue
-                    destination.deliver(
-                        message,
-                        qos if qos < granted else granted,
-                        delivery.retain,
-                        delivery.ids,
-                        now,
-                    )
+                    sent_qos = qos if qos < granted else granted
+                    destination.deliver(message, sent_qos, delivery.retain, delivery.ids, now)
                     delivered += 1
+                    sent[sent_qos] += 1
+                    sent_bytes[sent_qos] += size
         for group in groups:
             picked = self._pick_member(group, message.topic)
             if picked is None:
@@ -224,10 +250,11 @@ class Router:
                 continue
             ids = () if record.identifier is None else (record.identifier,)
             retain = message.retain and record.retain_as_published
-            destination.deliver(
-                message, min(message.qos, record.qos), retain, ids, now, record.topic_filter
-            )
+            sent_qos = min(message.qos, record.qos)
+            destination.deliver(message, sent_qos, retain, ids, now, record.topic_filter)
             delivered += 1
+            sent[sent_qos] += 1
+            sent_bytes[sent_qos] += size
         return delivered
 
     def _pick_member(

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from roost.broker.router import Router
     from roost.broker.sessions import Session
     from roost.broker.stats import Stats
+    from roost.http import RunningHttp
 
 log = logging.getLogger("roost.broker")
 
@@ -114,6 +115,7 @@ class Broker:
         self._sweeper: Sweeper | None = None
         self.started_at = 0.0
         self.sys_topics: SysTopics | None = None
+        self.http: RunningHttp | None = None  # the [http] API, while it runs
 
     # What operators and tests may read (the parts own and change it).
 
@@ -147,6 +149,11 @@ class Broker:
     def stats(self) -> Stats:
         """The counters ``$SYS`` publishes."""
         return self.core.stats
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes written to every client connection so far."""
+        return self._coalescer.bytes_sent if self._coalescer is not None else 0
 
     @property
     def port(self) -> int:
@@ -183,6 +190,11 @@ class Broker:
             for listener in listeners:
                 await listener.start()
                 self.listeners.append(listener)
+            if self.config.http is not None:
+                # The broker's one import of roost.http (tests/test_architecture.py, SEAMS).
+                from roost.http import start_http  # noqa: PLC0415
+
+                self.http = await start_http(self, self.config.http)
         except BaseException:
             for listener in self.listeners:
                 listener.close()
@@ -198,6 +210,9 @@ class Broker:
     async def stop(self) -> None:
         """Stop listening, tell clients we are going, then close every connection."""
         core = self.core
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         for listener in self.listeners:
             listener.close()
         if self._sweeper is not None:
@@ -264,7 +279,7 @@ class Broker:
             messages_received=stats.messages_received,
             messages_sent=stats.messages_sent,
             bytes_received=stats.bytes_received,
-            bytes_sent=self._coalescer.bytes_sent if self._coalescer is not None else 0,
+            bytes_sent=self.bytes_sent,
             clients_total=stats.clients_total,
             dropped={str(reason): count for reason, count in stats.dropped.items()},
             held_back=stats.held_back,

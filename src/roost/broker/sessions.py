@@ -416,7 +416,12 @@ class Session:
         return dropped
 
     def pending_messages(self) -> int:
-        return len(self.inflight) + (len(self._queue) if self._queue else 0)
+        return len(self.inflight) + self.queued_count
+
+    @property
+    def queued_count(self) -> int:
+        """Messages in the queue (without making one: most sessions have none)."""
+        return len(self._queue) if self._queue else 0
 
     def take_shared_messages(self) -> list[Outgoing]:
         """Shared-subscription messages not yet acknowledged, for another member.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +36,19 @@ class Stats:
     protocol_violations: int = 0
     retained_refused: int = 0
     dropped: dict[DropReason, int] = field(default_factory=lambda: dict.fromkeys(DropReason, 0))
+    # PUBLISHes from clients, and their payload bytes, by QoS (index 0, 1, 2).
+    received_by_qos: list[int] = field(default_factory=lambda: [0, 0, 0])
+    received_bytes_by_qos: list[int] = field(default_factory=lambda: [0, 0, 0])
+    # Deliveries to subscribers, and their payload bytes, by the QoS they were sent at.
+    sent_by_qos: list[int] = field(default_factory=lambda: [0, 0, 0])
+    sent_bytes_by_qos: list[int] = field(default_factory=lambda: [0, 0, 0])
+    # Connections refused (refused_connections), by the CONNACK reason code's name.
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def refused(self, reason: str) -> None:
+        """Count a connection refused for ``reason`` (a ConnectReasonCode's lower-case name)."""
+        self.refused_connections += 1
+        self.refused_by_reason[reason] = self.refused_by_reason.get(reason, 0) + 1
 
     def message_dropped(self, reason: DropReason, client_id: str, topic: str) -> None:
         """Count a message not delivered to ``client_id``, and say so at debug level."""
@@ -53,7 +67,9 @@ class Stats:
 
 # Reasons for ending a connection that are the broker's own doing or ordinary; the
 # others say a client misbehaved (or we did) and are logged as warnings.
-ROUTINE_CLOSES = frozenset({"server_shutting_down", "session_taken_over", "keep_alive_timeout"})
+ROUTINE_CLOSES = frozenset(
+    {"server_shutting_down", "session_taken_over", "keep_alive_timeout", "administrative_action"}
+)
 
 
 def close_reason(reason_code: int) -> str:
@@ -63,3 +79,30 @@ def close_reason(reason_code: int) -> str:
         return DisconnectReasonCode(reason_code).name.lower()
     except ValueError:
         return f"reason_0x{reason_code:02x}"
+
+
+class Histogram:
+    """Counts of observations per bucket (cumulative upper bounds, as Prometheus has
+    them), their sum and count: plain numbers, cheap enough to observe per commit."""
+
+    __slots__ = ("bounds", "buckets", "count", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(upper bound, observations at or below it) pairs, "+Inf" last."""
+        total = 0
+        out = []
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.buckets, strict=True):
+            total += count
+            out.append((bound, total))
+        return out

@@ -13,12 +13,14 @@ from roost.broker.config import (
     DEFAULT_DATA_DIR,
     BrokerConfig,
     ConfigError,
+    HttpConfig,
     ListenerConfig,
     load_config,
 )
 from roost.broker.logs import configure_logging
 from roost.broker.persistence import StoreError
 from roost.broker.server import serve
+from roost.http.errors import HttpSetupError
 
 log = logging.getLogger("roost.broker")
 
@@ -41,7 +43,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stop the broker. Limits on what clients may send and make the broker hold "
         "(max_connections, connect_timeout, max_packet_size, max_topic_length, "
         "max_topic_levels, max_subscriptions_per_client, queues) are in the configuration "
-        "file too; docs/security.md says how the broker meets hostile input.",
+        "file too; docs/security.md says how the broker meets hostile input. The [http] "
+        "table (or --http PORT) serves an HTTP API, Prometheus metrics at /metrics and a "
+        "dashboard at / (docs/operations.md; API keys: roost apikey).",
     )
     parser.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument(
@@ -64,6 +68,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-persistence",
         action="store_true",
         help="keep all state in memory only: sessions and retained messages end with the process",
+    )
+    parser.add_argument(
+        "--http",
+        type=int,
+        metavar="PORT",
+        help="serve the HTTP API, /metrics and the dashboard on 127.0.0.1:PORT (the [http] "
+        "table's port; its other settings are kept)",
     )
     parser.add_argument(
         "-v",
@@ -136,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         config.data_dir = args.data_dir
     if args.no_persistence:
         config.persistence = "memory"
+    if args.http is not None:
+        config.http = dataclasses.replace(config.http or HttpConfig(), port=args.http)
     try:
         import uvloop  # noqa: PLC0415
     except ImportError:
@@ -145,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(config))
-    except (OSError, StoreError, AuthSetupError) as exc:
+    except (OSError, StoreError, AuthSetupError, HttpSetupError) as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -49,6 +49,17 @@ class Batch:
         self.receive_ids: dict[tuple[str, int], bool] = {}
         self.retained: dict[str, int | None] = {}
 
+    def size(self) -> int:
+        """How many rows this batch writes or deletes."""
+        return (
+            len(self.messages)
+            + len(self.deliveries)
+            + len(self.sessions)
+            + len(self.subscriptions)
+            + len(self.receive_ids)
+            + len(self.retained)
+        )
+
     def is_empty(self) -> bool:
         return not (
             self.messages

@@ -46,6 +46,7 @@ from roost.broker.persistence.rows import (
 )
 from roost.broker.persistence.schema import damaged
 from roost.broker.persistence.store import Holder, StoredState
+from roost.broker.stats import Histogram
 
 if TYPE_CHECKING:
     from roost.broker.message import Message
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("roost.broker")
 
 DATABASE_NAME = "roost.db"
+COMMIT_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+BATCH_CHANGES_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
 _RETRY_DELAYS = (0.1, 0.5, 1.0, 5.0)  # after a failed commit; the last one repeats
 _ATTEMPTS_WHEN_CLOSING = 3  # a shutdown must end, even with a disk that fails
 
@@ -88,6 +91,10 @@ class SqliteStore:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.committed = 0  # the number of the last batch committed
+        # How long each commit took (seconds) and how many rows it changed, for
+        # operators (/metrics); observed by the writer thread, read on the loop.
+        self.commit_seconds = Histogram(COMMIT_SECONDS_BUCKETS)
+        self.batch_changes = Histogram(BATCH_CHANGES_BUCKETS)
         self._closing = False  # read by the writer: stop retrying failed commits soon
 
     # Opening, flushing, closing.
@@ -108,6 +115,12 @@ class SqliteStore:
         self._thread = threading.Thread(target=self._write, name="roost-store", daemon=True)
         self._thread.start()
         return loaded.state
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the writer thread runs (between open and close)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     async def flush(self) -> None:
         if self._scheduled:
@@ -352,6 +365,7 @@ class SqliteStore:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: Batch, attempt: int) -> bool:
+        started = time.perf_counter()
         try:
             apply(conn, batch)
         except sqlite3.Error as exc:
@@ -365,4 +379,6 @@ class SqliteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             return False
+        self.commit_seconds.observe(time.perf_counter() - started)
+        self.batch_changes.observe(batch.size())
         return True
