@@ -40,6 +40,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     # a packet object per delivery would make the generator the bottleneck); the
     # client's helpers are allowed because a load tester is a client.
     "loadtest": frozenset({"codec", "protocol", "client", "loadtest", ROOT}),
+    # Broker hooks shipped as examples (webhook, JSON schema): code a broker loads by
+    # name, written against the broker's public hook interface like anyone's hooks.
+    "hooks": frozenset({"codec", "protocol", "broker", "hooks", ROOT}),
     # What an application's tests use: a broker to test against and a client to talk to it.
     "testing": frozenset({"codec", "protocol", "broker", "client", "testing", ROOT}),
 }

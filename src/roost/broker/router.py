@@ -102,7 +102,7 @@ def _deliver_later(
 class Router:
     """Subscriptions, retained messages and shared-group choice; publish delivers."""
 
-    __slots__ = ("_retained", "_tree", "destinations", "log", "readers", "stats")
+    __slots__ = ("_retained", "_tree", "deliver_hook", "destinations", "log", "readers", "stats")
 
     def __init__(
         self,
@@ -116,6 +116,9 @@ class Router:
         self._retained: RetainedStore[Message] = RetainedStore(max_retained_messages)
         self.log: RetainedLog | None = None  # where retained messages are kept, if durable
         self.readers: dict[str, ClientAccess] | None = None  # set when access is restricted
+        # The on_deliver hooks (hook_dispatch.Hooks.deliver): False drops the delivery to
+        # that key (counted there). None, the usual case, costs one test per message.
+        self.deliver_hook: Callable[[str, Message, int], bool] | None = None
 
     # What others may read.
 
@@ -180,10 +183,13 @@ class Router:
                     delivery.merge(record.qos, retain, record.identifier)
             qos = message.qos
             readers = self.readers
+            hook = self.deliver_hook
             for key, delivery in merged.items():
                 destination = destinations.get(key)
                 if destination is not None:
                     granted = delivery.qos
+                    if hook is not None and not hook(key, message, min(qos, granted)):
+                        continue
                     if readers is not None:
                         access = readers.get(key)
                         readable = False if access is None else access.may_read(message.topic)
@@ -224,9 +230,10 @@ class Router:
                 continue
             ids = () if record.identifier is None else (record.identifier,)
             retain = message.retain and record.retain_as_published
-            destination.deliver(
-                message, min(message.qos, record.qos), retain, ids, now, record.topic_filter
-            )
+            qos = min(message.qos, record.qos)
+            if self.deliver_hook is not None and not self.deliver_hook(key, message, qos):
+                continue
+            destination.deliver(message, qos, retain, ids, now, record.topic_filter)
             delivered += 1
         return delivered
 
@@ -307,6 +314,8 @@ class Router:
                 expired.append(topic)
                 continue
             qos = min(message.qos, record.qos)
+            if self.deliver_hook is not None and not self.deliver_hook(key, message, qos):
+                continue
             if readers is not None:
                 # Read access, as for any delivery (no access known: nothing).
                 readable = False if access is None else access.may_read(topic)
