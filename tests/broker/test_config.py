@@ -11,6 +11,7 @@ import pytest
 from roost.broker.config import (
     BrokerConfig,
     ConfigError,
+    HookConfig,
     ListenerConfig,
     config_from_mapping,
     load_config,
@@ -78,6 +79,11 @@ require_certificate = true
 use_identity_as_username = "san"
 crlfile = "ca.crl"
 tls_version = "1.3"
+
+[[hooks]]
+path = "tests.broker.hook_probes:Recorder"
+options = { mute = ["x"] }
+timeout = 2.5
 """
 
 COMPLETE_CONFIG = BrokerConfig(
@@ -136,6 +142,7 @@ COMPLETE_CONFIG = BrokerConfig(
     log_dest="file",
     log_file="/var/log/roost/roost.log",
     log_format="json",
+    hooks=[HookConfig("tests.broker.hook_probes:Recorder", {"mute": ["x"]}, 2.5)],
 )
 
 
@@ -519,6 +526,20 @@ def test_log_dest_file_needs_log_file(tmp_path: Path) -> None:
         "log_dest",
         'log_dest = "file" needs log_file (the file to write)',
     )
+
+
+def test_a_hook_needs_a_path_and_a_positive_timeout(tmp_path: Path) -> None:
+    path = write(tmp_path, "maximum_qos = 1\n\n[[hooks]]\noptions = { a = 1 }\n")
+    assert_error(
+        load_error(path),
+        path,
+        3,
+        "hooks[0]",
+        'needs path ("package.module:Attribute" or a name)',
+    )
+    path = write(tmp_path, '[[hooks]]\npath = "x:Y"\ntimeout = 0\n')
+    err = load_error(path)
+    assert (err.line, err.key) == (3, "hooks[0].timeout")
 
 
 def test_log_file_needs_log_dest_file(tmp_path: Path) -> None:

@@ -172,7 +172,8 @@ def test_async_on_publish_pauses_only_its_connection(make_broker: MakeBroker) ->
 
 
 def test_a_raising_hook_is_counted_and_the_broker_carries_on(make_broker: MakeBroker) -> None:
-    broker = make_broker(hooks=hooks("Raiser"), sys_interval=0.5)
+    broker = make_broker(hooks=hooks("Raiser", "Recorder"), sys_interval=0.5)
+    recorder = instance(broker, Recorder, 1)
     subscriber = PahoClient(broker.port, "sub")
     subscriber.subscribe("t/#", 1)
     subscriber.subscribe("$SYS/broker/hooks/errors", 0)
@@ -182,6 +183,10 @@ def test_a_raising_hook_is_counted_and_the_broker_carries_on(make_broker: MakeBr
     while message.topic.startswith("$SYS"):
         message = subscriber.next_message()
     assert (message.topic, message.payload) == ("t/a", b"unchanged")
+    # The hook after the failing one was still asked, at every point.
+    assert recorder.seen("publish") == [("publish", "pub", "t/a", b"unchanged", 1)]
+    assert recorder.seen("deliver") == [("deliver", "sub", "t/a", 1)]
+    assert [event[1] for event in recorder.seen("connect")] == ["sub", "pub"]
     stats = broker.broker.stats
     # on_connect x2, on_subscribe x2 (async, later), on_publish, on_deliver.
     wait_until(lambda: broker.call(lambda: stats.hook_errors) >= 6)

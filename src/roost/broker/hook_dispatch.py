@@ -97,9 +97,11 @@ class Hooks:
         self.publish: Callable[[ClientInfo, Message], Verdict | Awaitable[Verdict]] | None = (
             self._publish if self._publishers else None
         )
-        self.deliver: Callable[[str, Message, int], bool] | None = (
-            self._deliver if self._deliverers else None
-        )
+        self.deliver: Callable[[str, Message, int], bool] | None = None
+        if len(self._deliverers) == 1:
+            self.deliver = self._deliver_one(self._deliverers[0])
+        elif self._deliverers:
+            self.deliver = self._deliver
         if self._dropped:
             stats.on_dropped = self._message_dropped
 
@@ -280,6 +282,25 @@ class Hooks:
             except Exception as exc:  # noqa: BLE001  (fail open: deliver)
                 self._failed(call.loaded, "on_deliver", exc)
         return True
+
+    def _deliver_one(self, call: _Call) -> Callable[[str, Message, int], bool]:
+        """``_deliver`` for the usual single hook: a closure, since it runs once per
+        subscriber of every message and each attribute lookup shows in fan-out."""
+        method = call.method
+        loaded = call.loaded
+        dropped = self._stats.message_dropped
+        failed = self._failed
+
+        def deliver(client_id: str, message: Message, qos: int) -> bool:
+            try:
+                if method(client_id, message, qos) is False:
+                    dropped(DropReason.HOOK, client_id, message.topic)
+                    return False
+            except Exception as exc:  # noqa: BLE001  (fail open: deliver)
+                failed(loaded, "on_deliver", exc)
+            return True
+
+        return deliver
 
     # Failures.
 

@@ -188,7 +188,9 @@ class Router:
                 destination = destinations.get(key)
                 if destination is not None:
                     granted = delivery.qos
-                    if hook is not None and not hook(key, message, min(qos, granted)):
+                    if hook is not None and not hook(
+                        key, message, qos if qos < granted else granted
+                    ):
                         continue
                     if readers is not None:
                         access = readers.get(key)
