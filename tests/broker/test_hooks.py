@@ -171,6 +171,19 @@ def test_async_on_publish_pauses_only_its_connection(make_broker: MakeBroker) ->
         assert info.is_published()
 
 
+def test_an_async_on_publish_over_its_timeout_lets_the_message_through(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker(hooks=[HookConfig(f"{PROBES}:Gate", {}, timeout=0.2)])
+    subscriber = PahoClient(broker.port, "sub")
+    subscriber.subscribe("t/#", 1)
+    slow = PahoClient(broker.port, "slow")
+    slow.publish("t/slow", b"late", qos=1)  # the gate never opens
+    message = subscriber.next_message()
+    assert (message.topic, message.payload) == ("t/slow", b"late")
+    assert broker.call(lambda: broker.broker.stats.hook_errors) == 1
+
+
 def test_a_raising_hook_is_counted_and_the_broker_carries_on(make_broker: MakeBroker) -> None:
     broker = make_broker(hooks=hooks("Raiser", "Recorder"), sys_interval=0.5)
     recorder = instance(broker, Recorder, 1)
