@@ -13,6 +13,7 @@ external C tool), else Roost's own ``roost bench``; the report says which (loadg
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -115,6 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--logs", metavar="DIR", help="broker logs and configs (default: a new temp dir)"
+    )
+    parser.add_argument(
+        "--roost-config",
+        metavar="FILE",
+        help="TOML lines added to Roost's config (e.g. [[hooks]], to measure their cost)",
     )
     parser.add_argument("--list", action="store_true", help="print the scenarios and exit")
 
@@ -354,6 +360,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"unknown broker(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 1
     specs = [spec for spec in all_specs if spec.name in wanted]
+    if args.roost_config:
+        extra = tuple(Path(args.roost_config).read_text(encoding="utf-8").splitlines())
+        specs = [
+            dataclasses.replace(spec, extra_config=spec.extra_config + extra)
+            if spec.kind == "roost"
+            else spec
+            for spec in specs
+        ]
     missing = set(wanted) - {spec.name for spec in specs}
     if missing:
         print(

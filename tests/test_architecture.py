@@ -41,6 +41,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     # a packet object per delivery would make the generator the bottleneck); the
     # client's helpers are allowed because a load tester is a client.
     "loadtest": frozenset({"codec", "protocol", "client", "loadtest", ROOT}),
+    # Broker hooks shipped as examples (webhook, JSON schema): code a broker loads by
+    # name, written against the broker's public hook interface like anyone's hooks.
+    "hooks": frozenset({"codec", "protocol", "broker", "hooks", ROOT}),
     # What an application's tests use: a broker to test against and a client to talk to it.
     "testing": frozenset({"codec", "protocol", "broker", "client", "testing", ROOT}),
     # The operators' HTTP API, metrics and dashboard: it reads the broker (and kicks and
@@ -271,3 +274,11 @@ def test_no_import_cycles(layer: str) -> None:
             if edge.importer in members and edge.target in members
         )
     assert not cycles, "\n".join(report)
+
+
+def test_the_module_map_lists_every_module() -> None:
+    # docs/architecture.md's module map is what a newcomer reads first: a module added or
+    # removed without `python -m tools.module_map` makes it lie.
+    from tools import module_map
+
+    assert module_map.main(["--check"]) == 0

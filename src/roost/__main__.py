@@ -1,3 +1,5 @@
+"""`python -m roost`: runs the `roost` command."""
+
 import sys
 
 from roost.cli.main import main

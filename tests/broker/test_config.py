@@ -11,6 +11,7 @@ import pytest
 from roost.broker.config import (
     BrokerConfig,
     ConfigError,
+    HookConfig,
     HttpConfig,
     ListenerConfig,
     config_from_mapping,
@@ -85,6 +86,10 @@ host = "0.0.0.0"
 port = 8080
 api_keys_file = "api-keys"
 cors_origins = ["https://ops.example.com"]
+[[hooks]]
+path = "tests.broker.hook_probes:Recorder"
+options = { mute = ["x"] }
+timeout = 2.5
 """
 
 COMPLETE_CONFIG = BrokerConfig(
@@ -144,6 +149,7 @@ COMPLETE_CONFIG = BrokerConfig(
     log_file="/var/log/roost/roost.log",
     log_format="json",
     http=HttpConfig("0.0.0.0", 8080, "api-keys", ["https://ops.example.com"]),
+    hooks=[HookConfig("tests.broker.hook_probes:Recorder", {"mute": ["x"]}, 2.5)],
 )
 
 
@@ -527,6 +533,20 @@ def test_log_dest_file_needs_log_file(tmp_path: Path) -> None:
         "log_dest",
         'log_dest = "file" needs log_file (the file to write)',
     )
+
+
+def test_a_hook_needs_a_path_and_a_positive_timeout(tmp_path: Path) -> None:
+    path = write(tmp_path, "maximum_qos = 1\n\n[[hooks]]\noptions = { a = 1 }\n")
+    assert_error(
+        load_error(path),
+        path,
+        3,
+        "hooks[0]",
+        'needs path ("package.module:Attribute" or a name)',
+    )
+    path = write(tmp_path, '[[hooks]]\npath = "x:Y"\ntimeout = 0\n')
+    err = load_error(path)
+    assert (err.line, err.key) == (3, "hooks[0].timeout")
 
 
 def test_log_file_needs_log_dest_file(tmp_path: Path) -> None:

@@ -80,6 +80,15 @@ class HttpConfig:
 
 
 @dataclass(slots=True)
+class HookConfig:
+    """One ``[[hooks]]`` table: a broker hook to load (docs/hooks.md)."""
+
+    path: str = ""  # "package.module:Attribute", or an entry point name in "roost.hooks"
+    options: dict[str, object] = field(default_factory=dict)  # handed to the hook
+    timeout: float = 10.0  # seconds an async hook method may take before it counts as failed
+
+
+@dataclass(slots=True)
 class BrokerConfig:
     """Everything the broker can be configured with; the defaults are the documented ones."""
 
@@ -123,6 +132,8 @@ class BrokerConfig:
     auth_plugin_options: dict[str, object] = field(default_factory=dict)
     # $-topic filters clients may publish to (others, $SYS included, are refused).
     allow_sys_publish: list[str] = field(default_factory=list)
+    # Broker hooks (roost.broker.hooks), called in this order: docs/hooks.md.
+    hooks: list[HookConfig] = field(default_factory=list)
     # Durable state (sessions, queues, retained messages): docs/configuration.md.
     # None: unset. A broker made in code (a program's, a test's) must not write files
     # in its working directory unasked, so unset means memory unless data_dir is set;
@@ -193,6 +204,10 @@ class _Range:
 
 
 _RANGES: dict[type, dict[str, _Range]] = {
+    HookConfig: {
+        "path": _Range(low=1),
+        "timeout": _Range(0, 3600, low_exclusive=True),
+    },
     ListenerConfig: {
         "host": _Range(low=1),  # "" binds every interface in asyncio: say "0.0.0.0" or "::"
         "port": _Range(0, _U16),  # 0: the OS picks a free port (what the tests use)
@@ -396,6 +411,9 @@ class _Builder:
         for index, listener in enumerate(config.listeners):
             self._check_listener(listener, ("listeners", index))
         self._check_sys_publish(config.allow_sys_publish)
+        for index, hook in enumerate(config.hooks):
+            if not hook.path:
+                self._fail(("hooks", index), 'needs path ("package.module:Attribute" or a name)')
         if config.log_dest == "file" and config.log_file is None:
             self._fail(("log_dest",), 'log_dest = "file" needs log_file (the file to write)')
         if config.http is not None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from roost.broker.auth.manager import AuthManager
 from roost.broker.connect import Refusal
+from roost.broker.hook_dispatch import Hooks
+from roost.broker.hooks import load_hooks
 from roost.broker.limits import TopicLimits
 from roost.broker.persistence import make_store
 from roost.broker.registry import SessionRegistry
@@ -47,6 +49,7 @@ class BrokerCore:
         "auth",
         "config",
         "connections",
+        "hooks",
         "refused",
         "registry",
         "router",
@@ -61,14 +64,17 @@ class BrokerCore:
         self.topic_limits = TopicLimits(config.max_topic_length, config.max_topic_levels)
         # Reads the password, ACL and SCRAM files and loads the plugin: fails early.
         self.auth = AuthManager(config, self.stats)
+        # Imports and creates the configured hooks: fails early too (HookError).
+        self.hooks = Hooks(load_hooks(config.hooks), self.stats, self.topic_limits)
         self.store = make_store(config)
         sessions: dict[str, Session] = {}
         # The router reads the registry's sessions as its local destinations.
         self.router = Router(sessions, config.max_retained_messages, self.stats)
+        self.router.deliver_hook = self.hooks.deliver  # None without an on_deliver hook
         if self.auth.authorizes:
             self.router.readers = self.auth.accesses
         self.registry = SessionRegistry(
-            sessions, self.router, self.store, config, self.stats, self.auth.forget
+            sessions, self.router, self.store, config, self.stats, self.auth.forget, self.hooks
         )
         self.connections: set[Connection] = set()
         self.refused: set[Connection] = set()  # being refused with a CONNACK (refusing)
@@ -230,6 +236,8 @@ class BrokerCore:
     def subscribe(self, session: Session, record: SubscriptionRecord) -> bool:
         is_new = self.router.subscribe(session.client_id, record)
         session.add_subscription(record)
+        if session.identity is not None:
+            self.hooks.subscribed(session.identity.client, record.topic_filter, record.qos)
         return is_new
 
     def send_retained(self, session: Session, record: SubscriptionRecord, now: float) -> None:
@@ -239,6 +247,8 @@ class BrokerCore:
         if not session.remove_subscription(topic_filter):
             return False
         self.router.unsubscribe(session.client_id, topic_filter)
+        if session.identity is not None:
+            self.hooks.unsubscribed(session.identity.client, topic_filter)
         return True
 
     # Durability.

@@ -7,7 +7,15 @@ identifier (and the DUP bit on a resend) patched in per delivery.
 
 from __future__ import annotations
 
+from enum import Enum
+
 from roost.codec import MQTT_5, Publish
+
+
+class Keep(Enum):
+    """``Keep.KEEP``: in ``Message.replace``, leave this property as it is."""
+
+    KEEP = "keep"
 
 
 class Message:
@@ -77,6 +85,37 @@ class Message:
             publish.response_topic,
             publish.correlation_data,
             publish.user_properties,
+        )
+
+    def replace(
+        self,
+        *,
+        topic: str | None = None,
+        payload: bytes | None = None,
+        retain: bool | None = None,
+        user_properties: tuple[tuple[str, str], ...] | None = None,
+        content_type: str | Keep | None = Keep.KEEP,
+        payload_format_indicator: int | Keep | None = Keep.KEEP,
+        response_topic: str | Keep | None = Keep.KEEP,
+        correlation_data: bytes | Keep | None = Keep.KEEP,
+    ) -> Message:
+        """A new message with these fields changed (for broker hooks): a message is
+        shared and its encodings cached, so it is never changed in place."""
+        keep = Keep.KEEP
+        return Message(
+            self.topic if topic is None else topic,
+            self.payload if payload is None else payload,
+            self.qos,
+            self.retain if retain is None else retain,
+            self.sender,
+            self.expires_at,
+            self.payload_format_indicator
+            if payload_format_indicator is keep
+            else payload_format_indicator,
+            self.content_type if content_type is keep else content_type,
+            self.response_topic if response_topic is keep else response_topic,
+            self.correlation_data if correlation_data is keep else correlation_data,
+            self.user_properties if user_properties is None else user_properties,
         )
 
     def expired(self, now: float) -> bool:

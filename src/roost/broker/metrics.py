@@ -38,6 +38,7 @@ class SysSnapshot:
     dropped: Mapping[str, int] = field(default_factory=dict)
     held_back: int = 0
     closed_by_broker: Mapping[str, int] = field(default_factory=dict)
+    hook_errors: int | None = None  # None: no hooks configured (no topic published)
 
 
 _WINDOWS = ((1, "1min"), (5, "5min"), (15, "15min"))
@@ -104,6 +105,9 @@ class SysTopics:
             # Roost's own: reads paused while a connection's answers wait for commits.
             "$SYS/broker/connections/paused/store": str(snap.held_back),
         }
+        if snap.hook_errors is not None:
+            # Roost's own: broker hooks that raised, timed out or answered nonsense.
+            values["$SYS/broker/hooks/errors"] = str(snap.hook_errors)
         for reason, count in snap.dropped.items():
             values[f"$SYS/broker/messages/dropped/{reason}"] = str(count)
         for reason, count in snap.closed_by_broker.items():

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from roost.broker.auth.base import AuthRequest, AuthResult, ClientInfo, EnhancedAuthentication
     from roost.broker.config import BrokerConfig
     from roost.broker.connect import Refusal
+    from roost.broker.hook_dispatch import Hooks
     from roost.broker.limits import RateLimit, TopicLimits
     from roost.broker.message import Message
     from roost.broker.records import SubscriptionRecord
@@ -98,6 +99,7 @@ class ConnectionHost(Protocol):
     config: BrokerConfig
     stats: Stats
     topic_limits: TopicLimits
+    hooks: Hooks  # the broker hooks (publishing.py asks hooks.publish)
 
     @property
     def auth(self) -> Authority:

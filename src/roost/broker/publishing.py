@@ -4,6 +4,10 @@ Each handler takes the connection the packet came on (a ``ports.ClientSide``), t
 packet and the loop time; ``connection.py`` dispatches to them by packet type. QoS 1
 and 2 acknowledgements wait for the store's commit when the packet changed durable
 state ("acknowledged means durable").
+
+A PUBLISH that passes every check goes through the ``on_publish`` hooks (if any; see
+docs/hooks.md), which may rewrite or drop it; an async one pauses this connection
+until it answers, as an authorization plugin does, so its packets stay in order.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from roost.broker.hooks import Drop
 from roost.broker.message import Message
 from roost.codec import MQTT_5, DisconnectReasonCode, PubackReasonCode
 
@@ -19,6 +24,10 @@ if TYPE_CHECKING:
     from roost.codec import Puback, Pubcomp, Publish, Pubrec, Pubrel
 
 log = logging.getLogger("roost.broker")
+
+# A PUBLISH the ACL, a plugin or the $-topic rule refused (MQTT 3.1.1 cannot say no:
+# acknowledged, not delivered).
+_DENIED = Drop("not authorized", PubackReasonCode.NOT_AUTHORIZED)
 
 
 def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
@@ -84,20 +93,48 @@ def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
                 DisconnectReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"
             )
             return
-        if qos == 2:
-            session.qos2_received(packet_id)
     if not allowed:
         # By the ACL or plugin, or a $-topic (the broker's own, e.g. $SYS) not allowed
-        # by allow_sys_publish. MQTT 3.1.1 cannot say no: acknowledged, not delivered.
+        # by allow_sys_publish.
         log.warning("Client %s denied PUBLISH to %r.", conn.client_id, packet.topic)
-        if qos == 2 and conn.version == MQTT_5:
-            # Our PUBREC 0x87 ends the exchange: the id is free again [MQTT-4.3.3-9].
-            session.qos2_released(packet_id)
+        _route(conn, packet, _DENIED, changes, now)
+        return
+    message = Message.from_publish(packet, conn.client_id, now)
+    hook = host.hooks.publish
+    if hook is None:
+        _route(conn, packet, message, changes, now)
+        return
+    identity = session.identity
+    assert identity is not None  # noqa: S101  (set when the session was attached)
+    verdict = hook(identity.client, message)
+    if isinstance(verdict, Message | Drop):
+        _route(conn, packet, verdict, changes, now)
+        return
+    # An async hook is deciding: nothing is recorded yet, so if the connection is lost
+    # meanwhile the client's resend starts over. Its later packets wait behind this one.
+    conn.wait_for(verdict, lambda answer: _route(conn, packet, answer, changes, conn.host.now()))
+
+
+def _route(conn: ClientSide, packet: Publish, verdict: object, changes: int, now: float) -> None:
+    """Route the message (or not, for a Drop) and acknowledge the PUBLISH."""
+    host = conn.host
+    session = conn.session
+    assert session is not None  # noqa: S101
+    qos = packet.qos
+    packet_id = packet.packet_id
+    if isinstance(verdict, Drop):
+        if qos == 2 and (verdict.reason_code < 0x80 or conn.version != MQTT_5):
+            # Acknowledged as received: the exchange goes on to PUBREL as usual (an MQTT
+            # 5 PUBREC >= 0x80 ends it there, the id free again [MQTT-4.3.3-9]).
+            session.qos2_received(packet_id)
         if qos and host.changes() != changes:
             host.hold(conn)
-        _acknowledge(conn, qos, packet_id, PubackReasonCode.NOT_AUTHORIZED)
+        _acknowledge(conn, qos, packet_id, verdict.reason_code)
         return
-    delivered = host.publish(Message.from_publish(packet, conn.client_id, now), now)
+    assert isinstance(verdict, Message)  # noqa: S101  (Hooks.publish answers nothing else)
+    if qos == 2:
+        session.qos2_received(packet_id)
+    delivered = host.publish(verdict, now)
     if qos:
         if host.changes() != changes:
             # Acknowledged means durable: the PUBACK/PUBREC waits for the commit.

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from roost.broker.config import BrokerConfig
+    from roost.broker.hook_dispatch import Hooks
     from roost.broker.persistence.store import Store, StoredSession
     from roost.broker.router import Router
     from roost.broker.stats import Stats
@@ -37,6 +38,7 @@ class SessionRegistry:
     __slots__ = (
         "_config",
         "_forget",
+        "_hooks",
         "_purge_at",
         "_router",
         "_sessions",
@@ -53,6 +55,7 @@ class SessionRegistry:
         config: BrokerConfig,
         stats: Stats,
         forget: Callable[[str], None],
+        hooks: Hooks | None = None,
     ) -> None:
         self._sessions = sessions
         self._router = router
@@ -60,6 +63,7 @@ class SessionRegistry:
         self._config = config
         self._stats = stats
         self._forget = forget  # what authorization remembers of a client id
+        self._hooks = hooks  # told of connects, disconnects and expiries
         # Disconnected sessions that will expire, or have a delayed will to publish.
         self.offline: set[Session] = set()
         self._purge_at = 0.0  # the first sweep purges what expired while we were down
@@ -110,6 +114,8 @@ class SessionRegistry:
         session.identity = identity
         self._stats.clients_total += 1
         self._keep_durable(session)
+        if self._hooks is not None:
+            self._hooks.connected(identity.client, present)
         return session, present
 
     def _keep_durable(self, session: Session) -> None:
@@ -148,6 +154,8 @@ class SessionRegistry:
     ) -> None:
         """The session's connection is gone; keep the session or end it."""
         session.connection = None
+        if self._hooks is not None and session.identity is not None:
+            self._hooks.disconnected(session.identity.client, not publish_will)
         will = session.will
         if not publish_will:
             session.will = None
@@ -223,6 +231,8 @@ class SessionRegistry:
             if session.expires_at is not None and now >= session.expires_at:
                 log.info("Session of client %s expired.", session.client_id)
                 self.end(session, now)
+                if self._hooks is not None:
+                    self._hooks.session_expired(session.client_id)
         if now >= self._purge_at:
             self._purge_at = now + PURGE_INTERVAL
             for session in self.offline:

@@ -107,6 +107,7 @@ class Router:
         "_sent",
         "_sent_bytes",
         "_tree",
+        "deliver_hook",
         "destinations",
         "log",
         "observer",
@@ -131,6 +132,9 @@ class Router:
         # Deliveries and their payload bytes by QoS sent at (the counters' own lists).
         self._sent = [0, 0, 0] if stats is None else stats.sent_by_qos
         self._sent_bytes = [0, 0, 0] if stats is None else stats.sent_bytes_by_qos
+        # The on_deliver hooks (hook_dispatch.Hooks.deliver): False drops the delivery to
+        # that key (counted there). None, the usual case, costs one test per message.
+        self.deliver_hook: Callable[[str, Message, int], bool] | None = None
 
     # What others may read.
 
@@ -209,10 +213,15 @@ class Router:
                     delivery.merge(record.qos, retain, record.identifier)
             qos = message.qos
             readers = self.readers
+            hook = self.deliver_hook
             for key, delivery in merged.items():
                 destination = destinations.get(key)
                 if destination is not None:
                     granted = delivery.qos
+                    if hook is not None and not hook(
+                        key, message, qos if qos < granted else granted
+                    ):
+                        continue
                     if readers is not None:
                         access = readers.get(key)
                         readable = False if access is None else access.may_read(message.topic)
@@ -251,6 +260,8 @@ class Router:
             ids = () if record.identifier is None else (record.identifier,)
             retain = message.retain and record.retain_as_published
             sent_qos = min(message.qos, record.qos)
+            if self.deliver_hook is not None and not self.deliver_hook(key, message, sent_qos):
+                continue
             destination.deliver(message, sent_qos, retain, ids, now, record.topic_filter)
             delivered += 1
             sent[sent_qos] += 1
@@ -334,6 +345,8 @@ class Router:
                 expired.append(topic)
                 continue
             qos = min(message.qos, record.qos)
+            if self.deliver_hook is not None and not self.deliver_hook(key, message, qos):
+                continue
             if readers is not None:
                 # Read access, as for any delivery (no access known: nothing).
                 readable = False if access is None else access.may_read(topic)

@@ -179,6 +179,8 @@ class Broker:
         coalescer = self._coalescer = WriteCoalescer(loop)
         self.started_at = loop.time()
         core = self.core
+        # Hooks first: the first client's CONNECT may already call them.
+        await core.hooks.start()
         # State first, then listeners: no client may see the broker before its sessions.
         core.open_state(loop)
         # Every listener's TLS files load before any socket is bound: a bad file stops
@@ -200,6 +202,7 @@ class Broker:
                 listener.close()
             self.listeners.clear()
             await core.store.close()
+            await core.hooks.stop()
             raise
         log.info("%s", anonymous_summary(self.listeners))
         log.info("Authentication and authorization: %s.", core.auth.describe())
@@ -229,6 +232,7 @@ class Broker:
                     await asyncio.wait_for(listener.server.wait_closed(), 5)
         self.listeners.clear()
         await core.store.close()
+        await core.hooks.stop()
         log.info("Broker stopped.")
 
     async def __aenter__(self) -> Broker:
@@ -284,6 +288,7 @@ class Broker:
             dropped={str(reason): count for reason, count in stats.dropped.items()},
             held_back=stats.held_back,
             closed_by_broker=dict(stats.closed_by_broker),
+            hook_errors=stats.hook_errors if core.hooks.loaded else None,
         )
 
     def _publish_sys(self, message: Message, now: float) -> None:

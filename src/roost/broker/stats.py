@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,6 +22,7 @@ class DropReason(StrEnum):
     EXPIRED = "expired"  # its Message Expiry Interval passed before it could be sent
     TOO_LARGE = "too_large"  # larger than the client's Maximum Packet Size
     SLOW_CLIENT = "slow_client"  # QoS 0 to a connected client that is not reading
+    HOOK = "hook"  # dropped by a broker hook (on_publish, on_deliver; docs/hooks.md)
 
 
 @dataclass(slots=True)
@@ -50,10 +52,17 @@ class Stats:
         self.refused_connections += 1
         self.refused_by_reason[reason] = self.refused_by_reason.get(reason, 0) + 1
 
+    # Told of every drop: the on_message_dropped hooks (hook_dispatch.Hooks), if any.
+    on_dropped: Callable[[DropReason, str, str], None] | None = None
+    # Times a broker hook raised, timed out or answered nonsense (docs/hooks.md).
+    hook_errors: int = 0
+
     def message_dropped(self, reason: DropReason, client_id: str, topic: str) -> None:
         """Count a message not delivered to ``client_id``, and say so at debug level."""
         self.dropped[reason] += 1
         log.debug("Dropped a message on %r for client %s: %s.", topic, client_id, reason)
+        if self.on_dropped is not None:
+            self.on_dropped(reason, client_id, topic)
 
     # Times a connection was not read because held_limit packets waited for commits.
     held_back: int = 0

@@ -17,6 +17,7 @@ from roost.broker.config import (
     ListenerConfig,
     load_config,
 )
+from roost.broker.hooks import HookError
 from roost.broker.logs import configure_logging
 from roost.broker.persistence import StoreError
 from roost.broker.server import serve
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(config))
-    except (OSError, StoreError, AuthSetupError, HttpSetupError) as exc:
+    except (OSError, StoreError, AuthSetupError, HttpSetupError, HookError) as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 1
     return 0
