@@ -9,6 +9,7 @@ exactly what was sent: ``Publish.topic`` is "" where the broker left it out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import Callable
@@ -17,10 +18,12 @@ from typing import Any
 
 import pytest
 
+from roost.client import Client
 from roost.codec import MQTT_3_1, MQTT_3_1_1, MQTT_5, Puback, Publish, Subscription
 from tests.support.broker_thread import BrokerThread
 from tests.support.paho import PahoClient, prop
 from tests.support.raw import (
+    TIMEOUT,
     RawClient,
     acknowledge,
     connect,
@@ -297,3 +300,24 @@ def test_mqtt_js_without_a_maximum_gets_no_alias(broker: BrokerThread) -> None:
     assert received == [
         {"topic": "ta/a", "payload": f"message {n}", "alias": None} for n in range(2)
     ]
+
+
+def test_roost_client_resolves_the_aliases(broker: BrokerThread) -> None:
+    """Roost's own client, with topic_alias_maximum 2, sees every message on its topic."""
+    topics = ["ta/a", "ta/a", "ta/b", "ta/c", "ta/a", "ta/c"]
+
+    async def exchange() -> list[tuple[str, bytes]]:
+        async with Client("127.0.0.1", broker.port, topic_alias_maximum=2) as client:
+            await client.subscribe("ta/#", qos=1)
+            stream = client.messages()
+            for number, topic in enumerate(topics):
+                await client.publish(topic, b"%d" % number, qos=1)
+            got = []
+            async with asyncio.timeout(TIMEOUT):
+                async for message in stream:
+                    got.append((message.topic, message.payload))
+                    if len(got) == len(topics):
+                        break
+            return got
+
+    assert asyncio.run(exchange()) == [(topic, b"%d" % n) for n, topic in enumerate(topics)]

@@ -77,15 +77,22 @@ class OutgoingAliases:
         apart. The caller checks the size of what it gets, as for a plain PUBLISH.
         """
         topic = message.topic
-        alias, known = self.lookup(topic)
+        by_topic = self._by_topic
+        alias = by_topic.get(topic)
+        if alias is not None:
+            # The usual case, inline (``lookup`` costs a call and a tuple per delivery).
+            by_topic.move_to_end(topic)
+            return message.encode_aliased(
+                alias, True, qos, retain, packet_id, dup, subscription_identifiers, now
+            )
+        alias, _ = self.lookup(topic)
         data = message.encode_aliased(
-            alias, known, qos, retain, packet_id, dup, subscription_identifiers, now
+            alias, False, qos, retain, packet_id, dup, subscription_identifiers, now
         )
-        if not known:
-            if len(data) > maximum_packet_size:
-                # The Topic Alias property costs 3 bytes: without it the packet may fit.
-                return message.encode(
-                    MQTT_5, qos, retain, packet_id, dup, subscription_identifiers, now
-                )
-            self.assign(topic, alias)
+        if len(data) > maximum_packet_size:
+            # The Topic Alias property costs 3 bytes: without it the packet may fit.
+            return message.encode(
+                MQTT_5, qos, retain, packet_id, dup, subscription_identifiers, now
+            )
+        self.assign(topic, alias)
         return data
