@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from roost.broker.message import Message
+from roost.broker.topic_aliases import OutgoingAliases
 from roost.client import Client
 from roost.codec import MQTT_3_1, MQTT_3_1_1, MQTT_5, Puback, Publish, Subscription
 from tests.support.broker_thread import BrokerThread
@@ -55,6 +57,35 @@ def received(pub: RawClient, sub: RawClient) -> list[tuple[str, int | None]]:
     """(Topic Name, Topic Alias) of each PUBLISH ``sub`` got, once ``pub``'s are routed."""
     [packets] = settle(pub, sub)
     return [(p.topic, p.topic_alias) for p in publishes(packets)]
+
+
+def test_the_map_offers_an_alias_and_takes_it_only_when_assigned() -> None:
+    """``OutgoingAliases`` alone: a new topic is offered the next free alias, then the
+    least recently used one; nothing changes until ``assign`` (the packet was sent)."""
+    aliases = OutgoingAliases(2)
+    assert aliases.lookup("a") == (1, False)
+    assert aliases.lookup("a") == (1, False)  # offered, not taken
+    aliases.assign("a", 1)
+    assert aliases.lookup("b") == (2, False)
+    aliases.assign("b", 2)
+    assert aliases.lookup("a") == (1, True)  # "b" is now the least recently used
+    assert aliases.lookup("c") == (2, False)
+    aliases.assign("c", 2)
+    assert aliases.lookup("b") == (1, False)  # "a" is now the least recently used
+    assert aliases.lookup("c") == (2, True)
+
+
+def test_an_alias_too_large_to_send_is_not_taken() -> None:
+    """The packet that would set the alias does not fit the client's Maximum Packet
+    Size, the plain one does: the plain one is sent and the alias stays free."""
+    aliases = OutgoingAliases(2)
+    message = Message("ta/a", b"m", 0, False)
+    plain = message.encode(MQTT_5, 0, False)
+    assert aliases.encode(message, 0, False, 0, False, (), 0.0, len(plain)) == plain
+    assert aliases.lookup("ta/a") == (1, False)
+    setting = aliases.encode(message, 0, False, 0, False, (), 0.0, len(plain) + 3)
+    assert len(setting) == len(plain) + 3
+    assert aliases.lookup("ta/a") == (1, True)
 
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
