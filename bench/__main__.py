@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import codec, load, persistence, scale, scrape, soak, websocket
+from bench import codec, deliver, load, persistence, scale, scrape, soak, websocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,7 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("codec", codec.HELP, codec.add_arguments, codec.run),
+    Command("deliver", deliver.HELP, deliver.add_arguments, deliver.run),
     Command("load", load.HELP, load.add_arguments, load.run),
     Command("persistence", persistence.HELP, persistence.add_arguments, persistence.run),
     Command("scale", scale.HELP, scale.add_arguments, scale.run),

@@ -35,6 +35,7 @@ max_subscriptions_per_client = 0
 max_keep_alive = 600
 receive_maximum = 50
 topic_alias_maximum = 0
+topic_alias_send_maximum = 4
 maximum_qos = 1
 max_inflight_messages = 10
 max_queued_messages = 500
@@ -123,6 +124,7 @@ COMPLETE_CONFIG = BrokerConfig(
     max_keep_alive=600,
     receive_maximum=50,
     topic_alias_maximum=0,
+    topic_alias_send_maximum=4,
     maximum_qos=1,
     max_inflight_messages=10,
     max_queued_messages=500,
@@ -242,6 +244,8 @@ def test_a_byte_order_mark_is_forgiven(tmp_path: Path) -> None:
         "receive_maximum = 1\n",
         "receive_maximum = 65535\n",
         "topic_alias_maximum = 65535\n",
+        "topic_alias_send_maximum = 0\n",
+        "topic_alias_send_maximum = 65535\n",
         "maximum_qos = 0\n",
         "max_keep_alive = 0\n",
         "max_client_id_length = 23\n",
@@ -409,6 +413,11 @@ def test_wrong_types(tmp_path: Path, text: str, key: str, problem: str) -> None:
         ("receive_maximum = 65536", "receive_maximum", "an integer from 1 to 65535, got 65536"),
         ("topic_alias_maximum = -1", "topic_alias_maximum", "an integer from 0 to 65535, got -1"),
         ("topic_alias_maximum = 70000", "topic_alias_maximum", "from 0 to 65535, got 70000"),
+        (
+            "topic_alias_send_maximum = 65536",
+            "topic_alias_send_maximum",
+            "from 0 to 65535, got 65536",
+        ),
         ("maximum_qos = 3", "maximum_qos", "an integer from 0 to 2, got 3"),
         ("max_keep_alive = 65536", "max_keep_alive", "an integer from 0 to 65535, got 65536"),
         ("max_client_id_length = 22", "max_client_id_length", "from 23 to 65535, got 22"),

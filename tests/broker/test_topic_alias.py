@@ -3,7 +3,8 @@
 The receiver of a PUBLISH with a Topic Alias (3.3.4): an alias of 0 or above the
 maximum is a Protocol Error answered with DISCONNECT 0x94; an alias with a topic name
 sets (or replaces) the mapping; an alias with an empty topic name uses the mapping,
-and without one it is a Protocol Error (DISCONNECT 0x82).
+and without one it is a Protocol Error (DISCONNECT 0x82). The aliases the broker sends:
+test_topic_alias_out.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from tests.support.broker_thread import BrokerThread
 from tests.support.mosquitto_tools import finish, mosquitto_pub, start_mosquitto_sub
 from tests.support.raw import (
     RawClient,
-    acknowledge,
     connect,
     expect_disconnect,
     open_client,
@@ -181,20 +181,3 @@ def test_mosquitto_pub_topic_alias_for_repeated_lines(broker: BrokerThread) -> N
         input_text=lines,
     )
     assert finish(sub) == ["ta/mq one", "ta/mq two", "ta/mq three"]
-
-
-def test_no_alias_is_sent_to_a_client_that_allows_them(broker: BrokerThread) -> None:
-    """[MQTT-3.1.2-26], [MQTT-3.3.2-11]: the broker never sends a Topic Alias above the
-    Topic Alias Maximum the client set in CONNECT (2 here). Roost sends no Topic Alias at
-    all: every delivery, the same topic again included, has the full Topic Name."""
-    sub = connect(broker.port, MQTT_5, "sub", topic_alias_maximum=2)
-    subscribe_and_sync(sub, Subscription("ta/#", 1))
-    pub = connect(broker.port, MQTT_5, "pub")
-    topics = ["ta/a", "ta/a", "ta/b", "ta/c", "ta/a"]
-    for number, topic in enumerate(topics):
-        publish(pub, Publish(topic, b"%d" % number, number % 2, packet_id=number % 2))
-    for number, topic in enumerate(topics):
-        got = recv_publish(sub)
-        assert got == Publish(topic, b"%d" % number, number % 2, packet_id=got.packet_id)
-        acknowledge(sub, got)
-    assert sync(sub) == []

@@ -17,6 +17,7 @@ from roost.broker.persistence.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V
 from roost.broker.persistence.sqlite import DATABASE_NAME
 from roost.broker.records import SubscriptionRecord
 from roost.broker.sessions import Identity
+from roost.broker.topic_aliases import OutgoingAliases
 from roost.codec import MQTT_5, Will
 from tests.persistence.store_helpers import (
     message,
@@ -35,6 +36,7 @@ class FakeConnection:
     send_quota = 10
     maximum_packet_size = 1 << 20
     writable = True
+    topic_aliases: OutgoingAliases | None = None
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []

@@ -34,6 +34,8 @@ class PahoClient:
     ``clean`` is Clean Session (3.1.x) or Clean Start (5.0); ``session_expiry`` is MQTT 5
     only; ``will`` is (topic, payload, QoS); ``max_inflight`` is paho's window of
     unacknowledged QoS 1/2 PUBLISHes (paho: 20; it can only be set before connecting).
+    ``topic_alias_maximum`` (MQTT 5) is the CONNECT's Topic Alias Maximum; paho 2.2 does
+    not resolve aliases it receives: a message may come with an empty topic.
     paho does not reconnect by itself.
     """
 
@@ -48,6 +50,7 @@ class PahoClient:
         session_expiry: int | None = None,
         will: tuple[str, bytes, int] | None = None,
         max_inflight: int | None = None,
+        topic_alias_maximum: int | None = None,
     ) -> None:
         self.version = version
         self.connected = threading.Event()
@@ -80,9 +83,13 @@ class PahoClient:
         clean_start: Any = paho.MQTT_CLEAN_START_FIRST_ONLY
         if version == MQTT_5:
             clean_start = clean
+            connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             if session_expiry is not None:
-                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                properties.SessionExpiryInterval = session_expiry
+                connect_properties.SessionExpiryInterval = session_expiry
+            if topic_alias_maximum is not None:
+                connect_properties.TopicAliasMaximum = topic_alias_maximum
+            if session_expiry is not None or topic_alias_maximum is not None:
+                properties = connect_properties
         self.client.connect(
             "127.0.0.1",
             port,

@@ -116,6 +116,8 @@ class BrokerConfig:
     max_queued_bytes: int = 0  # 0: no byte limit, only the count
     queue_full_policy: QueueFullPolicy = "drop_newest"
     queue_qos0_messages: bool = False
+    # Topic aliases sent to an MQTT 5 client, at most its Topic Alias Maximum; 0: none.
+    topic_alias_send_maximum: int = 10
     # Sessions.
     persistent_session_expiry: int = 7 * 24 * 3600  # 3.1.x clean session 0, in seconds
     max_session_expiry_interval: int = 7 * 24 * 3600  # caps MQTT 5 Session Expiry Interval
@@ -233,6 +235,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "max_keep_alive": _Range(0, _U16),
         "receive_maximum": _Range(1, _U16),  # 0 is a protocol error in MQTT 5
         "topic_alias_maximum": _Range(0, _U16),
+        "topic_alias_send_maximum": _Range(0, _U16),
         "maximum_qos": _Range(0, 2),
         "max_inflight_messages": _Range(1, _U16),  # stands in for a Receive Maximum
         # >= 1, not 0: max_queued_bytes uses 0 for "no limit", and a 0 here would be

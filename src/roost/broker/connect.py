@@ -48,6 +48,8 @@ class ConnectTerms:
     requested_expiry: int
     send_quota: int  # the most QoS 1/2 PUBLISHes in flight to the client
     maximum_packet_size: int  # the largest packet the client takes
+    # Topic aliases the broker sends: min(the client's maximum, topic_alias_send_maximum).
+    topic_aliases_sent: int = 0
 
 
 def connect_terms(
@@ -104,7 +106,10 @@ def connect_terms(
                 return Refusal(ConnectReasonCode.TOPIC_NAME_INVALID, f"will {why}")
     send_quota = config.max_inflight_messages
     maximum_packet_size = NO_LIMIT
+    topic_aliases_sent = 0
     if v5:
+        # 0 or absent: the client takes no aliases [MQTT-3.1.2-27]; never above [MQTT-3.3.2-11].
+        topic_aliases_sent = min(packet.topic_alias_maximum or 0, config.topic_alias_send_maximum)
         if packet.receive_maximum is not None:
             send_quota = min(packet.receive_maximum, config.max_inflight_messages)
         if packet.maximum_packet_size is not None:
@@ -122,6 +127,7 @@ def connect_terms(
         requested,
         send_quota,
         maximum_packet_size,
+        topic_aliases_sent,
     )
 
 

@@ -32,6 +32,7 @@ from roost.broker.limits import RateLimit
 from roost.broker.sessions import Identity
 from roost.broker.stats import ROUTINE_CLOSES, close_reason
 from roost.broker.tls import certificate_identity
+from roost.broker.topic_aliases import OutgoingAliases
 from roost.broker.transport import WRITE_BUFFER_HIGH, BufferedTransport, WriteCoalescer
 from roost.codec import (
     MQTT_5,
@@ -105,6 +106,7 @@ class BrokerConnection(BufferedTransport):
         "refusal",
         "send_quota",
         "session",
+        "topic_aliases",
         "username",
         "version",
     )
@@ -125,6 +127,7 @@ class BrokerConnection(BufferedTransport):
         # the broker enforces it by reading no further, not by closing (publishing.py).
         self.held_limit = config.receive_maximum
         self.maximum_packet_size = NO_LIMIT
+        self.topic_aliases: OutgoingAliases | None = None  # set at CONNECT (MQTT 5)
         self.clean_disconnect = False
         self.peer = "?"
         self.admitted = False  # counted in by the listener and the host (connection_made)
@@ -473,6 +476,9 @@ class BrokerConnection(BufferedTransport):
         self.keep_alive = terms.keep_alive
         self.send_quota = terms.send_quota
         self.maximum_packet_size = terms.maximum_packet_size
+        aliases = terms.topic_aliases_sent
+        # A new network connection starts with no alias set [MQTT-3.3.2-7].
+        self.topic_aliases = OutgoingAliases(aliases) if aliases else None
         if host.config.max_publish_rate:
             self.publish_rate = RateLimit(host.config.max_publish_rate, now)
         accepted = authenticating.authenticated(self, packet)

@@ -3,6 +3,13 @@
 Sessions hold references to one ``Message``; the bytes a subscriber gets are built
 from a cached template per (protocol level, QoS, retain flag), with only the packet
 identifier (and the DUP bit on a resend) patched in per delivery.
+
+An MQTT 5 connection that sends topic aliases (``topic_aliases.OutgoingAliases``) gets
+its own templates, cached in the same map under (QoS, retain, alias, with the topic or
+with an empty Topic Name): subscribers whose connections picked the same alias for a
+topic share them, as they share the plain ones. Aliases differ per connection, so only
+``_MAX_TEMPLATES`` aliased variants are kept per message (a retained message can live
+long); past that each one is encoded for its delivery.
 """
 
 from __future__ import annotations
@@ -10,6 +17,9 @@ from __future__ import annotations
 from enum import Enum
 
 from roost.codec import MQTT_5, Publish
+
+# Aliased templates kept per message (plain variants are always kept: a few at most).
+_MAX_TEMPLATES = 8
 
 
 class Keep(Enum):
@@ -173,6 +183,54 @@ class Message:
             offset = 1 + _varint_length(template) + 2 + len(self.topic.encode())
             cached = (template, offset)
             self._templates[key] = cached
+        template, offset = cached
+        if not qos:
+            return template
+        first = template[0] | 0x08 if dup else template[0]
+        return b"".join(
+            (
+                bytes((first,)),
+                template[1:offset],
+                packet_id.to_bytes(2, "big"),
+                template[offset + 2 :],
+            )
+        )
+
+    def encode_aliased(
+        self,
+        alias: int,
+        known: bool,
+        qos: int,
+        retain: bool,
+        packet_id: int = 0,
+        dup: bool = False,
+        subscription_identifiers: tuple[int, ...] = (),
+        now: float = 0.0,
+    ) -> bytes:
+        """The MQTT 5 PUBLISH bytes for one delivery with Topic Alias ``alias``: with an
+        empty Topic Name when ``known`` (the client has the alias for this topic), else
+        with the topic too (setting the alias)."""
+        if subscription_identifiers or self.expires_at is not None:
+            publish = self.to_publish(qos, retain, packet_id, dup, subscription_identifiers, now)
+            publish.topic_alias = alias
+            if known:
+                publish.topic = ""
+            return publish.encode(MQTT_5)
+        # Above every plain key (version << 3 | qos << 1 | retain < 64).
+        key = alias << 7 | (not known) << 6 | qos << 1 | retain
+        templates = self._templates
+        cached = templates.get(key)
+        if cached is None:
+            publish = self.to_publish(qos, retain, 1 if qos else 0)
+            publish.topic_alias = alias
+            topic_length = len(self.topic.encode())
+            if known:
+                publish.topic = ""
+                topic_length = 0
+            template = publish.encode(MQTT_5)
+            cached = (template, 1 + _varint_length(template) + 2 + topic_length)
+            if len(templates) < _MAX_TEMPLATES:
+                templates[key] = cached
         template, offset = cached
         if not qos:
             return template

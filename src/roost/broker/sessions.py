@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
     from roost.broker.message import Message
     from roost.broker.stats import Stats
+    from roost.broker.topic_aliases import OutgoingAliases
     from roost.broker.transport import Holder
 
 log = logging.getLogger("roost.broker")
@@ -42,6 +43,7 @@ class Sink(Protocol):
     send_quota: int  # the most QoS 1/2 PUBLISHes it may have unacknowledged
     maximum_packet_size: int  # the client's limit on packets we send it
     writable: bool  # False while the transport's buffer is above its high-water mark
+    topic_aliases: OutgoingAliases | None  # MQTT 5 aliases it sends; None: sends none
 
     def send(self, data: bytes) -> None: ...
 
@@ -200,7 +202,16 @@ class Session:
         if not qos:
             if conn is not None:
                 if conn.writable:
-                    data = message.encode(conn.version, 0, retain, 0, False, subscription_ids, now)
+                    aliases = conn.topic_aliases
+                    if aliases is None:
+                        data = message.encode(
+                            conn.version, 0, retain, 0, False, subscription_ids, now
+                        )
+                    else:
+                        limit = conn.maximum_packet_size
+                        data = aliases.encode(
+                            message, 0, retain, 0, False, subscription_ids, now, limit
+                        )
                     if len(data) <= conn.maximum_packet_size:
                         conn.send(data)
                     else:
@@ -264,9 +275,7 @@ class Session:
                 store.delivery_removed(self, item)
             return
         if item.qos == 0:
-            data = message.encode(
-                conn.version, 0, item.retain, 0, False, item.subscription_ids, now
-            )
+            data = _encode(conn, message, 0, item.retain, 0, False, item.subscription_ids, now)
             if len(data) <= conn.maximum_packet_size:
                 conn.send(data)
             else:
@@ -275,8 +284,8 @@ class Session:
                 store.delivery_removed(self, item)
             return
         packet_id = self._allocate_packet_id()
-        data = message.encode(
-            conn.version, item.qos, item.retain, packet_id, False, item.subscription_ids, now
+        data = _encode(
+            conn, message, item.qos, item.retain, packet_id, False, item.subscription_ids, now
         )
         if len(data) > conn.maximum_packet_size:
             # MQTT 5 [MQTT-3.1.2-25]: discard, as if delivery completed.
@@ -329,8 +338,8 @@ class Session:
 
     def _resend(self, conn: Sink, packet_id: int, item: Outgoing, now: float) -> bool:
         """Resend an unacknowledged PUBLISH with DUP set; False if it was discarded."""
-        data = item.message.encode(
-            conn.version, item.qos, item.retain, packet_id, True, item.subscription_ids, now
+        data = _encode(
+            conn, item.message, item.qos, item.retain, packet_id, True, item.subscription_ids, now
         )
         if len(data) > conn.maximum_packet_size:
             # Too large for this connection's client: discard, as if delivered [MQTT-3.1.2-25].
@@ -433,3 +442,23 @@ class Session:
         taken = [item for item in self.inflight.values() if item.share_group and item.qos == 1]
         taken.extend(item for item in self._queue or () if item.share_group)
         return taken
+
+
+def _encode(
+    conn: Sink,
+    message: Message,
+    qos: int,
+    retain: bool,
+    packet_id: int,
+    dup: bool,
+    subscription_ids: tuple[int, ...],
+    now: float,
+) -> bytes:
+    """The PUBLISH bytes for ``conn``, with a topic alias where it sends them (the
+    connection's map moves only if the result fits its Maximum Packet Size)."""
+    aliases = conn.topic_aliases
+    if aliases is None:
+        return message.encode(conn.version, qos, retain, packet_id, dup, subscription_ids, now)
+    return aliases.encode(
+        message, qos, retain, packet_id, dup, subscription_ids, now, conn.maximum_packet_size
+    )
