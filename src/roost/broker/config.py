@@ -83,7 +83,7 @@ class HttpConfig:
 class HookConfig:
     """One ``[[hooks]]`` table: a broker hook to load (docs/hooks.md)."""
 
-    path: str = ""  # "package.module:Attribute", or an entry point name in "roost.hooks"
+    path: str = ""  # "package.module:Attribute", or an entry point name in "roost.plugins"
     options: dict[str, object] = field(default_factory=dict)  # handed to the hook
     timeout: float = 10.0  # seconds an async hook method may take before it counts as failed
 

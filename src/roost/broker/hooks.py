@@ -44,8 +44,8 @@ __all__ = [
     "load_hooks",
 ]
 
-# Where installed packages offer hooks by name (pyproject: [project.entry-points."roost.hooks"]).
-ENTRY_POINT_GROUP = "roost.hooks"
+# Where installed packages offer hooks by name (pyproject: [project.entry-points."roost.plugins"]).
+ENTRY_POINT_GROUP = "roost.plugins"
 
 
 class MessageView(Protocol):
@@ -225,7 +225,7 @@ def load_hook(
     path: str, options: Mapping[str, object] | None = None, timeout: float = 10.0
 ) -> LoadedHook:
     """Load one hook: ``"package.module:Attribute"`` (or ``package.module.Attribute``), or
-    a name in the ``roost.hooks`` entry point group. A class or function found there is
+    a name in the ``roost.plugins`` entry point group. A class or function found there is
     called with ``options`` (a dict) and returns the hook; any other object is the hook."""
     target = _resolve(path)
     if inspect.isclass(target) or inspect.isfunction(target):
