@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from roost import __version__
-from roost.cli import bench, broker, passwd, pub, rr, scram, sub
+from roost.cli import bench, broker, config, passwd, pub, rr, scram, sub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_parser(commands)
     passwd.add_parser(commands)
     scram.add_parser(commands)
+    config.add_parser(commands)
     return parser
 
 
