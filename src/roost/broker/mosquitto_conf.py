@@ -15,8 +15,9 @@ import os
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from roost.broker.auth.no_credentials import PLUGIN_PATH
 from roost.broker.config import (
     _MOSQUITTO_LINE,
     _MOSQUITTO_OPTIONS,
@@ -38,7 +39,9 @@ MOSQUITTO_DEFAULTS: dict[str, tuple[object, str]] = {
     "persistence": ("memory", "Mosquitto's default: persistence false"),
 }
 _EVERY_IPV4 = "0.0.0.0"  # noqa: S104  (Mosquitto's listener without an address)
+_TLS_VERSIONS = {"tlsv1.3": "1.3", "tlsv1.2": "1.2", "tlsv1.1": "1.2"}
 _NO_LIMIT = 4_294_967_295  # Mosquitto's 0 ("no maximum") for counts Roost requires >= 1
+_REFUSE_ALL = "Mosquitto 2 refuses every client: no password_file, anonymous refused"
 
 
 @dataclass(slots=True)
@@ -94,6 +97,7 @@ def read_mosquitto_conf(path: str | os.PathLike[str]) -> MosquittoConf:
     conf = MosquittoConf(source, notices=reader.notices)
     _listeners(reader, conf)
     _security(reader, conf)
+    _refuse_credentials(reader, conf)
     _globals(reader, conf)
     _bridges(reader, conf)
     conf.notices.sort(key=lambda notice: (reader.files.index(notice.source), notice.line))
@@ -169,6 +173,8 @@ def _listener(listener: Listener, index: int, conf: MosquittoConf) -> None:
                 at,
                 f"{key}: Mosquitto ignores it on a websockets listener, so Roost does not apply it",
             )
+        elif key == "tls_version":
+            conf.set(("listeners", index, key), _tls_version(value, at, conf), at)
         elif key == "use_identity_as_username":
             if value:
                 conf.set(("listeners", index, key), "cn", at, "the certificate's common name")
@@ -177,6 +183,19 @@ def _listener(listener: Listener, index: int, conf: MosquittoConf) -> None:
     if "max_connections" in settings:
         value, at = settings["max_connections"]
         conf.set(("listeners", index, "max_connections"), value, at)
+
+
+def _tls_version(value: object, at: _Where, conf: MosquittoConf) -> str:
+    if value not in _TLS_VERSIONS:
+        raise ConfigError(
+            f'unsupported tls_version "{value}" (tlsv1.3, tlsv1.2 or tlsv1.1)',
+            source=at[0],
+            line=at[1],
+            key="tls_version",
+        )
+    if value == "tlsv1.1":
+        conf.note(at, "tls_version tlsv1.1: Roost accepts TLS 1.2 and later only")
+    return _TLS_VERSIONS[str(value)]
 
 
 def _first(settings: dict[str, tuple[object, _Where]], conf: MosquittoConf) -> _Where:
@@ -255,6 +274,25 @@ def _security(reader: MosquittoReader, conf: MosquittoConf) -> None:
                 f"{name}: per listener in Mosquitto; Roost"
                 " applies it on every listener, also those that had none",
             )
+
+
+def _refuse_credentials(reader: MosquittoReader, conf: MosquittoConf) -> None:
+    """Mosquitto 2.x refuses every client where anonymous clients are refused and there
+    is no password file or plugin; Roost needs a plugin to say so."""
+    if reader.local_only or "password_file" in conf.data:
+        return
+    listeners = cast("list[dict[str, object]]", conf.data["listeners"])
+    refusing = [
+        listener.get("allow_anonymous", conf.data.get("allow_anonymous")) is False
+        for listener in listeners
+    ]
+    if all(refusing):
+        conf.set(("auth_plugin",), PLUGIN_PATH, None, _REFUSE_ALL)
+    elif any(refusing):
+        where = next(lst.where for lst, refuses in zip(reader.listeners, refusing, strict=False)
+                     if refuses and lst.where)  # fmt: skip
+        conf.note(where, "Mosquitto refuses every client on this listener (no password_file,"
+                  " anonymous refused); Roost lets in clients that send a user name")  # fmt: skip
 
 
 def _globals(reader: MosquittoReader, conf: MosquittoConf) -> None:

@@ -31,7 +31,6 @@ _STARTS_DEFAULT_LISTENER = frozenset(
 )
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _EXPIRY_UNITS = {"h": 3600, "d": 86400, "w": 86400 * 7, "m": 86400 * 30, "y": 86400 * 365}
-_TLS_VERSIONS = {"tlsv1.3": "1.3", "tlsv1.2": "1.2", "tlsv1.1": "1.2"}
 _BRIDGE_PROTOCOLS = {"mqttv31": "mqttv31", "mqttv311": "mqttv311", "mqttv50": "mqttv5"}
 
 
@@ -239,12 +238,8 @@ class MosquittoReader:
         elif option in ("require_certificate", "use_identity_as_username"):
             listener.settings[option] = (self._bool(line), line.where)
         elif option == "tls_version":
-            value = self._string(line, id(listener))
-            if value not in _TLS_VERSIONS:
-                self._fail(line, f'unsupported tls_version "{value}" (tlsv1.3, tlsv1.2 or tlsv1.1)')
-            if value == "tlsv1.1":
-                self._notice(line, "tls_version tlsv1.1: Roost accepts TLS 1.2 and later only")
-            listener.settings[option] = (_TLS_VERSIONS[value], line.where)
+            # Checked where Mosquitto checks it, when the listener sets up TLS.
+            listener.settings[option] = (self._string(line, id(listener)), line.where)
         elif option == "max_connections":
             if not line.words:
                 self._notice(
