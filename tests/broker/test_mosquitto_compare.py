@@ -244,6 +244,26 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return {"passwords": passwords, "acl": acl}
 
 
+def start(name: str, tmp_path: Path, template: str, files: dict[str, Path]) -> Broker:
+    """Mosquitto or Roost on the scenario's file, with a free port written into it;
+    another port if one was taken between choosing it and binding it."""
+    for attempt in range(3):
+        port = free_port()
+        conf = tmp_path / f"{name}.conf"
+        conf.write_text(template.format(port=port, user=getpass.getuser(), **files))
+        argv = (
+            [MOSQUITTO, "-c", str(conf)]
+            if name == "mosquitto"
+            else [sys.executable, "-m", "roost", "broker", "-c", str(conf)]
+        )
+        try:
+            return Broker(argv, tmp_path / f"{name}.log", port)
+        except AssertionError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_roost_on_a_mosquitto_conf_lets_in_and_routes_what_mosquitto_does(
     tmp_path: Path, files: dict[str, Path], scenario: str
@@ -251,17 +271,9 @@ def test_roost_on_a_mosquitto_conf_lets_in_and_routes_what_mosquitto_does(
     results: dict[str, dict[str, object]] = {}
     logs = {}
     for name in ("mosquitto", "roost"):
-        port = free_port()
-        conf = tmp_path / f"{name}.conf"
-        conf.write_text(SCENARIOS[scenario].format(port=port, user=getpass.getuser(), **files))
-        argv = (
-            [MOSQUITTO, "-c", str(conf)]
-            if name == "mosquitto"
-            else [sys.executable, "-m", "roost", "broker", "-c", str(conf)]
-        )
-        broker = Broker(argv, tmp_path / f"{name}.log", port)
+        broker = start(name, tmp_path, SCENARIOS[scenario], files)
         try:
-            results[name] = observe(port)
+            results[name] = observe(broker.port)
         finally:
             broker.stop()
         logs[name] = broker.log.read_text()

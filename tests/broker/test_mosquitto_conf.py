@@ -452,6 +452,10 @@ def test_recognised_by_name_or_by_content(tmp_path: Path) -> None:
     assert looks_like_mosquitto(write(tmp_path, "# mine\n\nlistener 1883\n", "broker.cfg"))
     assert not looks_like_mosquitto(write(tmp_path, "maximum_qos = 1\n", "roost.toml"))
     assert not looks_like_mosquitto(write(tmp_path, "[[listeners]]\nport = 1\n", "r.toml"))
+    # A TOML file named .conf is TOML; a Mosquitto file named .toml is Mosquitto's.
+    assert not looks_like_mosquitto(write(tmp_path, "# roost\nmaximum_qos = 1\n", "roost.conf"))
+    assert looks_like_mosquitto(write(tmp_path, "allow_anonymous true\n", "mosq.toml"))
+    assert looks_like_mosquitto(write(tmp_path, "# only comments\n", "empty.conf"))
 
 
 def test_a_toml_file_that_looks_like_mosquittos_points_at_the_commands(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ no listener: local only, anonymous allowed; a listener: anonymous refused).
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,6 +30,7 @@ from roost.broker.mosquitto_parse import Listener, MosquittoReader, Notice
 from roost.broker.toml_key_lines import KeyPath
 
 _Where = tuple[str, int]
+_TOML_LINE = re.compile(r"""^(\[|[A-Za-z0-9_."'-]+\s*=)""")  # a table header or key = value
 
 # Mosquitto 2.x's behaviour where Roost's defaults differ, and why (the converter's comments).
 MOSQUITTO_DEFAULTS: dict[str, tuple[object, str]] = {
@@ -73,20 +75,23 @@ class MosquittoConf:
 
 
 def looks_like_mosquitto(path: str | os.PathLike[str]) -> bool:
-    """A ``.conf`` name, or a first setting line in Mosquitto's ``option value`` form."""
-    if os.fspath(path).endswith(".conf"):
-        return True
+    """Mosquitto's format by content (the first setting is an ``option value`` line of a
+    known option), else by a ``.conf`` name unless that first setting is TOML's."""
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return False
+        text = ""
     for line in text.splitlines():
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         match = _MOSQUITTO_LINE.match(line)
-        return bool(match and match[1] in _MOSQUITTO_OPTIONS)
-    return False
+        if match and match[1] in _MOSQUITTO_OPTIONS:
+            return True
+        if _TOML_LINE.match(stripped):
+            return False
+        break
+    return os.fspath(path).endswith(".conf")
 
 
 def read_mosquitto_conf(path: str | os.PathLike[str]) -> MosquittoConf:
