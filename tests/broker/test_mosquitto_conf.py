@@ -580,3 +580,20 @@ def test_an_unknown_tls_version_is_refused_where_mosquitto_refuses_it(tmp_path: 
         )
         assert result.returncode != 0
         assert 'Error: Unsupported tls_version "ssl3".' in result.stdout + result.stderr
+
+
+def test_per_listener_refusal_roost_cannot_express_is_named(tmp_path: Path) -> None:
+    conf = read(
+        tmp_path,
+        "per_listener_settings true\nlistener 1883\nallow_anonymous true\nlistener 1884\n",
+    )
+    assert "auth_plugin" not in conf.data
+    assert notices(conf) == [
+        (
+            4,
+            (
+                "Mosquitto refuses every client on this listener (no password_file, anonymous"
+                " refused); Roost lets in clients that send a user name"
+            ),
+        )
+    ]

@@ -293,11 +293,15 @@ def _refuse_credentials(reader: MosquittoReader, conf: MosquittoConf) -> None:
     ]
     if all(refusing):
         conf.set(("auth_plugin",), PLUGIN_PATH, None, _REFUSE_ALL)
-    elif any(refusing):
-        where = next(lst.where for lst, refuses in zip(reader.listeners, refusing, strict=False)
-                     if refuses and lst.where)  # fmt: skip
-        conf.note(where, "Mosquitto refuses every client on this listener (no password_file,"
-                  " anonymous refused); Roost lets in clients that send a user name")  # fmt: skip
+        return
+    started = [*reader.listeners, *([reader.default] if reader.default.used else [])]
+    for listener, refuses in zip(started, refusing, strict=True):
+        if refuses:
+            conf.note(
+                listener.where or (conf.source, 1),
+                "Mosquitto refuses every client on this listener (no password_file,"
+                " anonymous refused); Roost lets in clients that send a user name",
+            )
 
 
 def _globals(reader: MosquittoReader, conf: MosquittoConf) -> None:
