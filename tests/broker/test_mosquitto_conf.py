@@ -597,3 +597,11 @@ def test_per_listener_refusal_roost_cannot_express_is_named(tmp_path: Path) -> N
             ),
         )
     ]
+
+
+def test_comments_in_any_encoding_values_in_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.conf"
+    path.write_bytes(b"# caf\xe9\nlistener 1883\npassword_file /caf\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        read_mosquitto_conf(path)
+    assert (caught.value.line, caught.value.problem) == (3, "not valid UTF-8")

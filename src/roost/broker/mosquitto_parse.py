@@ -81,6 +81,13 @@ class _Line:
 
 
 class MosquittoReader:
+    """What a mosquitto.conf and its include_dir files say, scope by scope.
+
+    Scopes follow Mosquitto: options before any `listener` line (in each file) set up
+    the default listener; security options are global unless per_listener_settings;
+    bridge options belong to the last `connection` of the same file.
+    """
+
     def __init__(self) -> None:
         self.notices: list[Notice] = []
         self.files: list[str] = []  # in the order read: the main file, then includes
@@ -106,12 +113,12 @@ class MosquittoReader:
         current = self.default
         bridge: dict[str, object] | None = None
         for number, text in enumerate(raw.split(b"\n"), 1):
+            if text.startswith(b"#") or text in (b"", b"\r"):
+                continue  # a comment may be in any encoding: Mosquitto never reads it
             try:
                 decoded = text.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ConfigError("not valid UTF-8", source=path, line=number) from exc
-            if decoded.startswith("#") or decoded in ("", "\r"):
-                continue
             words = [word for word in decoded.rstrip("\r\n").split(" ") if word]
             if not words:
                 continue
