@@ -79,6 +79,18 @@ acl_file {acl}
 allow_anonymous true
 user {user}
 """,
+    # MQTT over WebSocket (`protocol websockets`). Mosquitto 2.0.11 exits when every
+    # listener is a websockets one, hence the plain one beside it.
+    "websockets": """\
+per_listener_settings false
+allow_anonymous false
+password_file {passwords}
+acl_file {acl}
+listener {other_port} 127.0.0.1
+listener {port} 127.0.0.1
+protocol websockets
+user {user}
+""",
     # The defaults: a listener, no password file: Mosquitto 2 refuses every client.
     "defaults": """\
 listener {port} 127.0.0.1
@@ -96,6 +108,7 @@ CREDENTIALS: dict[str, tuple[str | None, str | None]] = {
 ACCEPTED = {
     "global-auth": [True, False, False, False],
     "per-listener": [True, False, False, True],
+    "websockets": [True, False, False, False],
     "acl-only": [True, True, True, True],
     "defaults": [False, False, False, False],
 }
@@ -119,6 +132,7 @@ GRANTED = {"mosquitto": [True] * 5, "roost": [True, True, False, False, True]}
 EXPECTED_ACL = {
     "global-auth": WITH_ACL,
     "per-listener": WITH_ACL,
+    "websockets": WITH_ACL,
     "acl-only": WITH_ACL,
     "defaults": None,
 }
@@ -163,7 +177,14 @@ class Broker:
 class Probe:
     """A paho MQTT 3.1.1 client: connects with optional credentials; records messages."""
 
-    def __init__(self, port: int, client_id: str, user: str | None, password: str | None) -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        user: str | None,
+        password: str | None,
+        transport: str = "tcp",
+    ) -> None:
         self.connack = threading.Event()
         self.accepted = False
         self.messages: queue.Queue[str] = queue.Queue()
@@ -173,6 +194,7 @@ class Probe:
             client_id=client_id,
             protocol=paho.MQTTv311,
             reconnect_on_failure=False,
+            transport="websockets" if transport == "websockets" else "tcp",
         )
         if user is not None:
             self.client.username_pw_set(user, password)
@@ -205,17 +227,17 @@ class Probe:
         self.client.loop_stop()
 
 
-def observe(port: int) -> dict[str, object]:
+def observe(port: int, transport: str) -> dict[str, object]:
     """What the same clients get from the broker on ``port``."""
     accepted = []
     for index, (user, password) in enumerate(CREDENTIALS.values()):
-        probe = Probe(port, f"probe{index}", user, password)
+        probe = Probe(port, f"probe{index}", user, password, transport)
         accepted.append(probe.accepted)
         probe.stop()
     if not accepted[0]:
         return {"accepted": accepted, "granted": None, "received": None}
-    alice = Probe(port, "alice", "alice", "wonderland")
-    bob = Probe(port, "bob", "bob", "builder")
+    alice = Probe(port, "alice", "alice", "wonderland", transport)
+    bob = Probe(port, "bob", "bob", "builder", transport)
     try:
         granted = alice.subscribe(FILTERS)
         alice.publish("alice/self")
@@ -250,7 +272,9 @@ def start(name: str, tmp_path: Path, template: str, files: dict[str, Path]) -> B
     for attempt in range(3):
         port = free_port()
         conf = tmp_path / f"{name}.conf"
-        conf.write_text(template.format(port=port, user=getpass.getuser(), **files))
+        conf.write_text(
+            template.format(port=port, other_port=free_port(), user=getpass.getuser(), **files)
+        )
         argv = (
             [MOSQUITTO, "-c", str(conf)]
             if name == "mosquitto"
@@ -273,7 +297,9 @@ def test_roost_on_a_mosquitto_conf_lets_in_and_routes_what_mosquitto_does(
     for name in ("mosquitto", "roost"):
         broker = start(name, tmp_path, SCENARIOS[scenario], files)
         try:
-            results[name] = observe(broker.port)
+            results[name] = observe(
+                broker.port, "websockets" if "websockets" in scenario else "tcp"
+            )
         finally:
             broker.stop()
         logs[name] = broker.log.read_text()
