@@ -605,3 +605,18 @@ def test_comments_in_any_encoding_values_in_utf8(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         read_mosquitto_conf(path)
     assert (caught.value.line, caught.value.problem) == (3, "not valid UTF-8")
+
+
+def test_per_listener_limits_become_broker_wide_and_are_named_when_they_differ(
+    tmp_path: Path,
+) -> None:
+    same = read(tmp_path, "listener 1883\nmax_qos 1\nmax_topic_alias 5\n")
+    assert (same.data["maximum_qos"], same.data["topic_alias_maximum"]) == (1, 5)
+    assert same.notices == []
+    differ = read_mosquitto_conf(
+        write(tmp_path, "listener 1883\nmax_qos 1\nlistener 1884\n", "differ.conf")
+    )
+    assert differ.data["maximum_qos"] == 1
+    assert notices(differ) == [
+        (2, "max_qos: per listener in Mosquitto; Roost's maximum_qos = 1 applies to every listener")
+    ]

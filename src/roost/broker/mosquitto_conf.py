@@ -41,6 +41,7 @@ MOSQUITTO_DEFAULTS: dict[str, tuple[object, str]] = {
     "persistence": ("memory", "Mosquitto's default: persistence false"),
 }
 _EVERY_IPV4 = "0.0.0.0"  # noqa: S104  (Mosquitto's listener without an address)
+_MOSQUITTO_NAMES = {"maximum_qos": "max_qos", "topic_alias_maximum": "max_topic_alias"}
 _TLS_VERSIONS = {"tlsv1.3": "1.3", "tlsv1.2": "1.2", "tlsv1.1": "1.2"}
 _NO_LIMIT = 4_294_967_295  # Mosquitto's 0 ("no maximum") for counts Roost requires >= 1
 _REFUSE_ALL = "Mosquitto 2 refuses every client: no password_file, anonymous refused"
@@ -218,8 +219,8 @@ def _per_listener_to_global(started: list[Listener], key: str, conf: MosquittoCo
         for (_, other), _ in values:
             conf.note(
                 other,
-                f"{key}: per listener in Mosquitto, for every"
-                f" listener in Roost: {value} applies to all",
+                f"{_MOSQUITTO_NAMES[key]}: per listener in Mosquitto; Roost's {key} ="
+                f" {value} applies to every listener",
             )
 
 
