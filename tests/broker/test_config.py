@@ -526,11 +526,13 @@ def test_toml_syntax_errors_give_line_and_column(
         assert err.problem == f"invalid TOML: {problem}"
 
 
-MOSQUITTO_HINT = (
-    "this looks like a Mosquitto configuration file (mosquitto.conf), which Roost does not"
-    " read: write the settings in TOML, as docs/configuration.md describes (there is no"
-    " `roost config convert` yet)"
-)
+def mosquitto_hint(path: Path) -> str:
+    return (
+        "this looks like a Mosquitto configuration file (mosquitto.conf), not TOML:"
+        f" `roost broker -c {path}` reads it when its name ends in .conf (or its first"
+        f" setting is Mosquitto's), and `roost config convert {path}` prints it as TOML"
+        " (docs/mosquitto.md)"
+    )
 
 
 def test_log_dest_file_needs_log_file(tmp_path: Path) -> None:
@@ -571,12 +573,12 @@ def test_a_mosquitto_file_gets_a_hint_not_a_toml_syntax_error(tmp_path: Path) ->
         "# mosquitto.conf\n\nper_listener_settings false\nlistener 1883 0.0.0.0\n"
         "allow_anonymous false\npassword_file /etc/mosquitto/passwd\n",
     )
-    assert str(load_error(path)) == f"{path}:3: {MOSQUITTO_HINT}"
+    assert str(load_error(path)) == f"{path}:3: {mosquitto_hint(path)}"
 
 
 def test_a_toml_file_with_one_mosquitto_line_points_at_it(tmp_path: Path) -> None:
     path = write(tmp_path, "maximum_qos = 1\n\npersistence true\n")
-    assert str(load_error(path)) == f"{path}:3: {MOSQUITTO_HINT}"
+    assert str(load_error(path)) == f"{path}:3: {mosquitto_hint(path)}"
 
 
 def test_a_syntax_error_at_the_end_points_at_the_last_line(tmp_path: Path) -> None:

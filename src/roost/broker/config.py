@@ -325,9 +325,10 @@ def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
         mosquitto_line = _mosquitto_directive(text)
         if mosquitto_line is not None:
             raise ConfigError(
-                "this looks like a Mosquitto configuration file (mosquitto.conf), which"
-                " Roost does not read: write the settings in TOML, as docs/configuration.md"
-                " describes (there is no `roost config convert` yet)",
+                "this looks like a Mosquitto configuration file (mosquitto.conf), not TOML:"
+                f" `roost broker -c {source}` reads it when its name ends in .conf (or its"
+                f" first setting is Mosquitto's), and `roost config convert {source}` prints"
+                " it as TOML (docs/mosquitto.md)",
                 source=source,
                 line=mosquitto_line,
             ) from exc
@@ -336,13 +337,20 @@ def load_config(path: str | os.PathLike[str]) -> BrokerConfig:
     return _Builder(source, locator.line_of).broker_config(data)
 
 
-def config_from_mapping(data: Mapping[str, object], source: str = "<config>") -> BrokerConfig:
+def config_from_mapping(
+    data: Mapping[str, object],
+    source: str = "<config>",
+    *,
+    lines: Mapping[KeyPath, tuple[str, int]] | None = None,
+) -> BrokerConfig:
     """Check a parsed configuration (as from tomllib) and build the BrokerConfig.
 
-    ``source`` names the origin in error messages. Errors carry no line number: a
-    mapping has none.
+    ``source`` names the origin in error messages. Errors carry no line number (a
+    mapping has none) unless ``lines`` says which file and line each key came from (a
+    mosquitto.conf read by ``roost.broker.mosquitto_conf``).
     """
-    return _Builder(source, lambda _path: None).broker_config(data)
+    where = lines or {}
+    return _Builder(source, where.get).broker_config(data)
 
 
 _TOML_POSITION = re.compile(r"^(?P<problem>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
@@ -404,7 +412,9 @@ class _Builder:
     error reported is the first one in the file.
     """
 
-    def __init__(self, source: str, line_of: Callable[[KeyPath], int | None]) -> None:
+    def __init__(
+        self, source: str, line_of: Callable[[KeyPath], int | tuple[str, int] | None]
+    ) -> None:
         self._source = source
         self._line_of = line_of
 
@@ -452,12 +462,10 @@ class _Builder:
                 self._fail(path, f"not a valid topic filter: {exc}")
 
     def _fail(self, path: KeyPath, problem: str) -> NoReturn:
-        raise ConfigError(
-            problem,
-            source=self._source,
-            line=self._line_of(path) if path else None,
-            key=_dotted(path) if path else None,
-        )
+        source, line = self._source, self._line_of(path) if path else None
+        if isinstance(line, tuple):  # a key from another file (a mosquitto.conf include)
+            source, line = line
+        raise ConfigError(problem, source=source, line=line, key=_dotted(path) if path else None)
 
     def _dataclass(self, cls: type[_T], data: object, path: KeyPath) -> _T:
         if not isinstance(data, Mapping):

@@ -19,6 +19,8 @@ from roost.broker.config import (
 )
 from roost.broker.hooks import HookError
 from roost.broker.logs import configure_logging
+from roost.broker.mosquitto_conf import load_mosquitto_config, looks_like_mosquitto
+from roost.broker.mosquitto_parse import Notice
 from roost.broker.persistence import StoreError
 from roost.broker.server import serve
 from roost.http.errors import HttpSetupError
@@ -46,9 +48,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "max_topic_levels, max_subscriptions_per_client, queues) are in the configuration "
         "file too; docs/security.md says how the broker meets hostile input. The [http] "
         "table (or --http PORT) serves an HTTP API, Prometheus metrics at /metrics and a "
-        "dashboard at / (docs/operations.md; API keys: roost apikey).",
+        "dashboard at / (docs/operations.md; API keys: roost apikey). A Mosquitto "
+        "mosquitto.conf is read as Mosquitto 2.x reads it, each line it cannot apply named "
+        "in a warning (`roost config convert` prints it as TOML; docs/mosquitto.md).",
     )
-    parser.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="configuration file: TOML (docs/configuration.md), or Mosquitto's mosquitto.conf"
+        " (a name ending in .conf, or Mosquitto's `option value` lines; docs/mosquitto.md)",
+    )
     parser.add_argument(
         "--host",
         help="address to listen on: replaces the first listener's host and drops the others",
@@ -116,9 +126,17 @@ def _log_replaced_listeners(
         )
 
 
+def _read_config(path: str | None) -> tuple[BrokerConfig, list[Notice]]:
+    if path is None:
+        return BrokerConfig(), []
+    if looks_like_mosquitto(path):
+        return load_mosquitto_config(path)
+    return load_config(path), []
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config) if args.config else BrokerConfig()
+        config, notices = _read_config(args.config)
     except ConfigError as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 2
@@ -130,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    for notice in notices:
+        log.warning("%s", notice)
     if args.host is not None or args.port is not None:
         first = config.listeners[0] if config.listeners else ListenerConfig()
         host = args.host if args.host is not None else first.host

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from roost import __version__
-from roost.cli import apikey, bench, broker, passwd, pub, rr, scram, sub
+from roost.cli import apikey, bench, broker, config, passwd, pub, rr, scram, sub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     passwd.add_parser(commands)
     scram.add_parser(commands)
     apikey.add_parser(commands)
+    config.add_parser(commands)
     return parser
 
 
