@@ -16,7 +16,7 @@ from roost.broker.config import (
     ListenerConfig,
     load_config,
 )
-from roost.broker.logs import configure_logging
+from roost.broker.logs import configure_logging, lean_records
 from roost.broker.persistence import StoreError
 from roost.broker.server import serve
 
@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 2
+    lean_records()  # this process is a broker: cheaper log records
     try:
         configure_logging(config, verbose=args.verbose)
     except OSError as exc:
