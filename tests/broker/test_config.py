@@ -58,6 +58,7 @@ log_level = "debug"
 log_dest = "file"
 log_file = "/var/log/roost/roost.log"
 log_format = "json"
+connection_messages = false
 
 [[listeners]]
 host = "0.0.0.0"
@@ -136,6 +137,7 @@ COMPLETE_CONFIG = BrokerConfig(
     log_dest="file",
     log_file="/var/log/roost/roost.log",
     log_format="json",
+    connection_messages=False,
 )
 
 
