@@ -309,10 +309,15 @@ class Router:
     ) -> None:
         """Start the retained catch-up of a new subscription: ``destination`` pulls the
         matching retained messages (retain flag set) as it has room (catchup.py)."""
-        walk = self._retained.walk(record.topic_filter)
+        topic_filter = record.topic_filter
+        # No wildcard: only the topic of that very name can match (one lookup).
+        wildcard = "+" in topic_filter or "#" in topic_filter
+        if not wildcard and self._retained.get(topic_filter) is None:
+            return
+        walk = self._retained.walk(topic_filter)
         first = next(walk, None)
         if first is None:
-            return  # most subscriptions: nothing retained to catch up on
+            return  # nothing retained to catch up on
         ids = () if record.identifier is None else (record.identifier,)
 
         def deferred(access: ClientAccess, topic: str, message: Message, qos: int) -> None:
@@ -321,7 +326,7 @@ class Router:
         catch_up = CatchUp(
             chain((first,), walk),
             key,
-            record.topic_filter,
+            topic_filter,
             record.qos,
             ids,
             self.readers,
