@@ -115,12 +115,19 @@ def mosquitto_executable(explicit: str | None) -> str | None:
     )
 
 
+# Roost without its per-connect and per-disconnect INFO lines (Mosquitto's default is
+# to log them, like Roost's): run only when asked, with --brokers.
+ROOST_QUIET = "connection_messages = false"
+
+
 def broker_specs(mosquitto: str | None) -> tuple[BrokerSpec, ...]:
     roost = BrokerSpec("roost", roost_executable(), "roost")
+    quiet = BrokerSpec("roost-quiet", roost.executable, "roost", (ROOST_QUIET,))
     if mosquitto is None:
-        return (roost,)
+        return (roost, quiet)
     return (
         roost,
+        quiet,
         BrokerSpec("mosquitto", mosquitto, "mosquitto"),
         BrokerSpec("mosquitto-nodelay", mosquitto, "mosquitto", (MOSQUITTO_NODELAY,)),
     )

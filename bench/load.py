@@ -355,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     wanted = [name.strip() for name in args.brokers.split(",") if name.strip()]
-    unknown = set(wanted) - {"roost", "mosquitto", "mosquitto-nodelay"}
+    unknown = set(wanted) - {"roost", "roost-quiet", "mosquitto", "mosquitto-nodelay"}
     if unknown:
         print(f"unknown broker(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 1

@@ -61,6 +61,7 @@ log_level = "debug"
 log_dest = "file"
 log_file = "/var/log/roost/roost.log"
 log_format = "json"
+connection_messages = false
 
 [[listeners]]
 host = "0.0.0.0"
@@ -152,6 +153,7 @@ COMPLETE_CONFIG = BrokerConfig(
     log_format="json",
     http=HttpConfig("0.0.0.0", 8080, "api-keys", ["https://ops.example.com"]),
     hooks=[HookConfig("tests.broker.hook_probes:Recorder", {"mute": ["x"]}, 2.5)],
+    connection_messages=False,
 )
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from roost.broker import BrokerConfig
-from roost.broker.logs import configure_logging
+from roost.broker.logs import TEXT_FORMAT, TextFormatter, TurnStreamHandler, configure_logging
+from roost.codec import MQTT_3_1_1
+from tests.support.broker_thread import BrokerThread
+from tests.support.paho import PahoClient
 from tests.support.waiting import wait_until
 
 STARTUP_TIMEOUT = 15.0
@@ -136,3 +141,77 @@ def test_roost_broker_says_when_it_cannot_open_the_log_file(tmp_path: Path) -> N
     assert result.stderr == (
         f"roost broker: log_file: cannot open {missing}: No such file or directory\n"
     )
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts its writes (each would be a system call on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_stderr_lines_of_one_loop_turn_are_written_together() -> None:
+    stream = CountingStream()
+    handler = TurnStreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    log = logging.getLogger("roost.test.turns")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("outside a loop: at once")
+        assert stream.writes == 1
+
+        async def burst() -> int:
+            for number in range(3):
+                log.warning("in a loop %d", number)
+            written = stream.writes
+            await asyncio.sleep(0)  # the end of this turn
+            return written
+
+        assert asyncio.run(burst()) == 1  # nothing more during the turn
+        assert stream.writes == 2
+        lines = stream.getvalue().splitlines()
+        assert [line.split(" WARNING ")[1] for line in lines] == [
+            "outside a loop: at once",
+            "in a loop 0",
+            "in a loop 1",
+            "in a loop 2",
+        ]
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+
+
+def test_the_text_format_is_unchanged_by_its_time_cache() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "Client %s disconnected.", "args": ("c1",), "levelname": "INFO", "created": 1e9}
+    )
+    record.msecs = 25.0
+    expected = logging.Formatter(TEXT_FORMAT).format(record)
+    formatter = TextFormatter()
+    assert formatter.format(record) == formatter.format(record) == expected
+    assert expected.endswith(",025 INFO Client c1 disconnected.")
+
+
+CONNECTED = "New client connected from"
+
+
+def test_connection_messages_off_drops_the_lines_but_not_the_counts(
+    make_broker: Callable[..., BrokerThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="roost")
+    for setting in (True, False):
+        caplog.clear()
+        broker = make_broker(connection_messages=setting)
+        client = PahoClient(broker.port, f"logged-{setting}", MQTT_3_1_1)
+        client.disconnect()
+        wait_until(lambda: broker.call(lambda: not broker.broker.sessions))  # noqa: B023
+        lines = [record.getMessage() for record in list(caplog.records)]
+        assert any(CONNECTED in line for line in lines) is setting, lines
+        assert any(" disconnected." in line for line in lines) is setting, lines
+        assert broker.call(lambda: broker.broker.stats.clients_total) == 1  # noqa: B023

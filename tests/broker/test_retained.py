@@ -21,7 +21,7 @@ def topics_of(store: RetainedStore[T], topic_filter: str) -> list[str]:
 
 
 def is_pruned(store: RetainedStore[T]) -> bool:
-    # White-box: deleted topics must not leave branches that match would walk.
+    # White-box: deleted topics must not leave branches that a walk would visit.
     return store._root.children is None
 
 
@@ -191,3 +191,40 @@ def test_cap_property(topics: list[str], cap: int) -> None:
     assert sorted(store.match("#") + store.match("$SYS/#") + store.match("$x/#")) == sorted(
         model.items()
     )
+
+
+def test_walk_order_is_depth_first_in_storing_order() -> None:
+    """A topic before the topics below it; siblings in the order first stored."""
+    store: RetainedStore[str] = RetainedStore(100)
+    for topic in ("a/2", "a", "a/1", "a/2/x", "b", "a/3", "$SYS/x"):
+        store.set(topic, topic)
+    assert [topic for topic, _ in store.walk("#")] == ["a", "a/2", "a/2/x", "a/1", "a/3", "b"]
+    assert [topic for topic, _ in store.walk("a/+")] == ["a/2", "a/1", "a/3"]
+    assert [topic for topic, _ in store.walk("+/#")] == ["a", "a/2", "a/2/x", "a/1", "a/3", "b"]
+
+
+def test_a_paused_walk_survives_changes_to_the_store() -> None:
+    """Set, replaced and deleted (pruned) while a walk is paused: the walk sees a topic
+    as it is when it gets there, skips what was deleted, and never fails."""
+    store: RetainedStore[str] = RetainedStore(1000)
+    for number in range(100):
+        store.set(f"t/{number}", "old")
+        store.set(f"t/{number}/x", "old")
+    walk = store.walk("t/#")
+    seen = [next(walk) for _ in range(10)]
+    for number in range(50, 100):
+        store.delete(f"t/{number}")
+        store.delete(f"t/{number}/x")  # the whole branch pruned
+    store.set("t/10", "new")
+    store.set("t/11/y", "new")  # under a node the walk has not reached yet
+    store.set("t/zz", "new")  # beside nodes it has: not seen
+    seen += list(walk)
+    found = dict(seen)
+    assert len(seen) == len(found) == 101
+    assert found["t/10"] == "new"
+    assert found["t/11/y"] == "new"
+    assert "t/zz" not in found
+    assert not any(f"t/{number}" in found for number in range(50, 100))
+    for topic in [*found, "t/zz"]:
+        store.delete(topic)
+    assert is_pruned(store)

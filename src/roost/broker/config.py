@@ -151,6 +151,9 @@ class BrokerConfig:
     log_format: LogFormat = "text"
     # The HTTP API, metrics and dashboard (roost[http]); None: off.
     http: HttpConfig | None = None
+    # An INFO line per client connect and disconnect (Mosquitto's connection_messages);
+    # off, the counts are still in $SYS.
+    connection_messages: bool = True
 
     def state_dir(self) -> str | None:
         """The directory durable state is kept in, or None when it is kept in memory.
@@ -370,7 +373,7 @@ _MOSQUITTO_OPTIONS = frozenset(
         "tls_version", "connection", "address", "topic", "sys_interval", "retain_available",
         "persistent_client_expiration", "plugin", "auth_plugin", "mount_point",
         "allow_zero_length_clientid", "max_keepalive", "set_tcp_nodelay", "http_dir",
-        "websockets_log_level",
+        "websockets_log_level", "connection_messages",
     }
 )  # fmt: skip
 _MOSQUITTO_LINE = re.compile(r"^\s*([a-z_]+)\s+[^\s=]")

@@ -251,14 +251,15 @@ class BrokerConnection(BufferedTransport):
         if session is None or session.connection is not self or self._taken_over:
             return
         self.session = None
-        if self.clean_disconnect:
-            log.info("Client %s disconnected.", self.client_id)
-        elif self.ended_by is not None:
-            # disconnect() has said why; the client did not leave of its own accord.
-            log.debug("Client %s connection closed%s.", self.client_id, _cause(exc))
-        else:
-            log.info("Client %s closed its connection%s.", self.client_id, _cause(exc))
         host = self.host
+        if host.config.connection_messages:
+            if self.clean_disconnect:
+                log.info("Client %s disconnected.", self.client_id)
+            elif self.ended_by is not None:
+                # disconnect() has said why; the client did not leave of its own accord.
+                log.debug("Client %s connection closed%s.", self.client_id, _cause(exc))
+            else:
+                log.info("Client %s closed its connection%s.", self.client_id, _cause(exc))
         host.detach(session, publish_will=not self.clean_disconnect, now=host.now())
 
     def on_writable(self) -> None:
@@ -495,15 +496,16 @@ class BrokerConnection(BufferedTransport):
         self.send(
             connack_for(self.version, present, terms, host.config, self.auth_method, accepted.data)
         )
-        log.info(
-            "New client connected from %s as %s (p%d, c%d, k%d%s).",
-            self.peer,
-            client_id,
-            self.version,
-            packet.clean_start,
-            terms.keep_alive,
-            "" if self.username is None else f", u'{self.username}'",
-        )
+        if host.config.connection_messages:
+            log.info(
+                "New client connected from %s as %s (p%d, c%d, k%d%s).",
+                self.peer,
+                client_id,
+                self.version,
+                packet.clean_start,
+                terms.keep_alive,
+                "" if self.username is None else f", u'{self.username}'",
+            )
         session.resume(now)
         self.flush_burst()
 

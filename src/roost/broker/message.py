@@ -17,6 +17,8 @@ from __future__ import annotations
 from enum import Enum
 
 from roost.codec import MQTT_5, Publish
+from roost.codec.primitives import encode_varint
+from roost.codec.properties import EMPTY_PROPERTIES
 
 # Aliased templates kept per message (plain variants are always kept: a few at most).
 _MAX_TEMPLATES = 8
@@ -178,11 +180,7 @@ class Message:
         key = version << 3 | qos << 1 | retain
         cached = self._templates.get(key)
         if cached is None:
-            template = self.to_publish(qos, retain, 1 if qos else 0).encode(version)
-            # The packet id follows the fixed header and the topic.
-            offset = 1 + _varint_length(template) + 2 + len(self.topic.encode())
-            cached = (template, offset)
-            self._templates[key] = cached
+            cached = self._templates[key] = self._template(version, qos, retain)
         template, offset = cached
         if not qos:
             return template
@@ -243,6 +241,40 @@ class Message:
                 template[offset + 2 :],
             )
         )
+
+    def _template(self, version: int, qos: int, retain: bool) -> tuple[bytes, int]:
+        """A PUBLISH of this message (packet id 1 at QoS > 0) and the packet id's offset."""
+        v5 = version == MQTT_5
+        if not v5 or (
+            self.payload_format_indicator is None
+            and self.content_type is None
+            and self.response_topic is None
+            and self.correlation_data is None
+            and not self.user_properties
+        ):
+            # No properties to write (the usual case): built here, without a Publish
+            # object; a retained catch-up builds one template per message it sends.
+            topic = self.topic.encode()
+            payload = self.payload
+            remaining = 2 + len(topic) + (2 if qos else 0) + v5 + len(payload)
+            head = bytes((0x30 | qos << 1 | retain,)) + encode_varint(remaining)
+            template = b"".join(
+                (
+                    head,
+                    len(topic).to_bytes(2, "big"),
+                    topic,
+                    _FIRST_PACKET_ID if qos else b"",
+                    EMPTY_PROPERTIES if v5 else b"",
+                    payload,
+                )
+            )
+            return template, len(head) + 2 + len(topic)
+        template = self.to_publish(qos, retain, 1 if qos else 0).encode(version)
+        # The packet id follows the fixed header and the topic.
+        return template, 1 + _varint_length(template) + 2 + len(self.topic.encode())
+
+
+_FIRST_PACKET_ID = (1).to_bytes(2, "big")
 
 
 def _varint_length(packet: bytes) -> int:

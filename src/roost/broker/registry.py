@@ -169,6 +169,7 @@ class SessionRegistry:
         if session.expiry_interval == 0 or ending:
             self.end(session, now)
         else:
+            session.park_catch_ups(now)
             session.expires_at = now + session.expiry_interval
             self.offline.add(session)
             if session.store is not None:

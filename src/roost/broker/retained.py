@@ -1,8 +1,8 @@
 """Retained messages: the last retained message per topic name, and who gets which.
 
-The store is a trie of topic-name levels. When a client subscribes, ``match`` walks
-the new filter against it: a literal level follows one child, ``+`` follows every
-child of the current nodes, and ``#`` collects the subtrees below them. Topics in
+The store is a trie of topic-name levels. When a client subscribes, ``walk`` walks
+the new filter against it, lazily: a literal level follows one child, ``+`` follows
+every child of the current nodes, and ``#`` yields the subtrees below them. Topics in
 branches the filter rules out are never visited, so subscribing to ``a/b`` costs the
 same with ten retained topics or a million.
 
@@ -14,13 +14,16 @@ memory without bound: storing a new topic at the cap is refused, while replacing
 deleting an existing topic always works.
 
 Retained messages go to new non-shared subscriptions only (MQTT 5.0 section 3.3.1.3),
-so the caller never passes a ``$share/...`` filter to ``match``: it recognises those
+so the caller never passes a ``$share/...`` filter to ``walk``: it recognises those
 with ``roost.protocol.topics.parse_shared`` and skips them.
 """
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["RetainedStore"]
 
@@ -116,7 +119,7 @@ class RetainedStore(Generic[M]):
         node.message = None
         node.topic = ""
         self._count -= 1
-        # Prune from the leaf up so that dead branches are never walked by match.
+        # Prune from the leaf up so that dead branches are never walked.
         for parent, children, level in reversed(trail):
             dead = children[level]
             if dead.children or dead.message is not None:
@@ -127,60 +130,78 @@ class RetainedStore(Generic[M]):
         return True
 
     def match(self, topic_filter: str) -> list[tuple[str, M]]:
-        """(topic, message) for every retained topic that ``topic_filter`` matches.
+        """(topic, message) for every retained topic that ``topic_filter`` matches, in
+        the order of ``walk``."""
+        return list(self.walk(topic_filter))
+
+    def walk(self, topic_filter: str) -> Iterator[tuple[str, M]]:
+        """(topic, message) for every retained topic that ``topic_filter`` matches, one
+        at a time, depth first: a topic before the topics below it, siblings in the order
+        they were first stored.
 
         ``topic_filter`` is a valid, non-shared filter. Wildcards in the first level do
-        not reach topics starting with ``$`` [MQTT-4.7.2-1]. The order is unspecified.
+        not reach topics starting with ``$`` [MQTT-4.7.2-1].
+
+        The store may change while a walk is paused (a retained catch-up delivers as its
+        subscriber has room): each node's children are copied when the walk reaches it,
+        so a message set or deleted meanwhile is seen if its node was not reached yet
+        (the message as it is then), and missed otherwise; the walk never fails.
         """
-        found: list[tuple[str, M]] = []
-        frontier = [self._root]
-        first = True
-        for level in topic_filter.split("/"):
+        levels = topic_filter.split("/")
+        last = len(levels)
+        # (node, i): the node matched the filter's first i levels.
+        stack: list[tuple[_Node[M], int]] = [(self._root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == last:
+                if node.message is not None:
+                    yield node.topic, node.message
+                continue
+            level = levels[i]
             if level == "#":
                 # The parent level matches too ('sport/#' matches 'sport'); the root
                 # stands for no level at all and never holds a message.
-                for node in frontier:
-                    if node.message is not None:
-                        found.append((node.topic, node.message))
-                    self._collect_below(node, found, skip_dollar=first)
-                return found
-            following: list[_Node[M]] = []
-            for node in frontier:
-                children = node.children
-                if children is None:
-                    continue
-                if level == "+":
-                    if first:
-                        following.extend(
-                            child for key, child in children.items() if not key.startswith("$")
-                        )
-                    else:
-                        following.extend(children.values())
-                else:
-                    child = children.get(level)
-                    if child is not None:
-                        following.append(child)
-            if not following:
-                return found
-            frontier = following
-            first = False
-        found.extend((node.topic, node.message) for node in frontier if node.message is not None)
-        return found
+                if node.message is not None:
+                    yield node.topic, node.message
+                yield from self._below(node, skip_dollar=i == 0)
+                continue
+            children = node.children
+            if children is None:
+                continue
+            if level == "+":
+                following = [
+                    (child, i + 1)
+                    for key, child in children.items()
+                    if not (i == 0 and key.startswith("$"))
+                ]
+                following.reverse()  # popped in the order they were stored
+                stack.extend(following)
+            else:
+                child = children.get(level)
+                if child is not None:
+                    stack.append((child, i + 1))
 
     @staticmethod
-    def _collect_below(start: _Node[M], found: list[tuple[str, M]], *, skip_dollar: bool) -> None:
-        """Append every message strictly below ``start`` (iteratively: topics can be
-        deeper than Python's recursion limit)."""
+    def _below(start: _Node[M], *, skip_dollar: bool) -> Iterator[tuple[str, M]]:
+        """Every message strictly below ``start`` (iteratively: topics can be deeper
+        than Python's recursion limit)."""
         children = start.children
         if children is None:
             return
         if skip_dollar:
             stack = [child for key, child in children.items() if not key.startswith("$")]
+            stack.reverse()
         else:
-            stack = list(children.values())
+            stack = list(reversed(children.values()))
+        pop = stack.pop
+        extend = stack.extend
         while stack:
-            node = stack.pop()
-            if node.message is not None:
-                found.append((node.topic, node.message))
-            if node.children is not None:
-                stack.extend(node.children.values())
+            node = pop()
+            # Children first, copied: the caller may delete this very topic (expired)
+            # or change the store before the walk resumes.
+            below = node.children
+            if below is not None:
+                extend(reversed(below.values()))
+            message = node.message
+            if message is not None:
+                yield node.topic, message

@@ -3,7 +3,8 @@
 The router alone owns the subscription index (``SubscriptionTree``), the retained
 messages (``RetainedStore``) and the choice of member in shared groups. Its surface is
 ``subscribe``, ``unsubscribe``, ``drop_client`` and ``publish``, with ``retain`` and
-``send_retained`` for retained messages.
+``send_retained`` for retained messages (a lazy catch-up the subscriber's session pulls
+from as it has room: ``catchup.py``).
 
 **The routing seam.** A message enters through ``publish`` (from a connection, a will,
 ``$SYS``) and leaves through ``Destination.deliver``. Destinations are looked up by the
@@ -25,8 +26,10 @@ dict lookup); a key without an entry there gets nothing (fail closed). With neit
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
+from roost.broker.catchup import CatchUp
 from roost.broker.retained import RetainedStore
 from roost.broker.stats import DropReason
 from roost.broker.subscriptions import SharedGroup, SubscriptionTree
@@ -56,6 +59,13 @@ class Destination(Protocol):
 
     def has_room(self) -> bool:
         """Whether a message now would go out at once; shared groups prefer such members."""
+
+
+class CatchUpTarget(Destination, Protocol):
+    """A destination that takes a new subscription's retained messages as it has room."""
+
+    def catch_up(self, catch_up: CatchUp, now: float) -> None:
+        """Pull deliveries from ``catch_up`` whenever there is room, until it ends."""
 
 
 class RetainedLog(Protocol):
@@ -333,29 +343,33 @@ class Router:
             self.log.retained_deleted(topic)
 
     def send_retained(
-        self, key: str, destination: Destination, record: SubscriptionRecord, now: float
+        self, key: str, destination: CatchUpTarget, record: SubscriptionRecord, now: float
     ) -> None:
-        """Deliver the retained messages matching a new subscription, retain flag set."""
+        """Start the retained catch-up of a new subscription: ``destination`` pulls the
+        matching retained messages (retain flag set) as it has room (catchup.py)."""
+        topic_filter = record.topic_filter
+        # No wildcard: only the topic of that very name can match (one lookup).
+        wildcard = "+" in topic_filter or "#" in topic_filter
+        if not wildcard and self._retained.get(topic_filter) is None:
+            return
+        walk = self._retained.walk(topic_filter)
+        first = next(walk, None)
+        if first is None:
+            return  # nothing retained to catch up on
         ids = () if record.identifier is None else (record.identifier,)
-        expired = []
-        readers = self.readers
-        access = None if readers is None else readers.get(key)
-        for topic, message in self._retained.match(record.topic_filter):
-            if message.expired(now):
-                expired.append(topic)
-                continue
-            qos = min(message.qos, record.qos)
-            if self.deliver_hook is not None and not self.deliver_hook(key, message, qos):
-                continue
-            if readers is not None:
-                # Read access, as for any delivery (no access known: nothing).
-                readable = False if access is None else access.may_read(topic)
-                if readable is None and access is not None:
-                    access.defer_delivery(
-                        topic, _deliver_later(destination, message, qos, True, ids)
-                    )
-                if not readable:
-                    continue
-            destination.deliver(message, qos, True, ids, now)
-        for topic in expired:
-            self.delete_retained(topic)
+
+        def deferred(access: ClientAccess, topic: str, message: Message, qos: int) -> None:
+            access.defer_delivery(topic, _deliver_later(destination, message, qos, True, ids))
+
+        catch_up = CatchUp(
+            chain((first,), walk),
+            key,
+            topic_filter,
+            record.qos,
+            ids,
+            self.readers,
+            self.delete_retained,
+            deferred,
+            self.deliver_hook,
+        )
+        destination.catch_up(catch_up, now)

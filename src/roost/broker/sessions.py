@@ -4,8 +4,12 @@ A session owns its subscriptions (its own record of them; the router holds the
 matching index), the QoS 1/2 messages in flight to the client, the queue of messages
 waiting for a free slot (or for the client to come back), the QoS 2 packet identifiers
 it has received but not yet seen released, and a pending will. The connection it is
-attached to is a ``Sink``; with none, messages queue. Only the session changes these;
-the registry (``registry.py``) creates, attaches, detaches and ends sessions.
+attached to is a ``Sink``; with none, messages queue. A new subscription's retained
+messages come from a ``catchup.CatchUp`` the session pulls from as the client has room
+(``catch_up``); messages queued after it began wait for it, an UNSUBSCRIBE of its
+filter drops it, and a client that goes leaves the rest queued (``park_catch_ups``) if
+the session stays. Only the session changes these; the registry (``registry.py``)
+creates, attaches, detaches and ends sessions.
 
 Changes to a session that outlives its connection are recorded in a ``SessionStore``;
 the full ``Store`` (``persistence/store.py``) is one, and it builds on this module
@@ -19,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from roost.broker.catchup import SLICE_BYTES, SLICE_MESSAGES
 from roost.broker.records import Outgoing, SubscriptionRecord
 from roost.broker.stats import DropReason
 from roost.codec import Pubrel, Will
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from roost.broker.auth.base import ClientInfo
+    from roost.broker.catchup import CatchUp
     from roost.broker.config import BrokerConfig
     from roost.broker.message import Message
     from roost.broker.stats import Stats
@@ -92,6 +98,8 @@ class Session:
     ids awaiting release and will; attached to a connection (``Sink``) or not."""
 
     __slots__ = (
+        "_ahead",
+        "_catch_ups",
         "_next_packet_id",
         "_queue",
         "_unsent",
@@ -139,6 +147,10 @@ class Session:
         # Ids in flight from an earlier connection, not yet resent on this one because
         # the client's Receive Maximum had no room (an ordered set).
         self._unsent: dict[int, None] = {}
+        # Retained catch-ups under way (catchup.py), oldest first, and how many queued
+        # messages are ahead of them; messages queued after a catch-up began wait for it.
+        self._catch_ups: deque[CatchUp] | None = None
+        self._ahead = 0
 
     @property
     def queue(self) -> deque[Outgoing]:
@@ -155,7 +167,12 @@ class Session:
     def has_room(self) -> bool:
         """Whether a QoS 1/2 message now would go out at once (shared groups prefer it)."""
         conn = self.connection
-        return conn is not None and conn.writable and len(self.inflight) < conn.send_quota
+        return (
+            conn is not None
+            and conn.writable
+            and len(self.inflight) < conn.send_quota
+            and self._catch_ups is None
+        )
 
     # Subscriptions and incoming QoS 2 ids: the session's own records, kept durable.
 
@@ -168,6 +185,10 @@ class Session:
         """Forget a subscription; False if there was none with that filter."""
         if self.subscriptions.pop(topic_filter, None) is None:
             return False
+        if self._catch_ups is not None:
+            # No new messages for a filter once unsubscribed [MQTT-3.10.4-2]: the
+            # retained ones not yet sent are not sent (the caller pumps what waited).
+            self._cancel_catch_ups(topic_filter)
         if self.store is not None:
             self.store.subscription_removed(self, topic_filter)
         return True
@@ -227,6 +248,7 @@ class Session:
             and qos
             and conn.writable
             and not self._queue
+            and self._catch_ups is None
             and len(self.inflight) < conn.send_quota
         ):
             self._send_new(conn, item, now)
@@ -242,6 +264,8 @@ class Session:
             if config.queue_full_policy == "drop_oldest" and self.queue:
                 old = self.queue.popleft()
                 self.queued_bytes -= old.message.size
+                if self._ahead:
+                    self._ahead -= 1
                 self._drop(DropReason.QUEUE_FULL, old.message)
                 if self.store is not None:
                     self.store.delivery_removed(self, old)
@@ -310,10 +334,93 @@ class Session:
             packet_id = next(iter(unsent))
             del unsent[packet_id]
             self._resend(conn, packet_id, inflight[packet_id], now)
+        if self._catch_ups is not None:
+            # What was queued before the catch-ups first; what came after them waits.
+            while queue and self._ahead:
+                if not (conn.writable and len(inflight) - len(unsent) < conn.send_quota):
+                    return
+                self._ahead -= 1
+                item = queue.popleft()
+                self.queued_bytes -= item.message.size
+                self._send_new(conn, item, now)
+            self._ahead = 0
+            if not self._catch_up(conn, now):
+                return
         while queue and conn.writable and len(inflight) - len(unsent) < conn.send_quota:
             item = queue.popleft()
             self.queued_bytes -= item.message.size
             self._send_new(conn, item, now)
+
+    # Retained catch-ups.
+
+    def catch_up(self, catch_up: CatchUp, now: float) -> None:
+        """Deliver a new subscription's retained messages as the client has room: after
+        what is queued now, before what is queued from now on (as if all had been queued
+        at once, without the queue's limits). A catch-up of the same filter still under
+        way is dropped: the new subscription's sends them all again (MQTT 5.0 3.8.4)."""
+        if self._catch_ups is not None:
+            self._cancel_catch_ups(catch_up.topic_filter)
+        catch_ups = self._catch_ups
+        if catch_ups is None:
+            catch_ups = self._catch_ups = deque()
+            self._ahead = len(self._queue) if self._queue else 0
+        catch_ups.append(catch_up)
+        self.pump(now)
+
+    def _catch_up(self, conn: Sink, now: float) -> bool:
+        """Send from the catch-ups while the client has room, a slice per loop turn;
+        True once they are all done."""
+        catch_ups = self._catch_ups
+        assert catch_ups is not None  # noqa: S101
+        inflight = self.inflight
+        unsent = self._unsent
+        messages = SLICE_MESSAGES
+        size = SLICE_BYTES
+        while catch_ups:
+            catch_up = catch_ups[0]
+            while conn.writable and len(inflight) - len(unsent) < conn.send_quota:
+                if messages <= 0 or size <= 0:
+                    catch_up.again(self.pump)
+                    return False
+                item = catch_up.pull(now)
+                if item is None:
+                    break
+                messages -= 1
+                size -= item.message.size
+                self._send_new(conn, item, now)
+            else:
+                return False  # no room: a PUBACK or the transport draining pumps again
+            catch_ups.popleft()
+        self._catch_ups = None
+        return True
+
+    def _cancel_catch_ups(self, topic_filter: str) -> None:
+        catch_ups = self._catch_ups
+        if catch_ups is None:
+            return
+        kept = deque(c for c in catch_ups if c.topic_filter != topic_filter)
+        if kept:
+            self._catch_ups = kept
+        else:
+            self._catch_ups = None
+            self._ahead = 0
+
+    def park_catch_ups(self, now: float) -> None:
+        """The client went and the session stays: what its catch-ups had still to send
+        is queued now, behind what the queue holds, under the queue's limits (QoS 0
+        only with queue_qos0_messages), as if it had been queued at the SUBSCRIBE."""
+        catch_ups = self._catch_ups
+        if catch_ups is None:
+            return
+        self._catch_ups = None
+        self._ahead = 0
+        queue_qos0 = self.config.queue_qos0_messages
+        for catch_up in catch_ups:
+            item = catch_up.pull(now)
+            while item is not None:
+                if item.qos or queue_qos0:
+                    self._enqueue(item)
+                item = catch_up.pull(now)
 
     def resume(self, now: float) -> None:
         """On reconnection: resend what is in flight (DUP set), then the queue."""
@@ -422,6 +529,7 @@ class Session:
                 self.store.delivery_removed(self, item)
         if dropped:
             self.queue = kept
+            self._ahead = 0  # only offline sessions are purged: no catch-up under way
         return dropped
 
     def pending_messages(self) -> int:

@@ -2,7 +2,8 @@
 
 Each filter is checked against the topic limits, the client's access and its
 subscription quota; granted ones go to the router (through the host), then the SUBACK
-is sent, then the retained messages the new subscriptions ask for.
+is sent, then the retained catch-ups of the new subscriptions start (their messages go
+out after the SUBACK, as the client has room: catchup.py).
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ def on_unsubscribe(conn: ClientSide, packet: Unsubscribe, now: float) -> None:
         else UnsubackReasonCode.NO_SUBSCRIPTION_EXISTED
         for topic_filter in packet.topic_filters
     ]
+    # A retained catch-up of a filter just unsubscribed is dropped: what queued
+    # behind it may go now.
+    session.pump(now)
     if session.store is not None:
         host.hold(conn)
     conn.send(conn.protocol.unsuback(packet.packet_id, codes))

@@ -18,7 +18,7 @@ from roost.broker.config import (
     load_config,
 )
 from roost.broker.hooks import HookError
-from roost.broker.logs import configure_logging
+from roost.broker.logs import configure_logging, lean_records
 from roost.broker.mosquitto_conf import load_mosquitto_config, looks_like_mosquitto
 from roost.broker.mosquitto_parse import Notice
 from roost.broker.persistence import StoreError
@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 2
+    lean_records()  # this process is a broker: cheaper log records
     try:
         configure_logging(config, verbose=args.verbose)
     except OSError as exc:
