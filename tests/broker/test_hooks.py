@@ -88,6 +88,25 @@ def test_every_hook_point_fires_with_its_data(make_broker: MakeBroker) -> None:
     assert recorder.stopped
 
 
+def test_on_deliver_sees_the_retained_catch_up(make_broker: MakeBroker) -> None:
+    # Retained messages a SUBSCRIBE catches up on are deliveries too: the hook sees
+    # each one and may drop it for that subscriber only.
+    broker = make_broker(hooks=hooks("Recorder", mute=["muted"]))
+    recorder = instance(broker, Recorder)
+    publisher = PahoClient(broker.port, "pub")
+    publisher.publish("t/kept", b"for some", qos=1, retain=True)
+    publisher.publish("u/kept", b"for all", qos=1, retain=True)
+    muted = PahoClient(broker.port, "muted")
+    muted.subscribe("#", 1)
+    got = muted.next_message()
+    assert (got.topic, got.payload, got.retain) == ("u/kept", b"for all", True)
+    other = PahoClient(broker.port, "other")
+    other.subscribe("#", 1)
+    assert sorted(m.topic for m in other.take(2)) == ["t/kept", "u/kept"]
+    assert ("deliver", "muted", "t/kept", 1) in recorder.events
+    assert broker.call(lambda: broker.broker.stats.dropped[DropReason.HOOK]) == 1
+
+
 def test_on_publish_rewrites_topic_payload_and_properties(make_broker: MakeBroker) -> None:
     broker = make_broker(hooks=hooks("Rewriter"))
     subscriber = PahoClient(broker.port, "sub")
