@@ -87,6 +87,7 @@ class BrokerConnection(BufferedTransport):
         "auth_exchange",
         "auth_method",
         "auth_result",
+        "bridge",
         "clean_disconnect",
         "client_id",
         "closing_since",
@@ -126,6 +127,7 @@ class BrokerConnection(BufferedTransport):
         self.held_limit = config.receive_maximum
         self.maximum_packet_size = NO_LIMIT
         self.clean_disconnect = False
+        self.bridge = False  # the CONNECT said it is a bridge (Connect.bridge, try_private)
         self.peer = "?"
         self.admitted = False  # counted in by the listener and the host (connection_made)
         self.connected_at = self.last_activity = host.now()
@@ -446,6 +448,7 @@ class BrokerConnection(BufferedTransport):
     def on_connect(self, packet: Connect, now: float) -> None:
         host = self.host
         self.version = packet.protocol_level
+        self.bridge = packet.bridge
         refusal = self.refusal
         if refusal is not None:
             # Over a connection limit: logged and counted at the accept already.

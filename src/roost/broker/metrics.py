@@ -38,6 +38,8 @@ class SysSnapshot:
     dropped: Mapping[str, int] = field(default_factory=dict)
     held_back: int = 0
     closed_by_broker: Mapping[str, int] = field(default_factory=dict)
+    # Per bridge name: its values by topic suffix (``$SYS/broker/bridges/<name>/...``).
+    bridges: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 _WINDOWS = ((1, "1min"), (5, "5min"), (15, "15min"))
@@ -108,6 +110,9 @@ class SysTopics:
             values[f"$SYS/broker/messages/dropped/{reason}"] = str(count)
         for reason, count in snap.closed_by_broker.items():
             values[f"$SYS/broker/connections/closed_by_broker/{reason}"] = str(count)
+        for name, bridge in snap.bridges.items():
+            for key, value in bridge.items():
+                values[f"$SYS/broker/bridges/{name}/{key}"] = value
         elapsed = now - self._last_time
         if elapsed > 0:
             counts = {

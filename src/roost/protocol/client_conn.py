@@ -123,14 +123,23 @@ class ClientConnection:
         "_session",
         "connack",
         "keep_alive",
+        "manual_ack",
         "ping_timeout",
         "send_quota",
         "state",
         "trace",
     )
 
-    def __init__(self, ping_timeout: float | None = None, trace: Trace | None = None) -> None:
+    def __init__(
+        self,
+        ping_timeout: float | None = None,
+        trace: Trace | None = None,
+        manual_ack: bool = False,
+    ) -> None:
         self._reader = PacketReader()
+        # The caller acknowledges received QoS 1/2 messages itself (``acknowledge``),
+        # e.g. once it has stored them: until then the server keeps them.
+        self.manual_ack = manual_ack
         self.state = ClientState.DISCONNECTED
         self._connect = Connect()
         self.connack: Connack | None = None
@@ -545,6 +554,9 @@ class ClientConnection:
             self._aliases.resolve(packet, self._connect.topic_alias_maximum or 0)
         qos = packet.qos
         packet_id = packet.packet_id
+        if self.manual_ack and qos:
+            self._on_publish_unacknowledged(packet, events)
+            return
         if qos == 1:
             self._send(Puback(packet_id))
         elif qos == 2:
@@ -560,6 +572,43 @@ class ClientConnection:
             awaiting.add(packet_id)
             self._send(Pubrec(packet_id))
         events.append(MessageReceived(packet))
+
+    def _on_publish_unacknowledged(self, packet: Publish, events: list[Event]) -> None:
+        """A QoS 1/2 PUBLISH with manual acknowledgement: delivered, not acknowledged."""
+        packet_id = packet.packet_id
+        if packet.qos == 2:
+            session = self._session
+            if packet_id in session.awaiting_pubrel:
+                self._send(Pubrec(packet_id))  # acknowledged already: say so again
+                return
+            if packet_id in session.unacknowledged:
+                return  # a resend of one the caller has and will acknowledge
+            maximum = self._connect.receive_maximum or _U16_MAX
+            if len(session.awaiting_pubrel) + len(session.unacknowledged) >= maximum:
+                raise ReceiveMaximumExceeded("the server exceeded our Receive Maximum")
+            session.unacknowledged.add(packet_id)
+        events.append(MessageReceived(packet))
+
+    def acknowledge(self, packet_id: int, qos: int, same_connection: bool) -> None:
+        """With ``manual_ack``: the caller has taken a QoS 1/2 message; acknowledge it.
+
+        ``same_connection`` says the message came on the current network connection. A
+        PUBACK for one that came on an earlier connection is not sent: the server has
+        resent it since (and the resend is acknowledged in its turn), and its packet
+        identifier may already name another message. A QoS 2 id stays the server's until
+        PUBREL, so its PUBREC may go on any connection (or wait for the resend).
+        """
+        if qos == 1:
+            if same_connection and self.state is ClientState.CONNECTED:
+                self._send(Puback(packet_id))
+            return
+        session = self._session
+        if packet_id not in session.unacknowledged:
+            return  # the server dropped our session since: nothing to acknowledge
+        session.unacknowledged.discard(packet_id)
+        session.awaiting_pubrel.add(packet_id)
+        if self.state is ClientState.CONNECTED:
+            self._send(Pubrec(packet_id))
 
     def _on_pubrec(self, packet: Pubrec, events: list[Event]) -> None:
         if not self._session.expects_pubrec(packet.packet_id):

@@ -35,7 +35,7 @@ class Outgoing:
 class ClientSession:
     """What a client owes the server and what the server owes it, across connections."""
 
-    __slots__ = ("_messages", "_queue", "awaiting_pubrel", "inflight", "requests")
+    __slots__ = ("_messages", "_queue", "awaiting_pubrel", "inflight", "requests", "unacknowledged")
 
     def __init__(self) -> None:
         self._messages: dict[int, Outgoing] = {}
@@ -43,6 +43,9 @@ class ClientSession:
         self._queue: deque[int] = deque()  # the _QUEUED ones, in the order to send them
         # QoS 2 messages received (and delivered to the caller) whose PUBREL has not come.
         self.awaiting_pubrel: set[int] = set()
+        # With manual acknowledgement: QoS 2 messages handed to the caller that it has
+        # not acknowledged yet (no PUBREC sent; a resend of one is not delivered again).
+        self.unacknowledged: set[int] = set()
         self.requests: dict[int, Subscribe | Unsubscribe] = {}
 
     @property
@@ -52,7 +55,7 @@ class ClientSession:
 
     def has_state(self) -> bool:
         """Whether there is anything a server's session would have to match."""
-        return bool(self._messages or self.awaiting_pubrel)
+        return bool(self._messages or self.awaiting_pubrel or self.unacknowledged)
 
     def in_use(self, packet_id: int) -> bool:
         """Whether ``packet_id`` belongs to a message or request still under way."""
@@ -64,6 +67,7 @@ class ClientSession:
         self.inflight = 0
         self._queue.clear()
         self.awaiting_pubrel.clear()
+        self.unacknowledged.clear()
         self.requests.clear()
 
     # Outgoing QoS 1/2 messages.
@@ -112,6 +116,7 @@ class ClientSession:
         the QoS 2 receive state is dropped. Returns the QoS 2 messages that count as
         delivered (their PUBREC came)."""
         self.awaiting_pubrel.clear()
+        self.unacknowledged.clear()
         self.inflight = 0
         delivered: list[int] = []
         queue: list[int] = []
