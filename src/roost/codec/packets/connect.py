@@ -109,9 +109,11 @@ class Connect(Packet):
 def decode_connect(flags: int, buf: Buffer, pos: int, end: int, version: int) -> Connect:
     name, pos = read_utf8(buf, pos, end)
     level, pos = read_byte(buf, pos, end)
-    # A Mosquitto bridge with try_private sets the level's top bit (see Connect.bridge).
-    bridge = bool(level & 0x80)
-    level &= 0x7F
+    # A Mosquitto bridge with try_private sets the level's top bit (see Connect.bridge);
+    # any other unknown level is kept as it came, for the refusal to name.
+    bridge = bool(level & 0x80) and _PROTOCOL_NAMES.get(level & 0x7F) == name
+    if bridge:
+        level &= 0x7F
     if name not in ("MQTT", "MQIsdp"):
         raise ProtocolError(f"unknown protocol name {name!r}")
     if _PROTOCOL_NAMES.get(level) != name:
