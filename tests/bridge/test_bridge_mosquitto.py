@@ -248,3 +248,85 @@ def test_notification_topic(remote: Mosquitto, start_roost: StartRoost) -> None:
     assert near.next_message().payload == b"0"
     remote.restart()
     assert near.next_message().payload == b"1"
+
+
+def test_a_full_bridge_queue_drops_by_its_policy(tmp_path: Path, start_roost: StartRoost) -> None:
+    remote = _persistent_remote(tmp_path)
+    try:
+        roost = start_roost(
+            bridges=[
+                bridge(
+                    remote.port,
+                    BridgeTopic("q/#", "out", 1),
+                    max_queued_messages=5,
+                    queue_full_policy="drop_oldest",
+                )
+            ]
+        )
+        wait_bridged(roost, subscribed=False)
+        far = PahoClient(remote.port, "far", MQTT_3_1_1, clean=False)
+        far.subscribe("q/#", 1)
+        far.disconnect()
+        remote.stop()
+        wait_until(lambda: roost.call(lambda: not the_bridge(roost).connected))
+        near = PahoClient(roost.port, "near", MQTT_5)
+        near.publish_all("q/n", [str(i).encode() for i in range(10)], 1)
+        values = roost.call(lambda: the_bridge(roost).sys_values())
+        assert (values["state"], values["queued"], values["dropped"]) == ("0", "5", "5")
+        remote.restart()
+        far = PahoClient(remote.port, "far", MQTT_3_1_1, clean=False)
+        assert [m.payload for m in far.take(5)] == [str(i).encode() for i in range(5, 10)]
+    finally:
+        remote.stop()
+
+
+def test_in_messages_for_an_offline_session_survive_a_roost_restart(
+    tmp_path: Path, remote: Mosquitto, start_roost: StartRoost
+) -> None:
+    config = {
+        "bridges": [bridge(remote.port, COMMANDS)],
+        "data_dir": str(tmp_path / "roost"),
+        "persistence": "sqlite",
+    }
+    roost = start_roost(**config)
+    wait_bridged(roost)
+    near = PahoClient(roost.port, "near", MQTT_5, clean=False, session_expiry=3600)
+    near.subscribe("cmd/#", 1)
+    near.disconnect()
+    far = PahoClient(remote.port, "far", MQTT_3_1_1)
+    far.publish_all("site1/cmd/go", [b"1", b"2", b"3"], 1)
+    wait_until(lambda: roost.call(lambda: the_bridge(roost).received) == 3)
+    roost.stop()
+    roost = start_roost(**config)
+    near = PahoClient(roost.port, "near", MQTT_5, clean=False, session_expiry=3600)
+    assert near.session_present
+    assert [(m.topic, m.payload) for m in near.take(3)] == [
+        ("cmd/go", b"1"),
+        ("cmd/go", b"2"),
+        ("cmd/go", b"3"),
+    ]
+
+
+def test_bridge_state_in_sys(remote: Mosquitto, start_roost: StartRoost) -> None:
+    roost = start_roost(
+        bridges=[bridge(remote.port, BridgeTopic("s/#", "out", 1))], sys_interval=0.5
+    )
+    wait_bridged(roost, subscribed=False)
+    near = PahoClient(roost.port, "near", MQTT_5)
+    near.subscribe("$SYS/broker/bridges/up/+", 0)
+    seen: dict[str, bytes] = {}
+    while "address" not in seen or "state" not in seen:
+        message = near.next_message()
+        seen[message.topic.rsplit("/", 1)[1]] = message.payload
+    assert seen["state"] == b"1"
+    assert seen["address"] == f"127.0.0.1:{remote.port}".encode()
+
+
+def test_a_client_may_not_take_a_bridge_session_key(
+    remote: Mosquitto, start_roost: StartRoost
+) -> None:
+    roost = start_roost(bridges=[bridge(remote.port, BridgeTopic("s/#", "out", 1))])
+    wait_bridged(roost, subscribed=False)
+    intruder = PahoClient(roost.port, "$bridge/up", MQTT_5)
+    assert intruder.connect_reason.value == 0x85  # Client Identifier not valid
+    assert roost.call(lambda: the_bridge(roost).connected)
