@@ -317,7 +317,7 @@ def test_bridge_state_in_sys(remote: Mosquitto, start_roost: StartRoost) -> None
     seen: dict[str, bytes] = {}
     while "address" not in seen or "state" not in seen:
         message = near.next_message()
-        seen[message.topic.rsplit("/", 1)[1]] = message.payload
+        seen[message.topic.rsplit("/", 1)[1]] = bytes(message.payload)
     assert seen["state"] == b"1"
     assert seen["address"] == f"127.0.0.1:{remote.port}".encode()
 
