@@ -35,7 +35,7 @@ def wait_bridged(roost: BrokerThread, subscribed: bool = True) -> None:
     )
 
 
-@pytest.mark.parametrize("protocol", ["mqttv311", "mqttv5"])
+@pytest.mark.parametrize("protocol", ["mqttv31", "mqttv311", "mqttv5"])
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_out_and_in_with_prefixes(
     remote: Mosquitto, start_roost: StartRoost, protocol: str, qos: int
@@ -330,3 +330,40 @@ def test_a_client_may_not_take_a_bridge_session_key(
     intruder = PahoClient(roost.port, "$bridge/up", MQTT_5)
     assert intruder.connect_reason.value == 0x85  # Client Identifier not valid
     assert roost.call(lambda: the_bridge(roost).connected)
+
+
+def test_the_acl_decides_what_goes_out_by_local_username(
+    tmp_path: Path, remote: Mosquitto, start_roost: StartRoost
+) -> None:
+    acl = tmp_path / "acl"
+    # Anonymous clients (the test's) may write anything; the bridge's user reads sensors/#.
+    acl.write_text("topic write #\n\nuser edge\ntopic read sensors/#\n")
+    roost = start_roost(
+        acl_file=str(acl),
+        bridges=[
+            bridge(
+                remote.port,
+                BridgeTopic("secret/#", "out", 1),
+                BridgeTopic("sensors/#", "out", 1),
+                local_username="edge",
+            )
+        ],
+    )
+    wait_bridged(roost, subscribed=False)
+    far = PahoClient(remote.port, "far", MQTT_3_1_1)
+    far.subscribe("#", 1)
+    near = PahoClient(roost.port, "near", MQTT_5)
+    near.publish("secret/plan", b"no", 1)
+    near.publish("sensors/t", b"yes", 1)
+    # "#" does not match $SYS: the first message forwarded is the allowed one.
+    assert far.next_message().topic == "sensors/t"  # secret/plan was never forwarded
+
+
+def test_a_clean_stop_says_0_on_the_remote(remote: Mosquitto, start_roost: StartRoost) -> None:
+    roost = start_roost(bridges=[bridge(remote.port, BridgeTopic("s/#", "out", 1))])
+    wait_bridged(roost, subscribed=False)
+    far = PahoClient(remote.port, "far", MQTT_3_1_1)
+    far.subscribe("$SYS/broker/connection/up/state", 1)
+    assert far.next_message().payload == b"1"
+    roost.stop()
+    assert far.next_message().payload == b"0"

@@ -82,6 +82,9 @@ class BridgeConfig:
     username: str | None = None
     password: str | None = None
     password_file: str | None = None  # a file holding the password (first line)
+    # Who the bridge is to this broker's ACL file or plugin (Mosquitto's
+    # local_username); None: an anonymous client's rules.
+    local_username: str | None = None
     try_private: bool = True  # tell the remote we are a bridge (3.1/3.1.1 only)
     notifications: bool = True  # $SYS/broker/connection/<name>/state, 1 up / 0 down
     notification_topic: str | None = None  # instead of the default above

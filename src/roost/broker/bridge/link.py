@@ -158,10 +158,13 @@ class Bridge:
         """Attach the local session (restored or new) and start connecting."""
         core = self.core
         now = core.now()
-        identity = Identity(ClientInfo(self.key, None, "bridge", self.config.level, "bridge"))
+        client = ClientInfo(self.key, self.config.local_username, "bridge", 5, "bridge")
         session, _present = core.registry.attach(
-            self.sink, identity, False, NEVER_EXPIRES, None, now
+            self.sink, Identity(client), False, NEVER_EXPIRES, None, now
         )
+        # With an ACL file or plugin, the bridge reads what its local user may read;
+        # the router finds the answer under the session's key (fail closed without).
+        core.auth.access_for(client)
         session.config = _queue_config(core.config, self.config)
         self.session = self.sink.session = session
         wanted = {t.local_filter(): t for t in self.config.topics if t.outgoing}
