@@ -367,3 +367,14 @@ def test_a_clean_stop_says_0_on_the_remote(remote: Mosquitto, start_roost: Start
     assert far.next_message().payload == b"1"
     roost.stop()
     assert far.next_message().payload == b"0"
+
+
+def test_an_unreadable_password_file_stops_the_start(tmp_path: Path) -> None:
+    from roost.broker import Broker, BrokerConfig
+
+    missing = tmp_path / "nope"
+    config = BrokerConfig(
+        bridges=[bridge(1883, BridgeTopic("s/#"), username="u", password_file=str(missing))]
+    )
+    with pytest.raises(OSError, match=r"bridge up: cannot read password_file .*nope"):
+        Broker(config)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -39,11 +40,17 @@ if TYPE_CHECKING:
     from roost.broker.bridge_config import BridgeConfig
     from roost.broker.config import BrokerConfig
     from roost.broker.core import BrokerCore
+    from roost.client import PublishResult
     from roost.codec import Connack
 
 log = logging.getLogger("roost.broker.bridge")
 
 NEVER_EXPIRES = 0xFFFFFFFF  # the bridge session lives as long as the bridge is configured
+
+
+class BridgeSetupError(OSError):
+    """A bridge's password or TLS file that cannot be loaded; says which bridge and key.
+    An OSError, so that ``roost broker`` reports it like a listener that cannot start."""
 
 
 def bridge_key(name: str) -> str:
@@ -91,7 +98,13 @@ class Bridge:
     def _password(self) -> str | None:
         config = self.config
         if config.password_file is not None:
-            text = Path(config.password_file).read_text(encoding="utf-8")
+            try:
+                text = Path(config.password_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise BridgeSetupError(
+                    f"bridge {config.name}: cannot read password_file "
+                    f"{config.password_file!r}: {getattr(exc, 'strerror', None) or exc}"
+                ) from exc
             return text.splitlines()[0] if text else ""
         return config.password
 
@@ -107,12 +120,17 @@ class Bridge:
         v5 = level == MQTT_5
         tls = None
         if config.tls is not None:
-            tls = tls_context(
-                config.tls.cafile,
-                config.tls.certfile,
-                config.tls.keyfile,
-                insecure=config.tls.insecure,
-            )
+            try:
+                tls = tls_context(
+                    config.tls.cafile,
+                    config.tls.certfile,
+                    config.tls.keyfile,
+                    insecure=config.tls.insecure,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise BridgeSetupError(
+                    f"bridge {config.name}: cannot load its tls files: {exc}"
+                ) from exc
         will = None
         if config.notifications:
             will = Will(config.state_topic(), b"0", qos=1, retain=True)
@@ -252,7 +270,9 @@ class Bridge:
         if config.notifications:
             self._notify_local(b"1")
             with contextlib.suppress(MQTTError, ValueError):
-                client.publish_nowait(config.state_topic(), b"1", 1, True)
+                sent = client.publish_nowait(config.state_topic(), b"1", 1, True)
+                # Nobody awaits it: a failure (the connection lost again) is not news.
+                sent.add_done_callback(_retrieve)
         subscriptions = [
             Subscription(t.remote_filter(), t.qos, no_local=True, retain_as_published=True)
             if client.version == MQTT_5
@@ -331,6 +351,11 @@ class Bridge:
         message = Message(self.config.state_topic(), state, 0, True, self.key)
         core.router.retain(message)
         core.router.publish(message, core.now())
+
+
+def _retrieve(future: asyncio.Future[PublishResult]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _queue_config(broker: BrokerConfig, bridge: BridgeConfig) -> BrokerConfig:
