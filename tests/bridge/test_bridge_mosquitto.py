@@ -378,3 +378,54 @@ def test_an_unreadable_password_file_stops_the_start(tmp_path: Path) -> None:
     )
     with pytest.raises(OSError, match=r"bridge up: cannot read password_file .*nope"):
         Broker(config)
+
+
+def test_failover_when_the_connected_remote_goes_away(
+    tmp_path: Path, start_roost: StartRoost
+) -> None:
+    first = _persistent_remote(tmp_path)
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    second = Mosquitto(second_dir).start()
+    try:
+        roost = start_roost(
+            bridges=[
+                bridge(
+                    first.port,
+                    BridgeTopic("f/#", "out", 1),
+                    addresses=[f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"],
+                )
+            ]
+        )
+        wait_bridged(roost, subscribed=False)
+        assert roost.call(lambda: the_bridge(roost).client.port) == first.port
+        far = PahoClient(second.port, "far", MQTT_3_1_1)
+        far.subscribe("f/#", 1)
+        first.stop()
+        wait_until(lambda: roost.call(lambda: the_bridge(roost).client.port) == second.port)
+        wait_bridged(roost, subscribed=False)
+        PahoClient(roost.port, "near", MQTT_5).publish("f/x", b"x", 1)
+        assert far.next_message().topic == "f/x"
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _bridge_pending(roost: BrokerThread) -> int:
+    return roost.broker.sessions["$bridge/up"].pending_messages()
+
+
+def test_a_removed_bridge_loses_its_session_at_the_next_start(
+    tmp_path: Path, start_roost: StartRoost
+) -> None:
+    dead = free_port()
+    config = {"data_dir": str(tmp_path / "roost"), "persistence": "sqlite"}
+    roost = start_roost(bridges=[bridge(dead, BridgeTopic("q/#", "out", 1))], **config)
+    PahoClient(roost.port, "near", MQTT_5).publish("q/x", b"x", 1)
+    assert roost.call(_bridge_pending, roost) == 1
+    roost.stop()
+    roost = start_roost(bridges=[bridge(dead, BridgeTopic("q/#", "out", 1))], **config)
+    assert roost.call(_bridge_pending, roost) == 1
+    roost.stop()
+    roost = start_roost(**config)
+    assert roost.call(lambda: "$bridge/up" in roost.broker.sessions) is False
