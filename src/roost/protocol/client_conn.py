@@ -91,7 +91,6 @@ from roost.protocol.client_events import (
     MessageReceived,
     NoPacketIdentifier,
     PublishCompleted,
-    ReceiveMaximumExceeded,
     Refused,
     SubscribeCompleted,
     UnsubscribeCompleted,
@@ -554,39 +553,21 @@ class ClientConnection:
             self._aliases.resolve(packet, self._connect.topic_alias_maximum or 0)
         qos = packet.qos
         packet_id = packet.packet_id
-        if self.manual_ack and qos:
-            self._on_publish_unacknowledged(packet, events)
-            return
         if qos == 1:
-            self._send(Puback(packet_id))
+            if not self.manual_ack:
+                self._send(Puback(packet_id))
         elif qos == 2:
-            awaiting = self._session.awaiting_pubrel
-            if packet_id in awaiting:
-                # A resend of a message already delivered to the caller (method B of
+            maximum = self._connect.receive_maximum or _U16_MAX
+            new = self._session.received_qos2(packet_id, maximum, not self.manual_ack)
+            if new is None:
+                # A resend of a message already delivered and acknowledged (method B of
                 # MQTT 5.0 section 4.3.3): acknowledge again, deliver once.
                 self._send(Pubrec(packet_id))
                 return
-            maximum = self._connect.receive_maximum or _U16_MAX
-            if len(awaiting) >= maximum:
-                raise ReceiveMaximumExceeded("the server exceeded our Receive Maximum")
-            awaiting.add(packet_id)
-            self._send(Pubrec(packet_id))
-        events.append(MessageReceived(packet))
-
-    def _on_publish_unacknowledged(self, packet: Publish, events: list[Event]) -> None:
-        """A QoS 1/2 PUBLISH with manual acknowledgement: delivered, not acknowledged."""
-        packet_id = packet.packet_id
-        if packet.qos == 2:
-            session = self._session
-            if packet_id in session.awaiting_pubrel:
-                self._send(Pubrec(packet_id))  # acknowledged already: say so again
-                return
-            if packet_id in session.unacknowledged:
+            if not new:
                 return  # a resend of one the caller has and will acknowledge
-            maximum = self._connect.receive_maximum or _U16_MAX
-            if len(session.awaiting_pubrel) + len(session.unacknowledged) >= maximum:
-                raise ReceiveMaximumExceeded("the server exceeded our Receive Maximum")
-            session.unacknowledged.add(packet_id)
+            if not self.manual_ack:
+                self._send(Pubrec(packet_id))
         events.append(MessageReceived(packet))
 
     def acknowledge(self, packet_id: int, qos: int, same_connection: bool) -> None:
@@ -602,12 +583,8 @@ class ClientConnection:
             if same_connection and self.state is ClientState.CONNECTED:
                 self._send(Puback(packet_id))
             return
-        session = self._session
-        if packet_id not in session.unacknowledged:
-            return  # the server dropped our session since: nothing to acknowledge
-        session.unacknowledged.discard(packet_id)
-        session.awaiting_pubrel.add(packet_id)
-        if self.state is ClientState.CONNECTED:
+        # Unknown: the server dropped our session since, nothing to acknowledge.
+        if self._session.acknowledged(packet_id) and self.state is ClientState.CONNECTED:
             self._send(Pubrec(packet_id))
 
     def _on_pubrec(self, packet: Pubrec, events: list[Event]) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from roost.codec import Packet, Publish, Pubrel, Subscribe, Unsubscribe
+from roost.protocol.client_events import ReceiveMaximumExceeded
 
 # Where an outgoing QoS 1/2 message's flow stands.
 _QUEUED = 0  # waiting for a connection or for send quota
@@ -131,6 +132,30 @@ class ClientSession:
             queue.append(packet_id)
         self._queue = deque(queue)
         return delivered
+
+    # Incoming QoS 2 messages.
+
+    def received_qos2(self, packet_id: int, maximum: int, acknowledge: bool) -> bool | None:
+        """A QoS 2 PUBLISH came: True if it is new (deliver it; ``acknowledge``: its
+        PUBREC goes now, else when the caller acknowledges), False for a resend of one
+        delivered and not yet acknowledged, None for a resend of one acknowledged."""
+        if packet_id in self.awaiting_pubrel:
+            return None
+        if packet_id in self.unacknowledged:
+            return False
+        if len(self.awaiting_pubrel) + len(self.unacknowledged) >= maximum:
+            raise ReceiveMaximumExceeded("the server exceeded our Receive Maximum")
+        (self.awaiting_pubrel if acknowledge else self.unacknowledged).add(packet_id)
+        return True
+
+    def acknowledged(self, packet_id: int) -> bool:
+        """The caller acknowledged a QoS 2 message: it now waits for PUBREL. False if the
+        id is not one delivered and unacknowledged (the session was dropped since)."""
+        if packet_id not in self.unacknowledged:
+            return False
+        self.unacknowledged.discard(packet_id)
+        self.awaiting_pubrel.add(packet_id)
+        return True
 
     def expects_pubrec(self, packet_id: int) -> bool:
         """Whether ``packet_id`` is a QoS 2 message of ours (a PUBREC for it is no stray)."""
