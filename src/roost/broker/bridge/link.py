@@ -325,6 +325,7 @@ class Bridge:
             remote.user_properties,
         )
         changes = core.changes()
+        core.stats.messages_received += 1
         core.publish(message, now)
         self.received += 1
         if not remote.qos:
