@@ -430,3 +430,33 @@ def test_a_removed_bridge_loses_its_session_at_the_next_start(
     roost.stop()
     roost = start_roost(**config)
     assert roost.call(lambda: "$bridge/up" in roost.broker.sessions) is False
+
+
+def test_back_to_the_main_address_when_it_returns(tmp_path: Path, start_roost: StartRoost) -> None:
+    (tmp_path / "main").mkdir()
+    (tmp_path / "second").mkdir()
+    main = Mosquitto(tmp_path / "main").start()
+    main.stop()  # its port is known now; it comes back later
+    second = Mosquitto(tmp_path / "second").start()
+    try:
+        roost = start_roost(
+            bridges=[
+                bridge(
+                    main.port,
+                    BridgeTopic("m/#", "out", 1),
+                    addresses=[f"127.0.0.1:{main.port}", f"127.0.0.1:{second.port}"],
+                )
+            ]
+        )
+        wait_bridged(roost, subscribed=False)
+        assert roost.call(lambda: the_bridge(roost).client.port) == second.port
+        main.restart()
+        up = the_bridge(roost)
+        wait_until(lambda: roost.call(lambda: up.connected and up.client.port == main.port))
+        far = PahoClient(main.port, "far", MQTT_3_1_1)
+        far.subscribe("m/#", 1)
+        PahoClient(roost.port, "near", MQTT_5).publish("m/x", b"x", 1)
+        assert far.next_message().topic == "m/x"
+    finally:
+        main.stop()
+        second.stop()

@@ -31,6 +31,7 @@ from roost.client.engine import ClientEngine, OnConnect, OnDisconnect
 from roost.client.errors import (
     AuthenticationError,
     ClientClosed,
+    ConnectionLost,
     PublishError,
     SubscribeError,
     UnsubscribeError,
@@ -476,6 +477,13 @@ class Client(ClientEngine):
     def messages(self, *topic_filters: str) -> MessageStream:
         """Received messages, all or those matching ``topic_filters``; see MessageStream."""
         return self._inbox.open(topic_filters)
+
+    def drop_connection(self, why: str = "dropped by the application") -> None:
+        """Break the network connection as if it had been lost: with a reconnect policy
+        the client reconnects (trying the first address first), else it is closed."""
+        if self._link is not None:
+            self._loss = ConnectionLost(why)
+            self._link.abort()
 
     # Enhanced authentication.
 

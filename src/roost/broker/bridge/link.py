@@ -93,6 +93,7 @@ class Bridge:
         self.subscribed = False  # the remote answered the in patterns' SUBSCRIBE
         self.received = 0  # messages taken from the remote
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None  # for the main address, see below
         self._stopping = False
 
     def _password(self) -> str | None:
@@ -204,9 +205,10 @@ class Bridge:
     async def stop(self) -> None:
         """Say we are going (remote and local state 0), disconnect, keep the session."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._probe):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         client = self.client
         if self.connected and self.config.notifications:
             with contextlib.suppress(MQTTError, TimeoutError):
@@ -280,6 +282,8 @@ class Bridge:
             for t in config.topics
             if t.incoming
         ]
+        if config.start_type != "once" and (client.host, client.port) != self.addresses[0]:
+            self._probe = asyncio.get_running_loop().create_task(self._probe_main())
         session = self.session
         self.sink.writable = True
         if session is not None:
@@ -296,10 +300,35 @@ class Bridge:
         if not self.connected:
             return
         log.warning("Bridge %s lost its connection: %s", self.config.name, error)
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         self.connected = False
         self.sink.writable = False
         if self.config.notifications:
             self._notify_local(b"0")
+
+    async def _probe_main(self) -> None:
+        """Connected to a secondary address: as Mosquitto does (round_robin false), look
+        for the main address every ``cap`` seconds of ``restart_timeout``; once it
+        accepts a TCP connection, drop this connection so that the reconnect tries it
+        first (if it then fails at MQTT level, the next probe is ``cap`` seconds on)."""
+        host, port = self.addresses[0]
+        _base, cap = self.config.delays()
+        while True:
+            await asyncio.sleep(cap)
+            try:
+                async with asyncio.timeout(self.client.connect_timeout):
+                    _reader, writer = await asyncio.open_connection(host, port)
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            log.info("Bridge %s: %s:%d is back; moving to it.", self.config.name, host, port)
+            self._probe = None
+            self.client.drop_connection("moving back to the main address")
+            return
 
     # In.
 
