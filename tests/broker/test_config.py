@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from roost.broker.bridge_config import BridgeConfig, BridgeTls, BridgeTopic
 from roost.broker.config import (
     BrokerConfig,
     ConfigError,
@@ -92,6 +93,16 @@ cors_origins = ["https://ops.example.com"]
 path = "tests.broker.hook_probes:Recorder"
 options = { mute = ["x"] }
 timeout = 2.5
+[[bridges]]
+name = "cloud"
+addresses = ["cloud.example:8883", "backup.example:8883"]
+protocol = "mqttv5"
+restart_timeout = 30
+tls = { cafile = "ca.crt", certfile = "edge.crt", keyfile = "edge.key" }
+topics = [
+  { pattern = "sensors/#", direction = "out", qos = 1, remote_prefix = "site1/" },
+  { pattern = "cmd/#", direction = "in", qos = 2, local_prefix = "remote/" },
+]
 """
 
 COMPLETE_CONFIG = BrokerConfig(
@@ -154,6 +165,19 @@ COMPLETE_CONFIG = BrokerConfig(
     http=HttpConfig("0.0.0.0", 8080, "api-keys", ["https://ops.example.com"]),
     hooks=[HookConfig("tests.broker.hook_probes:Recorder", {"mute": ["x"]}, 2.5)],
     connection_messages=False,
+    bridges=[
+        BridgeConfig(
+            name="cloud",
+            addresses=["cloud.example:8883", "backup.example:8883"],
+            protocol="mqttv5",
+            restart_timeout=30.0,
+            tls=BridgeTls("ca.crt", "edge.crt", "edge.key"),
+            topics=[
+                BridgeTopic("sensors/#", "out", 1, remote_prefix="site1/"),
+                BridgeTopic("cmd/#", "in", 2, local_prefix="remote/"),
+            ],
+        )
+    ],
 )
 
 
@@ -647,6 +671,8 @@ def test_every_field_is_documented() -> None:
     expected = {f.name for f in dataclasses.fields(BrokerConfig)}
     expected |= {f.name for f in dataclasses.fields(ListenerConfig)}
     expected |= {f.name for f in dataclasses.fields(HttpConfig)}
+    for cls in (BridgeConfig, BridgeTopic, BridgeTls):
+        expected |= {f.name for f in dataclasses.fields(cls)}
     assert expected <= documented
 
 
@@ -679,3 +705,57 @@ def test_rate_limits_must_be_non_negative_numbers(
     err = load_error(write(tmp_path, text))
     assert err.key == key
     assert err.problem == problem
+
+
+BRIDGE = '[[bridges]]\nname = "b"\naddresses = ["h:1883"]\ntopics = [{ pattern = "a/#" }]\n'
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "problem"),
+    [
+        ("restart_timeout = [5]\n", "bridges[0].restart_timeout", "expected [base, cap]"),
+        ("restart_timeout = 0\n", "bridges[0].restart_timeout", "expected a number of seconds"),
+        ('protocol = "mqttv4"\n', "bridges[0].protocol", "expected one of"),
+        ("tls = { cafile = 1 }\n", "bridges[0].tls.cafile", "expected a string, got 1"),
+        ('tls = { certfile = "c" }\n', "bridges[0].tls.keyfile", "go together"),
+        ('password = "p"\n', "bridges[0].username", "a password needs a username"),
+        ("keep_alive = -1\n", "bridges[0].keep_alive", "expected an integer from 0 to 65535"),
+        ("colour = 1\n", "bridges[0].colour", "unknown key"),
+    ],
+)
+def test_bridge_errors_name_the_file_line_and_key(
+    tmp_path: Path, extra: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path, BRIDGE + extra)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == key
+    assert problem in info.value.problem
+    assert info.value.line is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        (
+            '[[bridges]]\nname = "b"\naddresses = ["nohost"]\ntopics = [{ pattern = "a" }]\n',
+            "bridges[0].addresses[0]",
+            'expected "host:port"',
+        ),
+        (BRIDGE.replace('"a/#"', '"a/#/b"'), "bridges[0].topics[0].pattern", "not a valid"),
+        (
+            BRIDGE.replace("}]", ', direction = "up" }]'),
+            "bridges[0].topics[0].direction",
+            "expected one of",
+        ),
+        (BRIDGE.replace("}]", ", qos = 3 }]"), "bridges[0].topics[0].qos", "from 0 to 2"),
+        (BRIDGE + BRIDGE, "bridges[1].name", "same name as bridges[0]"),
+        (BRIDGE.replace('name = "b"', 'name = "a/b"'), "bridges[0].name", "may not contain"),
+        ('[[bridges]]\nname = "b"\naddresses = ["h:1"]\n', "bridges[0].topics", "required"),
+    ],
+)
+def test_bridge_table_problems(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.key == key
+    assert problem in info.value.problem

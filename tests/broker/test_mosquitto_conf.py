@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from roost.broker.config import BrokerConfig, ConfigError, ListenerConfig, load_config
+from roost.broker.config import ConfigError, ListenerConfig, load_config
 from roost.broker.mosquitto_conf import (
     MosquittoConf,
     load_mosquitto_config,
@@ -389,15 +389,24 @@ def test_bridges_in_the_bridges_schema(tmp_path: Path) -> None:
     roundtrip(conf)
 
 
-def test_loading_a_bridge_without_the_bridges_feature_warns(tmp_path: Path) -> None:
+def test_a_connection_section_loads_as_a_bridge(tmp_path: Path) -> None:
     config, warnings = load_mosquitto_config(write(tmp_path, BRIDGE))
-    assert isinstance(config, BrokerConfig)
-    texts = [(w.line, w.text) for w in warnings]
-    if "bridges" in BrokerConfig.__dataclass_fields__:
-        pytest.skip("this Roost has the bridges feature")
-    assert (2, ("bridges need the bridges feature, which this Roost lacks: this bridge is"
-            " not started")) in texts  # fmt: skip
-    assert (22, texts[-1][1]) == texts[-1]
+    assert [bridge.name for bridge in config.bridges] == ["cloud", "second"]
+    cloud, second = config.bridges
+    assert cloud.addresses == ["cloud.example:8883", "backup.example:8883"]
+    assert (cloud.protocol, cloud.client_id, cloud.clean_start) == ("mqttv311", "edge-1", False)
+    assert (cloud.username, cloud.password, cloud.try_private) == ("edge-1", "s3cret", True)
+    assert cloud.tls is not None
+    assert cloud.tls.cafile == "ca.crt"
+    assert [(t.pattern, t.direction, t.qos, t.local_prefix, t.remote_prefix)
+            for t in cloud.topics] == [
+        ("sensors/#", "out", 1, "", "site1/"),
+        ("commands/#", "in", 2, "local/", "remote/"),
+        ("status", "both", 0, "", ""),
+    ]  # fmt: skip
+    assert (second.protocol, second.restart_timeout) == ("mqttv5", [5.0, 60.0])
+    # What has no equivalent is still named, with its line.
+    assert [(w.line, w.text.split(":")[0]) for w in warnings] == [(20, "local_clientid")]
 
 
 def test_known_options_without_an_equivalent_are_named_with_what_to_use(tmp_path: Path) -> None:

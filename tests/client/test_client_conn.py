@@ -344,3 +344,73 @@ def test_server_disconnect_event() -> None:
     events = feed(conn, Disconnect(0x8B, reason_string="bye"), Publish("t", b""))
     assert events == [DisconnectReceived(Disconnect(0x8B, reason_string="bye"))]
     assert conn.state is ClientState.DISCONNECTED
+
+
+def manual(version: int = MQTT_5) -> ClientConnection:
+    conn = ClientConnection(manual_ack=True)
+    conn.connect(Connect("c", version, receive_maximum=2), 0.0)
+    sent(conn)
+    feed(conn, Connack())
+    sent(conn)
+    return conn
+
+
+def test_manual_ack_sends_nothing_until_the_caller_acknowledges() -> None:
+    conn = manual(version=4)
+    events = feed(
+        conn, Publish("t", b"a", qos=1, packet_id=3), Publish("t", b"b", qos=2, packet_id=4)
+    )
+    assert [type(e) for e in events] == [MessageReceived, MessageReceived]
+    assert sent(conn) == []
+    conn.acknowledge(4, 2, same_connection=True)
+    conn.acknowledge(3, 1, same_connection=True)
+    assert sent(conn) == [Pubrec(4), Puback(3)]
+    feed(conn, Pubrel(4))
+    assert sent(conn) == [Pubcomp(4)]
+
+
+def test_manual_ack_qos2_resend_is_not_delivered_twice() -> None:
+    conn = manual()
+    assert len(feed(conn, Publish("t", b"x", qos=2, packet_id=7))) == 1
+    # Resent before the caller acknowledged: neither delivered nor acknowledged.
+    assert feed(conn, Publish("t", b"x", qos=2, packet_id=7, dup=True)) == []
+    assert sent(conn) == []
+    conn.acknowledge(7, 2, same_connection=True)
+    assert sent(conn) == [Pubrec(7)]
+    # Acknowledged: a resend is answered again, still not delivered.
+    assert feed(conn, Publish("t", b"x", qos=2, packet_id=7, dup=True)) == []
+    assert sent(conn) == [Pubrec(7)]
+
+
+def test_manual_ack_counts_unacknowledged_qos2_against_our_receive_maximum() -> None:
+    conn = manual()
+    feed(conn, Publish("t", b"1", qos=2, packet_id=1), Publish("t", b"2", qos=2, packet_id=2))
+    with pytest.raises(ReceiveMaximumExceeded):
+        feed(conn, Publish("t", b"3", qos=2, packet_id=3))
+
+
+def test_manual_ack_of_qos1_from_an_earlier_connection_is_not_sent() -> None:
+    conn = manual(version=4)
+    feed(conn, Publish("t", b"x", qos=1, packet_id=5))
+    conn.connection_lost()
+    conn.connect(Connect("c", 4), 0.0)
+    sent(conn)
+    feed(conn, Connack(session_present=True))
+    sent(conn)
+    # The id may name another message now; the server resends this one anyway.
+    conn.acknowledge(5, 1, same_connection=False)
+    assert sent(conn) == []
+
+
+def test_manual_ack_of_qos2_goes_out_on_a_later_connection() -> None:
+    conn = manual(version=4)
+    feed(conn, Publish("t", b"x", qos=2, packet_id=6))
+    conn.connection_lost()
+    conn.acknowledge(6, 2, same_connection=False)  # while disconnected: nothing to send
+    assert sent(conn) == []
+    conn.connect(Connect("c", 4), 0.0)
+    sent(conn)
+    feed(conn, Connack(session_present=True))
+    sent(conn)
+    assert feed(conn, Publish("t", b"x", qos=2, packet_id=6, dup=True)) == []
+    assert sent(conn) == [Pubrec(6)]

@@ -229,6 +229,18 @@ CASES: tuple[Case, ...] = (
         Connect("", 4, True, 60),
     ),
     Case(
+        "v4-connect-bridge-try-private",
+        4,
+        b"\x10"  # CONNECT
+        b"\x0e"  # remaining length 14
+        b"\x00\x04MQTT"  # protocol name "MQTT"
+        b"\x84"  # protocol level 4 | 0x80: a bridge (Mosquitto's try_private; no spec)
+        b"\x00"  # connect flags: none
+        b"\x00\x3c"  # keep alive 60 s
+        b"\x00\x02br",  # client identifier "br"
+        Connect("br", 4, False, 60, bridge=True),
+    ),
+    Case(
         "v4-connect-will-qos2-username",
         4,
         b"\x10"  # CONNECT

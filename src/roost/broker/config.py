@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from roost.broker.bridge_config import BridgeConfig, BridgeTopic, check_bridges
 from roost.broker.toml_key_lines import BARE_KEY_CHARS, KeyLocator, KeyPath
 from roost.codec import CodecError
 from roost.protocol.topics import validate_topic_filter
@@ -154,6 +155,8 @@ class BrokerConfig:
     # An INFO line per client connect and disconnect (Mosquitto's connection_messages);
     # off, the counts are still in $SYS.
     connection_messages: bool = True
+    # Connections to other brokers, forwarding by topic (docs/bridges.md).
+    bridges: list[BridgeConfig] = field(default_factory=list)
 
     def state_dir(self) -> str | None:
         """The directory durable state is kept in, or None when it is kept in memory.
@@ -257,6 +260,12 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "commit_window_ms": _Range(0, 10_000, low_exclusive=True),
         "log_file": _Range(low=1),
     },
+    BridgeConfig: {
+        "keep_alive": _Range(0, _U16),
+        "max_queued_messages": _Range(low=0),
+        "max_inflight_messages": _Range(1, _U16),
+    },
+    BridgeTopic: {"qos": _Range(0, 2)},
 }
 
 _TLS_KEYS = (
@@ -430,6 +439,7 @@ class _Builder:
         for index, hook in enumerate(config.hooks):
             if not hook.path:
                 self._fail(("hooks", index), 'needs path ("package.module:Attribute" or a name)')
+        check_bridges(config.bridges, self._fail)
         if config.log_dest == "file" and config.log_file is None:
             self._fail(("log_dest",), 'log_dest = "file" needs log_file (the file to write)')
         if config.http is not None:
@@ -487,6 +497,14 @@ class _Builder:
 
     def _value(self, hint: object, bounds: _Range | None, value: object, path: KeyPath) -> object:
         expected = _describe(hint, bounds, path)
+        if isinstance(hint, type) and is_dataclass(hint):
+            return self._dataclass(hint, value, path)  # an inline table, as bridges' tls
+        if get_origin(hint) in (types.UnionType, Union):
+            # One of several shapes (restart_timeout: a number or a list): by TOML type.
+            for arm in get_args(hint):
+                if isinstance(value, list) == (get_origin(arm) is list):
+                    return self._value(arm, bounds, value, path)
+            self._fail(path, f"expected {expected}, got {_show(value)}")
         if hint is bool:
             if not isinstance(value, bool):
                 self._fail(path, f"expected {expected}, got {_show(value)}")
@@ -589,7 +607,8 @@ def _schema(cls: type) -> dict[str, tuple[object, _Range | None]]:
         # "str | None" is a types.UnionType; "Literal[...] | None" a typing.Union.
         if get_origin(hint) in (types.UnionType, Union) and type(None) in get_args(hint):
             # TOML has no null: "X | None" fields take X, and None is the unset default.
-            (hint,) = (arg for arg in get_args(hint) if arg is not type(None))
+            arms = [arg for arg in get_args(hint) if arg is not type(None)]
+            hint = arms[0] if len(arms) == 1 else Union[tuple(arms)]  # noqa: UP007
         if hint in (int, float) and f.name not in ranges:
             raise TypeError(f"{cls.__name__}.{f.name} needs a range in _RANGES")
         schema[f.name] = (hint, ranges.get(f.name))
@@ -625,8 +644,10 @@ def _describe(hint: object, bounds: _Range | None, path: KeyPath) -> str:
         (item_hint,) = get_args(hint)
         kind = "array" if not is_dataclass(item_hint) else f"array of tables ([[{path[-1]}]])"
         return f"a non-empty {kind}" if bounds and bounds.low else f"an {kind}"
-    if get_origin(hint) is dict or is_dataclass(hint):
+    if get_origin(hint) is dict or (isinstance(hint, type) and is_dataclass(hint)):
         return "a table"
+    if get_origin(hint) in (types.UnionType, Union):
+        return " or ".join(_describe(arm, None, path) for arm in get_args(hint))
     return repr(hint)
 
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from roost.broker.limits import TopicLimits
 
 NO_LIMIT = 1 << 30  # a client that states no Maximum Packet Size
+# Session keys of the broker's own bridges ("$bridge/<name>"): no client may take one.
+BRIDGE_KEY_PREFIX = "$bridge/"
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,6 +77,9 @@ def connect_terms(
             return Refusal(ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
         client_id = earlier_id or f"auto-{uuid.uuid4()}"
         assigned = True
+    if client_id.startswith(BRIDGE_KEY_PREFIX):
+        # The broker's own bridges keep their sessions under these ids (docs/bridges.md).
+        return Refusal(ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id is reserved")
     if len(client_id.encode()) > config.max_client_id_length:  # bytes, as documented
         return Refusal(ConnectReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id too long")
     if identity_source:

@@ -88,6 +88,7 @@ class BrokerConnection(BufferedTransport):
         "auth_exchange",
         "auth_method",
         "auth_result",
+        "bridge",
         "clean_disconnect",
         "client_id",
         "closing_since",
@@ -129,6 +130,7 @@ class BrokerConnection(BufferedTransport):
         self.maximum_packet_size = NO_LIMIT
         self.topic_aliases: OutgoingAliases | None = None  # set at CONNECT (MQTT 5)
         self.clean_disconnect = False
+        self.bridge = False  # the CONNECT said it is a bridge (Connect.bridge, try_private)
         self.peer = "?"
         self.admitted = False  # counted in by the listener and the host (connection_made)
         self.connected_at = self.last_activity = host.now()
@@ -450,6 +452,7 @@ class BrokerConnection(BufferedTransport):
     def on_connect(self, packet: Connect, now: float) -> None:
         host = self.host
         self.version = packet.protocol_level
+        self.bridge = packet.bridge
         refusal = self.refusal
         if refusal is not None:
             # Over a connection limit: logged and counted at the accept already.

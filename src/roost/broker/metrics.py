@@ -39,6 +39,8 @@ class SysSnapshot:
     held_back: int = 0
     closed_by_broker: Mapping[str, int] = field(default_factory=dict)
     hook_errors: int | None = None  # None: no hooks configured (no topic published)
+    # Per bridge name: its values by topic suffix (``$SYS/broker/bridges/<name>/...``).
+    bridges: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 _WINDOWS = ((1, "1min"), (5, "5min"), (15, "15min"))
@@ -112,6 +114,9 @@ class SysTopics:
             values[f"$SYS/broker/messages/dropped/{reason}"] = str(count)
         for reason, count in snap.closed_by_broker.items():
             values[f"$SYS/broker/connections/closed_by_broker/{reason}"] = str(count)
+        for name, bridge in snap.bridges.items():
+            for key, value in bridge.items():
+                values[f"$SYS/broker/bridges/{name}/{key}"] = value
         elapsed = now - self._last_time
         if elapsed > 0:
             counts = {

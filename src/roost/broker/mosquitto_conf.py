@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -116,17 +116,7 @@ def load_mosquitto_config(path: str | os.PathLike[str]) -> tuple[BrokerConfig, l
     data = dict(conf.data)
     notices = list(conf.notices)
     if conf.bridges:
-        if "bridges" in {f.name for f in fields(BrokerConfig)}:
-            data["bridges"] = conf.bridges
-        else:
-            notices.extend(
-                Notice(
-                    *where,
-                    "bridges need the bridges feature, which this Roost lacks:"
-                    " this bridge is not started",
-                )
-                for where in conf.bridge_lines
-            )
+        data["bridges"] = conf.bridges
     config = config_from_mapping(data, conf.source, lines=conf.lines)
     return config, notices
 

@@ -165,6 +165,7 @@ class ClientSide(Protocol):
     client_id: str
     version: int
     publish_rate: RateLimit | None  # max_publish_rate; None: no limit
+    bridge: bool  # a Mosquitto-style bridge (try_private): see subscribing.py
 
     def send(self, data: bytes) -> None: ...
 

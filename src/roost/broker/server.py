@@ -23,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, overload
 
+from roost.broker.bridge import Bridges
 from roost.broker.config import BrokerConfig
 from roost.broker.core import BrokerCore
 from roost.broker.listeners import Listener, anonymous_summary
@@ -109,6 +110,8 @@ class Broker:
         self.config = config or BrokerConfig()
         # Reads the password, ACL and SCRAM files and loads the plugin: fails early.
         self.core = BrokerCore(self.config)
+        # Reads the bridges' password and TLS files: fails early too.
+        self.bridges = Bridges(self.core)
         self.listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._coalescer: WriteCoalescer | None = None
@@ -209,6 +212,7 @@ class Broker:
         self.sys_topics = SysTopics(self._sys_snapshot, self._publish_sys, self.started_at)
         self._sweeper = Sweeper(loop.time, self.sweep)
         self._sweeper.start()
+        self.bridges.start()
 
     async def stop(self) -> None:
         """Stop listening, tell clients we are going, then close every connection."""
@@ -220,6 +224,7 @@ class Broker:
             listener.close()
         if self._sweeper is not None:
             await self._sweeper.stop()
+        await self.bridges.stop()
         # Acknowledgements waiting for a commit go out before clients hear we are going
         # (unless the disk fails them: then they are never sent, and clients resend).
         with contextlib.suppress(TimeoutError):
@@ -289,6 +294,7 @@ class Broker:
             held_back=stats.held_back,
             closed_by_broker=dict(stats.closed_by_broker),
             hook_errors=stats.hook_errors if core.hooks.loaded else None,
+            bridges={bridge.config.name: bridge.sys_values() for bridge in self.bridges},
         )
 
     def _publish_sys(self, message: Message, now: float) -> None:

@@ -71,12 +71,15 @@ def on_subscribe(conn: ClientSide, packet: Subscribe, now: float) -> None:
             codes.append(SubackReasonCode.QUOTA_EXCEEDED if v5 else 0x80)
             continue
         granted = min(sub.qos, maximum_qos)
+        # A bridge that said so in its CONNECT (try_private) gets, as from Mosquitto,
+        # none of its own messages back (or two bridged brokers would loop them) and
+        # the retain flag as published (the far broker keeps retained messages too).
         record = SubscriptionRecord(
             conn.client_id,
             sub.topic_filter,
             granted,
-            sub.no_local,
-            sub.retain_as_published,
+            sub.no_local or conn.bridge,
+            sub.retain_as_published or conn.bridge,
             sub.retain_handling,
             packet.subscription_identifier,
             group,

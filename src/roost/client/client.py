@@ -13,6 +13,7 @@ import secrets
 import ssl
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 from roost.client.arguments import (
     Headers,
@@ -30,6 +31,7 @@ from roost.client.engine import ClientEngine, OnConnect, OnDisconnect
 from roost.client.errors import (
     AuthenticationError,
     ClientClosed,
+    ConnectionLost,
     PublishError,
     SubscribeError,
     UnsubscribeError,
@@ -97,6 +99,9 @@ class Client(ClientEngine):
         on_connect: OnConnect | None = None,
         on_disconnect: OnDisconnect | None = None,
         response_topic_prefix: str = "roost/responses",
+        fallback_addresses: Sequence[tuple[str, int]] = (),
+        manual_ack: bool = False,
+        bridge: bool = False,
     ) -> None:
         connect = connect_packet(
             version,
@@ -114,6 +119,10 @@ class Client(ClientEngine):
             request_problem_information,
             user_properties,
         )
+        if bridge:
+            if version == MQTT_5:
+                raise ValueError("bridge (try_private) is for MQTT 3.1 and 3.1.1 only")
+            connect.bridge = True
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be 'tcp' or 'websockets', not {transport!r}")
         if auth is not None and version != MQTT_5:
@@ -136,7 +145,9 @@ class Client(ClientEngine):
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self.response_topic_prefix = response_topic_prefix.rstrip("/")
-        super().__init__(connect, ping_timeout, max_queued_messages)
+        self._first_address = (host, self.port)
+        self.fallback_addresses = tuple((str(h), int(p)) for h, p in fallback_addresses)
+        super().__init__(connect, ping_timeout, max_queued_messages, manual_ack)
         self._response_lock = asyncio.Lock()
 
     # State.
@@ -279,6 +290,59 @@ class Client(ClientEngine):
             await self._link.drain()
         return await future
 
+    def publish_nowait(
+        self,
+        topic: str,
+        payload: Payload = b"",
+        qos: int = 0,
+        retain: bool = False,
+        **properties: Any,
+    ) -> asyncio.Future[PublishResult]:
+        """Hand a message to the session now, without waiting: the returned future ends
+        as ``publish()`` would return or raise. Messages handed over in turn are sent in
+        that order. QoS 0 needs a connection up (else ClientClosed); the keyword
+        arguments are ``publish()``'s MQTT 5 properties."""
+        packet = publish_packet(
+            self.version,
+            topic,
+            payload,
+            qos,
+            retain,
+            payload_format_indicator=properties.get("payload_format_indicator"),
+            message_expiry_interval=properties.get("message_expiry_interval"),
+            content_type=properties.get("content_type"),
+            response_topic=properties.get("response_topic"),
+            correlation_data=properties.get("correlation_data"),
+            user_properties=properties.get("user_properties", ()),
+            topic_alias=None,
+        )
+        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        if qos == 0:
+            if not self.connected:
+                raise ClientClosed("not connected")
+        else:
+            self._check_usable()
+        try:
+            packet_id = self._conn.publish(packet)
+        except Refused as exc:
+            raise PublishError(exc.reason_code, exc.message) from None
+        if qos == 0:
+            future.set_result(PublishResult())
+        else:
+            self._publishes[packet_id] = future
+        self._flush()
+        return future
+
+    def ack(self, message: Message) -> None:
+        """With ``Client(manual_ack=True)``: acknowledge a received QoS 1/2 message (its
+        PUBACK or PUBREC goes out); until then the server holds it as unacknowledged."""
+        if not message.qos:
+            return
+        self._conn.acknowledge(
+            message.packet_id, message.qos, message.connection == self._connection_number
+        )
+        self._flush()
+
     # Request and response (MQTT 5).
 
     async def request(
@@ -413,6 +477,13 @@ class Client(ClientEngine):
     def messages(self, *topic_filters: str) -> MessageStream:
         """Received messages, all or those matching ``topic_filters``; see MessageStream."""
         return self._inbox.open(topic_filters)
+
+    def drop_connection(self, why: str = "dropped by the application") -> None:
+        """Break the network connection as if it had been lost: with a reconnect policy
+        the client reconnects (trying the first address first), else it is closed."""
+        if self._link is not None:
+            self._loss = ConnectionLost(why)
+            self._link.abort()
 
     # Enhanced authentication.
 

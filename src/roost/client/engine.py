@@ -112,11 +112,21 @@ class ClientEngine:
     on_connect: OnConnect | None
     on_disconnect: OnDisconnect | None
 
+    # Tried in order at every (re)connect after the first address (the host and port
+    # given to Client), until one accepts; host and port then name the one connected.
+    fallback_addresses: tuple[tuple[str, int], ...]
+    _first_address: tuple[str, int]
+
     def __init__(
-        self, connect: Connect, ping_timeout: float | None, max_queued_messages: int
+        self,
+        connect: Connect,
+        ping_timeout: float | None,
+        max_queued_messages: int,
+        manual_ack: bool = False,
     ) -> None:
         self._connect_packet = connect
-        self._conn = ClientConnection(ping_timeout)
+        self._conn = ClientConnection(ping_timeout, manual_ack=manual_ack)
+        self._connection_number = 0  # network connections opened so far
         self._inbox = Inbox(max_queued_messages)
         self._link: Link | None = None
         self._dropped: list[Link] = []
@@ -153,6 +163,27 @@ class ClientEngine:
     # Opening a connection.
 
     async def _open(self, clean_start: bool) -> Connack:
+        """Connect to host:port, else to each fallback address in turn; the last
+        failure is raised. A success stays on that address until it is lost."""
+        fallbacks = self.fallback_addresses
+        if not fallbacks:
+            return await self._open_one(clean_start)
+        first = self._first_address
+        failure: Exception | None = None
+        for host, port in (first, *fallbacks):
+            self.host, self.port = host, port
+            try:
+                return await self._open_one(clean_start)
+            except (MQTTError, OSError) as exc:
+                if self._closing:
+                    raise
+                log.info("Connecting to %s:%d failed: %s", host, port, exc)
+                failure = exc
+        assert failure is not None  # noqa: S101  (the loop ran at least once)
+        self.host, self.port = first
+        raise failure
+
+    async def _open_one(self, clean_start: bool) -> Connack:
         self._answered = None
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -202,6 +233,7 @@ class ClientEngine:
                 raise AuthenticationError(f"the authenticator failed to start: {exc}") from exc
         link = await open_link(endpoint, self)
         self._link = link
+        self._connection_number += 1
         self._answered = False
         self._loss = None
         connack_future: asyncio.Future[Connack] = loop.create_future()
@@ -333,7 +365,7 @@ class ClientEngine:
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, MessageReceived):
-            message = Message.from_publish(event.publish)
+            message = Message.from_publish(event.publish, self._connection_number)
             if message.topic == self._response_topic:
                 self._take_response(message)
             else:

@@ -4,7 +4,7 @@ the result of a publish."""
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from roost.codec import Publish
@@ -39,9 +39,12 @@ class Message:
     correlation_data: bytes | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
     subscription_identifiers: tuple[int, ...] = ()
+    # Which of the client's network connections it came on (counted from 1): with
+    # Client(manual_ack=True), ack() uses it (see ClientConnection.acknowledge).
+    connection: int = field(default=0, compare=False)
 
     @classmethod
-    def from_publish(cls, publish: Publish) -> Message:
+    def from_publish(cls, publish: Publish, connection: int = 0) -> Message:
         """The message a received PUBLISH carries."""
         return cls(
             publish.topic,
@@ -57,6 +60,7 @@ class Message:
             publish.correlation_data,
             publish.user_properties,
             publish.subscription_identifiers,
+            connection,
         )
 
     @property

@@ -91,7 +91,6 @@ from roost.protocol.client_events import (
     MessageReceived,
     NoPacketIdentifier,
     PublishCompleted,
-    ReceiveMaximumExceeded,
     Refused,
     SubscribeCompleted,
     UnsubscribeCompleted,
@@ -123,14 +122,23 @@ class ClientConnection:
         "_session",
         "connack",
         "keep_alive",
+        "manual_ack",
         "ping_timeout",
         "send_quota",
         "state",
         "trace",
     )
 
-    def __init__(self, ping_timeout: float | None = None, trace: Trace | None = None) -> None:
+    def __init__(
+        self,
+        ping_timeout: float | None = None,
+        trace: Trace | None = None,
+        manual_ack: bool = False,
+    ) -> None:
         self._reader = PacketReader()
+        # The caller acknowledges received QoS 1/2 messages itself (``acknowledge``),
+        # e.g. once it has stored them: until then the server keeps them.
+        self.manual_ack = manual_ack
         self.state = ClientState.DISCONNECTED
         self._connect = Connect()
         self.connack: Connack | None = None
@@ -546,20 +554,38 @@ class ClientConnection:
         qos = packet.qos
         packet_id = packet.packet_id
         if qos == 1:
-            self._send(Puback(packet_id))
+            if not self.manual_ack:
+                self._send(Puback(packet_id))
         elif qos == 2:
-            awaiting = self._session.awaiting_pubrel
-            if packet_id in awaiting:
-                # A resend of a message already delivered to the caller (method B of
+            maximum = self._connect.receive_maximum or _U16_MAX
+            new = self._session.received_qos2(packet_id, maximum, not self.manual_ack)
+            if new is None:
+                # A resend of a message already delivered and acknowledged (method B of
                 # MQTT 5.0 section 4.3.3): acknowledge again, deliver once.
                 self._send(Pubrec(packet_id))
                 return
-            maximum = self._connect.receive_maximum or _U16_MAX
-            if len(awaiting) >= maximum:
-                raise ReceiveMaximumExceeded("the server exceeded our Receive Maximum")
-            awaiting.add(packet_id)
-            self._send(Pubrec(packet_id))
+            if not new:
+                return  # a resend of one the caller has and will acknowledge
+            if not self.manual_ack:
+                self._send(Pubrec(packet_id))
         events.append(MessageReceived(packet))
+
+    def acknowledge(self, packet_id: int, qos: int, same_connection: bool) -> None:
+        """With ``manual_ack``: the caller has taken a QoS 1/2 message; acknowledge it.
+
+        ``same_connection`` says the message came on the current network connection. A
+        PUBACK for one that came on an earlier connection is not sent: the server has
+        resent it since (and the resend is acknowledged in its turn), and its packet
+        identifier may already name another message. A QoS 2 id stays the server's until
+        PUBREL, so its PUBREC may go on any connection (or wait for the resend).
+        """
+        if qos == 1:
+            if same_connection and self.state is ClientState.CONNECTED:
+                self._send(Puback(packet_id))
+            return
+        # Unknown: the server dropped our session since, nothing to acknowledge.
+        if self._session.acknowledged(packet_id) and self.state is ClientState.CONNECTED:
+            self._send(Pubrec(packet_id))
 
     def _on_pubrec(self, packet: Pubrec, events: list[Event]) -> None:
         if not self._session.expects_pubrec(packet.packet_id):

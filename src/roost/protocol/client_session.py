@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from roost.codec import Packet, Publish, Pubrel, Subscribe, Unsubscribe
+from roost.protocol.client_events import ReceiveMaximumExceeded
 
 # Where an outgoing QoS 1/2 message's flow stands.
 _QUEUED = 0  # waiting for a connection or for send quota
@@ -35,7 +36,7 @@ class Outgoing:
 class ClientSession:
     """What a client owes the server and what the server owes it, across connections."""
 
-    __slots__ = ("_messages", "_queue", "awaiting_pubrel", "inflight", "requests")
+    __slots__ = ("_messages", "_queue", "awaiting_pubrel", "inflight", "requests", "unacknowledged")
 
     def __init__(self) -> None:
         self._messages: dict[int, Outgoing] = {}
@@ -43,6 +44,9 @@ class ClientSession:
         self._queue: deque[int] = deque()  # the _QUEUED ones, in the order to send them
         # QoS 2 messages received (and delivered to the caller) whose PUBREL has not come.
         self.awaiting_pubrel: set[int] = set()
+        # With manual acknowledgement: QoS 2 messages handed to the caller that it has
+        # not acknowledged yet (no PUBREC sent; a resend of one is not delivered again).
+        self.unacknowledged: set[int] = set()
         self.requests: dict[int, Subscribe | Unsubscribe] = {}
 
     @property
@@ -52,7 +56,7 @@ class ClientSession:
 
     def has_state(self) -> bool:
         """Whether there is anything a server's session would have to match."""
-        return bool(self._messages or self.awaiting_pubrel)
+        return bool(self._messages or self.awaiting_pubrel or self.unacknowledged)
 
     def in_use(self, packet_id: int) -> bool:
         """Whether ``packet_id`` belongs to a message or request still under way."""
@@ -64,6 +68,7 @@ class ClientSession:
         self.inflight = 0
         self._queue.clear()
         self.awaiting_pubrel.clear()
+        self.unacknowledged.clear()
         self.requests.clear()
 
     # Outgoing QoS 1/2 messages.
@@ -112,6 +117,7 @@ class ClientSession:
         the QoS 2 receive state is dropped. Returns the QoS 2 messages that count as
         delivered (their PUBREC came)."""
         self.awaiting_pubrel.clear()
+        self.unacknowledged.clear()
         self.inflight = 0
         delivered: list[int] = []
         queue: list[int] = []
@@ -126,6 +132,30 @@ class ClientSession:
             queue.append(packet_id)
         self._queue = deque(queue)
         return delivered
+
+    # Incoming QoS 2 messages.
+
+    def received_qos2(self, packet_id: int, maximum: int, acknowledge: bool) -> bool | None:
+        """A QoS 2 PUBLISH came: True if it is new (deliver it; ``acknowledge``: its
+        PUBREC goes now, else when the caller acknowledges), False for a resend of one
+        delivered and not yet acknowledged, None for a resend of one acknowledged."""
+        if packet_id in self.awaiting_pubrel:
+            return None
+        if packet_id in self.unacknowledged:
+            return False
+        if len(self.awaiting_pubrel) + len(self.unacknowledged) >= maximum:
+            raise ReceiveMaximumExceeded("the server exceeded our Receive Maximum")
+        (self.awaiting_pubrel if acknowledge else self.unacknowledged).add(packet_id)
+        return True
+
+    def acknowledged(self, packet_id: int) -> bool:
+        """The caller acknowledged a QoS 2 message: it now waits for PUBREL. False if the
+        id is not one delivered and unacknowledged (the session was dropped since)."""
+        if packet_id not in self.unacknowledged:
+            return False
+        self.unacknowledged.discard(packet_id)
+        self.awaiting_pubrel.add(packet_id)
+        return True
 
     def expects_pubrec(self, packet_id: int) -> bool:
         """Whether ``packet_id`` is a QoS 2 message of ours (a PUBREC for it is no stray)."""

@@ -69,6 +69,10 @@ class Connect(Packet):
     authentication_method: str | None = None
     authentication_data: bytes | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
+    # Mosquitto's bridge convention ("try_private"): the protocol level byte is sent
+    # with 0x80 set, telling a broker that knows it that this client is a bridge (it
+    # then sends none of the bridge's own messages back to it). Not part of any spec.
+    bridge: bool = False
 
     def encode(self, version: int | None = None) -> bytes:
         """Encode at ``protocol_level``; CONNECT itself says which version it speaks."""
@@ -83,7 +87,7 @@ class Connect(Packet):
             flags |= 0x80
         parts = [
             encode_utf8(_PROTOCOL_NAMES[level]),
-            bytes((level, flags)),
+            bytes((level | 0x80 if self.bridge else level, flags)),
             self.keep_alive.to_bytes(2, "big"),
         ]
         if level == MQTT_5:
@@ -105,6 +109,11 @@ class Connect(Packet):
 def decode_connect(flags: int, buf: Buffer, pos: int, end: int, version: int) -> Connect:
     name, pos = read_utf8(buf, pos, end)
     level, pos = read_byte(buf, pos, end)
+    # A Mosquitto bridge with try_private sets the level's top bit (see Connect.bridge);
+    # any other unknown level is kept as it came, for the refusal to name.
+    bridge = bool(level & 0x80) and _PROTOCOL_NAMES.get(level & 0x7F) == name
+    if bridge:
+        level &= 0x7F
     if name not in ("MQTT", "MQIsdp"):
         raise ProtocolError(f"unknown protocol name {name!r}")
     if _PROTOCOL_NAMES.get(level) != name:
@@ -157,6 +166,7 @@ def decode_connect(flags: int, buf: Buffer, pos: int, end: int, version: int) ->
         password,
         will,
         **packet_props,  # type: ignore[arg-type]
+        bridge=bridge,
     )
 
 
