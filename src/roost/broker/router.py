@@ -58,6 +58,15 @@ class Destination(Protocol):
         """Whether a message now would go out at once; shared groups prefer such members."""
 
 
+class Peers(Protocol):
+    """The other nodes of a cluster (docs/clustering.md): they hear of every message
+    published here and of every filter local subscribers start or stop using."""
+
+    def forward(self, message: Message, now: float) -> None: ...
+    def filter_added(self, topic_filter: str) -> None: ...
+    def filter_removed(self, topic_filter: str) -> None: ...
+
+
 class RetainedLog(Protocol):
     """Where retained messages are kept durable (the broker's store, when it is)."""
 
@@ -102,7 +111,7 @@ def _deliver_later(
 class Router:
     """Subscriptions, retained messages and shared-group choice; publish delivers."""
 
-    __slots__ = ("_retained", "_tree", "destinations", "log", "readers", "stats")
+    __slots__ = ("_retained", "_tree", "destinations", "log", "peers", "readers", "stats")
 
     def __init__(
         self,
@@ -116,6 +125,7 @@ class Router:
         self._retained: RetainedStore[Message] = RetainedStore(max_retained_messages)
         self.log: RetainedLog | None = None  # where retained messages are kept, if durable
         self.readers: dict[str, ClientAccess] | None = None  # set when access is restricted
+        self.peers: Peers | None = None  # set when this broker is a cluster node
 
     # What others may read.
 
@@ -143,10 +153,14 @@ class Router:
 
     def subscribe(self, key: str, record: SubscriptionRecord) -> bool:
         """Add or replace ``key``'s subscription; True if it did not exist before."""
-        return self._tree.add(key, record.topic_filter, record)
+        is_new = self._tree.add(key, record.topic_filter, record)
+        if is_new and self.peers is not None:
+            self.peers.filter_added(record.topic_filter)
+        return is_new
 
     def unsubscribe(self, key: str, topic_filter: str) -> None:
-        self._tree.remove(key, topic_filter)
+        if self._tree.remove(key, topic_filter) and self.peers is not None:
+            self.peers.filter_removed(topic_filter)
 
     def drop_client(
         self, key: str, topic_filters: Iterable[str], unfinished: list[Outgoing], now: float
@@ -154,15 +168,21 @@ class Router:
         """``key`` is gone: remove its subscriptions, and hand the shared-subscription
         messages it did not finish to other members (MQTT 5.0 section 4.8.2)."""
         tree = self._tree
+        peers = self.peers
         for topic_filter in topic_filters:
-            tree.remove(key, topic_filter)
+            if tree.remove(key, topic_filter) and peers is not None:
+                peers.filter_removed(topic_filter)
         for item in unfinished:
             self._publish_to_share(item, now)
 
     # Publishing.
 
-    def publish(self, message: Message, now: float) -> int:
-        """Deliver ``message`` to every matching subscriber; returns how many got it."""
+    def publish(self, message: Message, now: float, forward: bool = True) -> int:
+        """Deliver ``message`` to every matching local subscriber; returns how many got
+        it. ``forward``: also hand it to the other cluster nodes, if there are any (not
+        for one that came from them, nor for ``$SYS``)."""
+        if forward and self.peers is not None:
+            self.peers.forward(message, now)
         matches, groups = self._tree.match(message.topic)
         destinations = self.destinations
         sender = message.sender

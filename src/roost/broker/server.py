@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from roost.broker.router import Router
     from roost.broker.sessions import Session
     from roost.broker.stats import Stats
+    from roost.cluster import ClusterNode
 
 log = logging.getLogger("roost.broker")
 
@@ -114,6 +115,7 @@ class Broker:
         self._sweeper: Sweeper | None = None
         self.started_at = 0.0
         self.sys_topics: SysTopics | None = None
+        self.cluster: ClusterNode | None = None  # with [cluster]: this node's link to the rest
 
     # What operators and tests may read (the parts own and change it).
 
@@ -172,8 +174,17 @@ class Broker:
         coalescer = self._coalescer = WriteCoalescer(loop)
         self.started_at = loop.time()
         core = self.core
+        if self.config.cluster is not None:
+            # The cluster seam (docs/clustering.md): the one place the broker loads the
+            # cluster package, so a broker without [cluster] pays nothing for it. Made
+            # before the state opens, so it hears of the restored subscriptions.
+            from roost.cluster import ClusterNode  # noqa: PLC0415
+
+            self.cluster = ClusterNode(core, self.config.cluster, self.config.sys_interval)
         # State first, then listeners: no client may see the broker before its sessions.
         core.open_state(loop)
+        if self.cluster is not None:
+            await self.cluster.start()  # reads the cluster's retained messages
         # Every listener's TLS files load before any socket is bound: a bad file stops
         # the start with nothing half open.
         try:
@@ -187,6 +198,8 @@ class Broker:
             for listener in self.listeners:
                 listener.close()
             self.listeners.clear()
+            if self.cluster is not None:
+                await self.cluster.stop()
             await core.store.close()
             raise
         log.info("%s", anonymous_summary(self.listeners))
@@ -208,6 +221,8 @@ class Broker:
             await asyncio.wait_for(core.store.flush(), STORE_FLUSH_TIMEOUT)
         await core.close_connections()
         core.registry.shut_down(self.now())
+        if self.cluster is not None:
+            await self.cluster.stop()  # after the wills of the last clients went out
         for listener in self.listeners:
             if listener.server is not None:
                 with contextlib.suppress(Exception):
@@ -275,7 +290,7 @@ class Broker:
         # The broker's own messages are retained and routed, not counted as client traffic.
         router = self.core.router
         router.retain(message)
-        router.publish(message, now)
+        router.publish(message, now, forward=False)  # each node's own
 
 
 async def serve(config: BrokerConfig) -> None:

@@ -1,0 +1,79 @@
+"""What travels between nodes: an MQTT 5 PUBLISH behind a short header, and the
+window that tells a node whether it has seen a message already.
+
+The envelope is ``0x01``, the origin's length (one byte), the origin (node name and a
+per-process token), an 8-byte sequence number, then the message encoded as an MQTT 5
+PUBLISH by the codec every connection uses: flags and properties (expiry, content
+type, user properties...) need no format of their own, and the bytes are often the
+template a local MQTT 5 subscriber got already.
+
+A node holds one NATS subscription per filter, so a message whose topic matches two of
+a node's filters arrives twice. ``SeenWindow`` remembers the last ``WINDOW`` sequence
+numbers of each origin to deliver it once. NATS keeps one publisher's order on each
+subscription, and the client library hands each subscription's messages over in
+order, so a copy arrives at most a few socket reads after the first; one older than
+the window is counted and dropped (docs/clustering.md).
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Final
+
+from roost.broker.message import Message
+from roost.codec import MQTT_5, CodecError, Publish, read_packet
+
+VERSION: Final = 1
+WINDOW: Final = 1 << 16
+_MASK: Final = WINDOW - 1
+
+
+def encode(origin: bytes, seq: int, message: Message, now: float) -> bytes:
+    """``message`` as the other nodes receive it."""
+    qos = message.qos
+    packet = message.encode(MQTT_5, qos, message.retain, 1 if qos else 0, now=now)
+    return b"".join((bytes((VERSION, len(origin))), origin, seq.to_bytes(8, "big"), packet))
+
+
+def header(data: bytes) -> tuple[bytes, int, int]:
+    """(origin, sequence number, where the PUBLISH starts); ValueError if ``data`` is
+    not an envelope. Cheap: a duplicate is recognised before its PUBLISH is decoded."""
+    if len(data) < 11 or data[0] != VERSION:
+        raise ValueError("not a Roost cluster envelope")
+    end = 2 + data[1]
+    return data[2:end], int.from_bytes(data[end : end + 8], "big"), end + 8
+
+
+def message(data: bytes, offset: int, now: float) -> Message:
+    """The message in an envelope whose PUBLISH starts at ``offset``; ValueError if bad."""
+    try:
+        found = read_packet(memoryview(data), MQTT_5, len(data), offset)
+    except CodecError as exc:
+        raise ValueError(f"bad PUBLISH in envelope: {exc}") from exc
+    if found is None or not isinstance(found[0], Publish):
+        raise ValueError("truncated envelope")
+    return Message.from_publish(found[0], None, now)
+
+
+class SeenWindow:
+    """The sequence numbers of one origin delivered lately: ``first_time`` says
+    whether a number is new, and remembers it."""
+
+    __slots__ = ("_ring", "highest", "too_old")
+
+    def __init__(self) -> None:
+        self._ring = array("q", [-1]) * WINDOW
+        self.highest = -1
+        self.too_old = 0  # arrivals older than the window: dropped, counted
+
+    def first_time(self, seq: int) -> bool:
+        ring = self._ring
+        slot = seq & _MASK
+        if ring[slot] == seq:
+            return False
+        if seq <= self.highest - WINDOW:
+            self.too_old += 1
+            return False
+        ring[slot] = seq
+        self.highest = max(self.highest, seq)
+        return True
