@@ -10,6 +10,7 @@ import pytest
 
 from roost.broker.config import (
     BrokerConfig,
+    ClusterConfig,
     ConfigError,
     ListenerConfig,
     config_from_mapping,
@@ -78,6 +79,10 @@ require_certificate = true
 use_identity_as_username = "san"
 crlfile = "ca.crl"
 tls_version = "1.3"
+
+[cluster]
+nats_url = ["nats://10.0.0.5:4222", "tls://10.0.0.6:4222"]
+node = "edge-a"
 """
 
 COMPLETE_CONFIG = BrokerConfig(
@@ -133,6 +138,7 @@ COMPLETE_CONFIG = BrokerConfig(
     commit_policy="batched",
     commit_window_ms=25.0,
     log_level="debug",
+    cluster=ClusterConfig(["nats://10.0.0.5:4222", "tls://10.0.0.6:4222"], "edge-a"),
     log_dest="file",
     log_file="/var/log/roost/roost.log",
     log_format="json",

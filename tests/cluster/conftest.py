@@ -1,0 +1,41 @@
+"""Fixtures for cluster tests: a nats-server and a factory of Roost nodes using it.
+
+nats-server is in the Makefile's DEB_PACKAGES: without it these tests fail, not skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.nodes import NatsServer, start_node
+from tests.persistence.process import BrokerProcess
+
+NodeFactory = Callable[..., BrokerProcess]
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "jetstream")
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def make_node(tmp_path: Path, nats_server: NatsServer) -> Iterator[NodeFactory]:
+    """Start a node: ``make_node("a")`` joins ``nats_server``; ``nats_url=`` another."""
+    nodes: list[BrokerProcess] = []
+
+    def start(
+        name: str, nats_url: str | None = None, *, sys_interval: float = 1.0, extra: str = ""
+    ) -> BrokerProcess:
+        url = nats_url or nats_server.url
+        node = start_node(tmp_path, name, url, sys_interval=sys_interval, extra=extra)
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        node.stop()
