@@ -273,7 +273,7 @@ def test_the_documented_example_error(tmp_path: Path) -> None:
             'unknown key; did you mean "max_packet_size"?',
             id="unknown-with-suggestion",
         ),
-        pytest.param("colour = 'red'\n", 1, "colour", "unknown key", id="unknown-no-suggestion"),
+        pytest.param("flavour = 'red'\n", 1, "flavour", "unknown key", id="unknown-no-suggestion"),
         pytest.param(
             "\n[[listeners]]\nport = 1\n\n[[listeners]]\nprot = 2\n",
             6,
