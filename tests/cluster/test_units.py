@@ -123,14 +123,31 @@ def test_the_envelope_carries_the_message_and_its_origin() -> None:
     assert (got.content_type, got.user_properties) == ("text/plain", (("k", "v"),))
 
 
-@pytest.mark.parametrize("data", [b"", b"\x02" + b"\x00" * 20])
+def test_a_message_without_properties_travels_in_the_plain_format() -> None:
+    data = envelope.encode(b"n/1", 7, Message("a/é", b"\x00bin", 1, False), now=0.0)
+    assert data[0] == envelope.PLAIN
+    _origin, seq, offset = envelope.header(data)
+    got = envelope.message(data, offset, now=5.0)
+    assert (seq, got.topic, got.payload, got.qos, got.retain) == (7, "a/é", b"\x00bin", 1, False)
+    assert got.expires_at is None
+
+
+@pytest.mark.parametrize("data", [b"", b"\x03" + b"\x00" * 20])
 def test_what_is_not_an_envelope_is_refused(data: bytes) -> None:
     with pytest.raises(ValueError, match="not a Roost cluster envelope"):
         envelope.header(data)
 
 
-def test_an_envelope_without_a_whole_publish_is_refused() -> None:
-    data = b"\x01\x00" + b"\x00" * 8 + b"\x30"
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x01\x00" + b"\x00" * 8 + b"\x30",  # a PUBLISH cut short
+        b"\x02\x00" + b"\x00" * 8 + b"\x00\x00\x09ab",  # a topic cut short
+        b"\x02\x00" + b"\x00" * 8 + b"\x07\x00\x01a",  # QoS 3
+        b"\x02\x00" + b"\x00" * 8 + b"\x00\x00\x01\xff",  # not UTF-8
+    ],
+)
+def test_an_envelope_without_a_whole_message_is_refused(data: bytes) -> None:
     _origin, _seq, offset = envelope.header(data)
     with pytest.raises(ValueError, match="envelope"):
         envelope.message(data, offset, 0.0)

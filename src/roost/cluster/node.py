@@ -186,6 +186,8 @@ class ClusterNode:
             servers=self.urls,
             name=f"roost {self.name}",
             no_echo=True,
+            # subjects.py makes only valid subjects: no regex per publish.
+            skip_subject_validation=True,
             allow_reconnect=True,
             max_reconnect_attempts=-1,
             reconnect_time_wait=RECONNECT_WAIT,
