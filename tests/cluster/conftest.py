@@ -5,6 +5,8 @@ nats-server is in the Makefile's DEB_PACKAGES: without it these tests fail, not 
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,9 +26,13 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
-def make_node(tmp_path: Path, nats_server: NatsServer) -> Iterator[NodeFactory]:
+def make_node(
+    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[NodeFactory]:
     """Start a node: ``make_node("a")`` joins ``nats_server``; ``nats_url=`` another."""
     nodes: list[BrokerProcess] = []
+    # A node that does not stop can be made to print where it is stuck (SIGABRT).
+    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
 
     def start(
         name: str, nats_url: str | None = None, *, sys_interval: float = 1.0, extra: str = ""
@@ -38,4 +44,9 @@ def make_node(tmp_path: Path, nats_server: NatsServer) -> Iterator[NodeFactory]:
 
     yield start
     for node in nodes:
-        node.stop()
+        try:
+            node.stop()
+        except subprocess.TimeoutExpired:
+            node.proc.send_signal(signal.SIGABRT)
+            node.proc.wait(5)
+            raise AssertionError(f"node did not stop on SIGTERM; its log:\n{node.log}") from None

@@ -177,7 +177,10 @@ class ClusterNode:
             except Exception as exc:  # noqa: BLE001  (shutting down: log and go on)
                 log.debug("Cluster: flush at stop failed: %r", exc)
         self.connected = False
-        await nc.close()
+        try:
+            await asyncio.wait_for(nc.close(), STOP_FLUSH_TIMEOUT * 2)
+        except TimeoutError:
+            log.warning("Cluster: the NATS connection did not close in time; leaving it.")
 
     async def _connect(self) -> None:
         # max_reconnect_attempts=-1: nats-py tries until it connects, and after a loss
