@@ -179,3 +179,24 @@ def test_a_wildcard_does_not_reach_dollar_topics_from_other_nodes(
     received = [m.topic for m in real(everything, 1)]
     assert received == ["last"]
     assert all(not m.topic.startswith("$") for m in leftovers(everything))
+
+
+def test_messages_nobody_elsewhere_wants_stay_on_their_node(make_node: NodeFactory) -> None:
+    a, b = make_node("a"), make_node("b")
+    local = PahoClient(a.port, "local", MQTT_5)
+    local.subscribe("local/#", 1)
+    publisher = PahoClient(a.port, "pub", MQTT_5)
+    unwanted = 300
+    publisher.publish_all("local/x", [b"%d" % i for i in range(unwanted)], 1)
+    assert len(real(local, unwanted)) == unwanted
+
+    remote = PahoClient(b.port, "remote", MQTT_5)
+    remote.subscribe("remote/#", 1)
+    linked(publisher, remote, "remote/probe")
+    # Node a's count of messages sent to NATS, as published after this point (no
+    # retained, possibly older, value): it counts the probes, not the local messages.
+    status = PahoClient(a.port, "status", MQTT_5)
+    status.subscribe("$SYS/broker/cluster/messages/forwarded", 0, retainHandling=2)
+    publisher.publish("remote/now", b"counted", 1)
+    (message,) = real(status, 1, timeout=15)
+    assert 1 <= int(message.payload) < unwanted

@@ -32,6 +32,7 @@ from nats.errors import MaxPayloadError
 from roost.broker.message import Message
 from roost.cluster import envelope, subjects
 from roost.cluster.envelope import SeenWindow
+from roost.cluster.interest import InterestTable
 from roost.cluster.retained import RetainedSync
 from roost.protocol.topics import parse_shared
 
@@ -76,6 +77,7 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._resync: asyncio.Task[None] | None = None  # the retained replay under way
         self.retained = RetainedSync(core.router, self.origin)
+        self.interest = InterestTable(self.name)
         self.counts = dict.fromkeys(
             (
                 "messages/forwarded",
@@ -100,6 +102,9 @@ class ClusterNode:
             counts["dropped/disconnected"] += 1
             return
         topic = message.topic
+        wanted = self.interest.wanted(topic)
+        if not wanted and not message.retain:
+            return  # no other node has a subscription it could match
         subject = subjects.topic_subject(subjects.MESSAGES, topic)
         if subject is None:
             counts["dropped/too_large"] += 1
@@ -110,7 +115,8 @@ class ClusterNode:
             return
         self._seq += 1
         data = envelope.encode(self.origin, self._seq, message, now)
-        outbox.append((subject, data))
+        if wanted:
+            outbox.append((subject, data))
         if message.retain:
             retained_subject = subjects.topic_subject(subjects.RETAINED, topic)
             if retained_subject is not None:
@@ -215,12 +221,9 @@ class ClusterNode:
                 self.name,
                 self._nc.connected_url.netloc if self._nc.connected_url else "?",
             )
-            # Subscribe to every filter not yet subscribed, and replay retained messages.
-            self._dirty.update(self.filters)
-            self._wake.set()
             if self._resync is not None:
                 self._resync.cancel()
-            self._resync = asyncio.create_task(self._replay_retained(self._nc))
+            self._resync = asyncio.create_task(self._resync_state(self._nc))
         else:
             log.warning(
                 "Cluster node %s: lost NATS; serving local clients only, and messages for"
@@ -229,13 +232,22 @@ class ClusterNode:
             )
         self._publish_sys()
 
-    async def _replay_retained(self, nc: NatsClient) -> None:
+    async def _resync_state(self, nc: NatsClient) -> None:
+        """After (re)connecting: record this node's filters afresh, subscribe to those
+        not subscribed yet, and replay the other nodes' filters and the retained set."""
         try:
+            await self.interest.forget_own(nc)
+        except Exception as exc:  # noqa: BLE001  (JetStream off: interest.start says so)
+            log.debug("Cluster: purging old interest records failed: %r", exc)
+        self._dirty.update(self.filters)  # after the purge: the pump records them again
+        self._wake.set()
+        try:
+            await self.interest.start(nc, START_WAIT)
             await self.retained.start(nc, START_WAIT)
         except Exception as exc:  # noqa: BLE001  (JetStream off or failing: say so, serve)
             log.warning(
                 "Cluster node %s: JetStream unavailable (%r); retained messages are not"
-                " shared with other nodes until NATS reconnects with it.",
+                " shared, and every message is sent to NATS, until NATS reconnects with it.",
                 self.name,
                 exc,
             )
@@ -284,6 +296,9 @@ class ClusterNode:
         for topic_filter in dirty:
             wanted = topic_filter in self.filters
             held = self._subs.get(topic_filter)
+            # The record other nodes forward by: written after the subscription exists.
+            record = topic_filter.encode() if wanted else b""
+            record_subject = self.interest.record_subject(topic_filter)
             if wanted and held is None:
                 names = subjects.filter_subjects(subjects.MESSAGES, topic_filter)
                 if not names:
@@ -299,6 +314,7 @@ class ClusterNode:
                 del self._subs[topic_filter]
                 for sub in held:
                     await sub.unsubscribe()
+            await nc.publish(record_subject, record)
         # The subscriptions are in place at the server once it answers a PING.
         await nc.flush()
 
@@ -343,6 +359,7 @@ class ClusterNode:
             "$SYS/broker/cluster/connected": "1" if self.connected else "0",
             "$SYS/broker/cluster/filters": str(len(self.filters)),
             "$SYS/broker/cluster/retained/applied": str(self.retained.applied),
+            "$SYS/broker/cluster/interest/remote_filters": str(self.interest.remote_filters),
         }
         for name, count in self.counts.items():
             values[f"$SYS/broker/cluster/{name}"] = str(count)

@@ -21,105 +21,56 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from nats.js.api import DeliverPolicy, StorageType
-from nats.js.errors import BadRequestError
-
 from roost.cluster import envelope
+from roost.cluster.streams import StreamFollower
 from roost.cluster.subjects import RETAINED
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
-    from nats.aio.subscription import Subscription
 
     from roost.broker.router import Router
 
 log = logging.getLogger("roost.cluster")
 
-STREAM = "ROOST_RETAINED"
-API_TIMEOUT = 5.0
 
-
-class RetainedSync:
+class RetainedSync(StreamFollower):
     """Keeps the router's retained messages in step with the cluster's stream."""
 
-    __slots__ = ("_caught_up", "_origin", "_router", "_sub", "_target", "applied", "pending")
+    stream = "ROOST_RETAINED"
+    subjects = f"{RETAINED}.>"
 
     def __init__(self, router: Router, origin: bytes) -> None:
+        super().__init__()
         self._router = router
         self._origin = origin
-        self._sub: Subscription | None = None
-        self._target = 0  # the stream's last sequence number when the replay began
-        self._caught_up = asyncio.Event()
         self.pending: dict[str, int] = {}  # topic -> sequence number of our newest change
-        self.applied = 0
 
     def published(self, topic: str, seq: int) -> None:
         """This node set (or deleted) ``topic``'s retained message as its change ``seq``."""
         self.pending[topic] = seq
 
-    async def start(self, nc: NatsClient, wait: float) -> None:
-        """(Re)read the stream from the start and follow it; wait up to ``wait`` seconds
-        for the replay to reach what the stream held when it began."""
-        js = nc.jetstream(timeout=API_TIMEOUT)
-        try:
-            await js.add_stream(
-                name=STREAM,
-                subjects=[f"{RETAINED}.>"],
-                max_msgs_per_subject=1,
-                storage=StorageType.FILE,
-            )
-        except BadRequestError as exc:
-            # It exists with other settings (an operator's replicas, say): use it as it is.
-            log.info("Cluster: using the existing %s stream (%s).", STREAM, exc.description)
-        info = await js.stream_info(STREAM)
-        if self._sub is not None:
-            old, self._sub = self._sub, None
-            try:
-                await old.unsubscribe()
-            except Exception as exc:  # noqa: BLE001  (its consumer may be gone with the server)
-                log.debug("Cluster: dropping the old retained consumer: %r", exc)
+    def restart(self) -> None:
         # Our unconfirmed changes may have been lost with the connection: the replay
         # brings back whatever the stream has.
         self.pending.clear()
-        self._target = info.state.last_seq
-        self._caught_up.clear()
-        if not info.state.messages:
-            self._caught_up.set()
-        self._sub = await js.subscribe(
-            f"{RETAINED}.>",
-            cb=self._received,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-        )
-        try:
-            await asyncio.wait_for(self._caught_up.wait(), wait)
-        except TimeoutError:
-            log.warning(
-                "Cluster: retained messages still arriving from NATS after %.0f s; serving"
-                " meanwhile.",
-                wait,
-            )
 
-    async def _received(self, msg: Msg) -> None:
+    def apply(self, msg: Msg) -> None:
         data = msg.data
         try:
             origin, seq, offset = envelope.header(data)
             message = envelope.message(data, offset, asyncio.get_running_loop().time())
         except ValueError as exc:
-            log.warning("Cluster: ignoring a bad message in %s: %s", STREAM, exc)
+            log.warning("Cluster: ignoring a bad message in %s: %s", self.stream, exc)
             return
-        metadata = msg.metadata
-        if metadata.sequence.stream >= self._target:
-            self._caught_up.set()
         topic = message.topic
         pending = self.pending.get(topic)
         if pending is not None:
             if origin == self._origin and seq >= pending:
                 del self.pending[topic]  # ours, applied when it was published
             return
-        if message.expires_at is not None and metadata.timestamp is not None:
+        timestamp = msg.metadata.timestamp
+        if message.expires_at is not None and timestamp is not None:
             # The expiry counts from when it was published, not from now.
-            message.expires_at -= max(0.0, time.time() - metadata.timestamp.timestamp())
+            message.expires_at -= max(0.0, time.time() - timestamp.timestamp())
         self.applied += 1
         self._router.retain(message)
