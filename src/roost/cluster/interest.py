@@ -4,7 +4,8 @@ messages some other node wants (docs/clustering.md, "Remote interest").
 Each node records every filter it subscribes to in NATS in the ``ROOST_INTEREST``
 stream, one subject per node and filter (``roost.i.<node>.<hash>``, the filter as the
 payload; an empty payload when it stops), and follows the stream into a subscription
-tree of the other nodes' filters. ``wanted(topic)`` is then one trie match. A node
+tree of the other nodes' filters. ``wanted(topic)`` is then one trie match, and
+usually one dict lookup: answers are cached per topic until the table changes. A node
 (re)connecting purges its own old records and writes its current ones again.
 
 Until the replay has caught up, or without JetStream, every topic counts as wanted:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("roost.cluster")
 
 INTEREST = "roost.i"
+CACHE_LIMIT = 65_536  # topics whose answer is kept; then the cache starts again
 
 
 class InterestTable(StreamFollower):
@@ -45,13 +47,19 @@ class InterestTable(StreamFollower):
         self._own = f"{INTEREST}.{node}."
         self._tree: SubscriptionTree[bool] = SubscriptionTree()
         self._filters: dict[str, str] = {}  # record subject -> the filter it holds
+        # topic -> wanted, while the table stays as it is (read by ClusterNode.forward).
+        self.cache: dict[str, bool] = {}
 
     def wanted(self, topic: str) -> bool:
         """Whether another node has a subscription ``topic`` may match."""
         if not self.caught_up:
             return True
+        cache = self.cache
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
         matches, _groups = self._tree.match(topic)
-        return bool(matches)
+        wanted = cache[topic] = bool(matches)
+        return wanted
 
     def record_subject(self, topic_filter: str) -> str:
         """Where this node records that it uses ``topic_filter``."""
@@ -65,6 +73,7 @@ class InterestTable(StreamFollower):
     def restart(self) -> None:
         self._tree = SubscriptionTree()
         self._filters.clear()
+        self.cache.clear()
 
     async def forget_own(self, nc: NatsClient) -> None:
         """Purge what earlier connections or processes of this node recorded: it is
@@ -77,6 +86,7 @@ class InterestTable(StreamFollower):
         subject = msg.subject
         if subject.startswith(self._own):
             return
+        self.cache.clear()
         old = self._filters.pop(subject, None)
         if old is not None:
             self._tree.remove(subject, old)

@@ -76,6 +76,7 @@ class ClusterNode:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._resync: asyncio.Task[None] | None = None  # the retained replay under way
+        self._was_lost = False  # NATS was lost, or unreachable at start
         self.retained = RetainedSync(core.router, self.origin)
         self.interest = InterestTable(self.name)
         self.counts = dict.fromkeys(
@@ -102,7 +103,9 @@ class ClusterNode:
             counts["dropped/disconnected"] += 1
             return
         topic = message.topic
-        wanted = self.interest.wanted(topic)
+        wanted = self.interest.cache.get(topic)
+        if wanted is None:
+            wanted = self.interest.wanted(topic)
         if not wanted and not message.retain:
             return  # no other node has a subscription it could match
         subject = subjects.topic_subject(subjects.MESSAGES, topic)
@@ -154,6 +157,7 @@ class ClusterNode:
         if done and self._resync is not None:
             await asyncio.wait({self._resync})  # bounded by RetainedSync.start's wait
         if not done:
+            self._was_lost = True
             log.warning(
                 "Cluster node %s: NATS at %s is unreachable; serving local clients only"
                 " (nothing crosses to other nodes) and retrying every %.0f s.",
@@ -216,7 +220,9 @@ class ClusterNode:
         self.connected = connected
         if connected:
             assert self._nc is not None  # noqa: S101  (connected means a connection)
-            log.warning(
+            # A recovery is news for whoever saw the loss; the first connection is not.
+            log.log(
+                logging.WARNING if self._was_lost else logging.INFO,
                 "Cluster node %s: connected to NATS at %s; messages cross to other nodes.",
                 self.name,
                 self._nc.connected_url.netloc if self._nc.connected_url else "?",
@@ -225,6 +231,7 @@ class ClusterNode:
                 self._resync.cancel()
             self._resync = asyncio.create_task(self._resync_state(self._nc))
         else:
+            self._was_lost = True
             log.warning(
                 "Cluster node %s: lost NATS; serving local clients only, and messages for"
                 " other nodes are dropped until it is back.",
