@@ -36,6 +36,7 @@ class NatsServer:
         self.store = store
         self.port = port
         self.proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
         self.start()
 
     def start(self) -> None:
@@ -60,7 +61,8 @@ class NatsServer:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=read, name="nats-log", daemon=True).start()
+        self._reader = threading.Thread(target=read, name="nats-log", daemon=True)
+        self._reader.start()
         assert ready.wait(LINK_TIMEOUT), "nats-server did not start"
         assert found, "nats-server did not start listening"
         self.port = found[0]
@@ -70,13 +72,17 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def kill(self) -> None:
-        """SIGKILL: as if its host died."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(TIMEOUT)
-            assert self.proc.stderr is not None
-            self.proc.stderr.close()
-        self.proc = None
+        """SIGKILL: as if its host died. Safe to repeat."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(TIMEOUT)
+        if self._reader is not None:
+            self._reader.join(TIMEOUT)  # it ends at the pipe's end of file
+        assert proc.stderr is not None
+        proc.stderr.close()
 
 
 def start_node(
