@@ -2,9 +2,9 @@
 other nodes and what it takes from them (docs/clustering.md).
 
 The node is the router's ``Peers``. Every message published by this node's clients
-(and their wills) is handed to ``forward``: encoded once (``envelope``) and published
-on its topic's subject (``subjects``), and for a retained message on the retained
-stream's subject too. The router also tells it which filters local subscribers use;
+(and their wills) is handed to ``forward``: if another node has a filter it may match
+(``interest``), it is encoded once (``envelope``) and published on its topic's subject
+(``subjects``); a retained message goes to the retained stream's subject too. The router also tells it which filters local subscribers use;
 the node holds one NATS subscription per distinct filter, reference-counted, so NATS
 sends it only what some local client wants. What arrives goes to the router's local
 subscribers only (``Router.publish(..., forward=False)``), never back out: there are
@@ -280,9 +280,12 @@ class ClusterNode:
                 self.counts["dropped/disconnected"] += len(self._outbox)
                 self._outbox = []
                 continue
-            if self._dirty:
-                await self._resubscribe(nc)
-            await self._send_outbox(nc)
+            try:
+                if self._dirty:
+                    await self._resubscribe(nc)
+                await self._send_outbox(nc)
+            except Exception as exc:  # noqa: BLE001  (the connection went: resync redoes it)
+                log.warning("Cluster: talking to NATS failed (%r); retrying on reconnect.", exc)
 
     async def _send_outbox(self, nc: NatsClient) -> None:
         batch, self._outbox = self._outbox, []
@@ -299,31 +302,39 @@ class ClusterNode:
                 counts["messages/forwarded"] += 1
 
     async def _resubscribe(self, nc: NatsClient) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for topic_filter in dirty:
-            wanted = topic_filter in self.filters
-            held = self._subs.get(topic_filter)
-            # The record other nodes forward by: written after the subscription exists.
-            record = topic_filter.encode() if wanted else b""
-            record_subject = self.interest.record_subject(topic_filter)
-            if wanted and held is None:
-                names = subjects.filter_subjects(subjects.MESSAGES, topic_filter)
-                if not names:
-                    log.warning(
-                        "Cluster: filter %r is too long for a NATS subject; its subscribers"
-                        " get messages from this node only.",
-                        topic_filter,
-                    )
-                self._subs[topic_filter] = [
-                    await nc.subscribe(name, cb=self._received) for name in names
-                ]
-            elif not wanted and held is not None:
-                del self._subs[topic_filter]
-                for sub in held:
-                    await sub.unsubscribe()
-            await nc.publish(record_subject, record)
+        dirty = self._dirty
+        while dirty:
+            topic_filter = dirty.pop()
+            try:
+                await self._resubscribe_filter(nc, topic_filter)
+            except BaseException:
+                dirty.add(topic_filter)  # done again after the reconnect
+                raise
         # The subscriptions are in place at the server once it answers a PING.
         await nc.flush()
+
+    async def _resubscribe_filter(self, nc: NatsClient, topic_filter: str) -> None:
+        wanted = topic_filter in self.filters
+        held = self._subs.get(topic_filter)
+        # The record other nodes forward by: written after the subscription exists.
+        record = topic_filter.encode() if wanted else b""
+        record_subject = self.interest.record_subject(topic_filter)
+        if wanted and held is None:
+            names = subjects.filter_subjects(subjects.MESSAGES, topic_filter)
+            if not names:
+                log.warning(
+                    "Cluster: filter %r is too long for a NATS subject; its subscribers"
+                    " get messages from this node only.",
+                    topic_filter,
+                )
+            self._subs[topic_filter] = [
+                await nc.subscribe(name, cb=self._received) for name in names
+            ]
+        elif not wanted and held is not None:
+            del self._subs[topic_filter]
+            for sub in held:
+                await sub.unsubscribe()
+        await nc.publish(record_subject, record)
 
     # Receiving.
 
