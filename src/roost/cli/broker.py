@@ -41,7 +41,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stop the broker. Limits on what clients may send and make the broker hold "
         "(max_connections, connect_timeout, max_packet_size, max_topic_length, "
         "max_topic_levels, max_subscriptions_per_client, queues) are in the configuration "
-        "file too; docs/security.md says how the broker meets hostile input.",
+        "file too; docs/security.md says how the broker meets hostile input. A [cluster] "
+        "table (nats_url, node) makes the broker one node of a cluster joined through NATS "
+        "(docs/clustering.md; needs roost[cluster]).",
     )
     parser.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument(

@@ -4,11 +4,13 @@ other nodes and what it takes from them (docs/clustering.md).
 The node is the router's ``Peers``. Every message published by this node's clients
 (and their wills) is handed to ``forward``: if another node has a filter it may match
 (``interest``), it is encoded once (``envelope``) and published on its topic's subject
-(``subjects``); a retained message goes to the retained stream's subject too. The router also tells it which filters local subscribers use;
-the node holds one NATS subscription per distinct filter, reference-counted, so NATS
-sends it only what some local client wants. What arrives goes to the router's local
-subscribers only (``Router.publish(..., forward=False)``), never back out: there are
-no loops to break, and NATS's no-echo keeps a node from hearing itself.
+(``subjects``); a retained message goes to the retained stream's subject too. The
+router also tells it which filters local subscribers use; the node holds one NATS
+subscription per distinct filter, reference-counted, so NATS sends it only what some
+local client wants, and records the filter for the other nodes' ``interest``. What
+arrives goes to the router's local subscribers only (``Router.publish(...,
+forward=False)``), never back out: there are no loops to break, and NATS's no-echo
+keeps a node from hearing itself.
 
 NATS calls are coroutines, while the router's calls are synchronous and on the hot
 path; so ``forward`` and the filter changes only queue work and wake ``_pump``, one
