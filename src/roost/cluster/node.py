@@ -29,7 +29,7 @@ import socket
 from typing import TYPE_CHECKING
 
 import nats
-from nats.errors import MaxPayloadError
+from nats.errors import MaxPayloadError, SlowConsumerError
 
 from roost.broker.message import Message
 from roost.cluster import envelope, subjects
@@ -91,6 +91,7 @@ class ClusterNode:
                 "dropped/disconnected",
                 "dropped/too_large",
                 "dropped/outbox_full",
+                "dropped/slow_consumer",
             ),
             0,
         )
@@ -262,6 +263,10 @@ class ClusterNode:
             )
 
     async def _nats_error(self, exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            # This node reads slower than the others send: nats-py's buffer is full.
+            self.counts["dropped/slow_consumer"] += 1
+            return
         log.debug("Cluster: NATS: %r", exc)
 
     async def _nats_disconnected(self) -> None:
