@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roost.broker.config import ClusterConfig, ConfigError, config_from_mapping
+from roost.broker.config import BrokerConfig, ClusterConfig, ConfigError, config_from_mapping
+from roost.broker.core import BrokerCore
 from roost.broker.message import Message
-from roost.cluster import envelope, subjects
+from roost.broker.records import SubscriptionRecord
+from roost.cluster import ClusterNode, envelope, subjects
 from roost.cluster.envelope import WINDOW, SeenWindow
 from roost.protocol.topics import topic_matches
 
@@ -204,3 +206,30 @@ def test_cluster_config_errors(section: dict[str, object], error: str) -> None:
 def test_cluster_must_be_a_table() -> None:
     with pytest.raises(ConfigError, match="cluster: expected a table"):
         config_from_mapping({"cluster": "nats://x:4222"})
+
+
+def make_cluster_node() -> ClusterNode:
+    return ClusterNode(BrokerCore(BrokerConfig()), ClusterConfig(node="here"), 0)
+
+
+def test_filters_are_counted_per_local_subscription() -> None:
+    node = make_cluster_node()
+    router = node._router
+    assert router.peers is node
+    router.subscribe("c1", SubscriptionRecord("c1", "a/#", 1))
+    router.subscribe("c1", SubscriptionRecord("c1", "a/#", 0))  # replaced: not counted again
+    router.subscribe("c2", SubscriptionRecord("c2", "$share/g/a/#", 1, share_group="g"))
+    assert node.filters == {"a/#": 2}
+    router.unsubscribe("c1", "a/#")
+    assert node.filters == {"a/#": 1}
+    router.drop_client("c2", ["$share/g/a/#"], [], 0.0)
+    assert node.filters == {}
+    assert node._dirty == {"a/#"}  # its NATS subscription goes at the next pump turn
+
+
+def test_a_restarted_node_replaces_its_earlier_window() -> None:
+    node = make_cluster_node()
+    node._new_origin(b"a/1111")
+    node._new_origin(b"ab/2222")
+    node._new_origin(b"a/3333")
+    assert set(node._seen) == {b"ab/2222", b"a/3333"}

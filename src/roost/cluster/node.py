@@ -357,7 +357,7 @@ class ClusterNode:
             return
         window = self._seen.get(origin)
         if window is None:
-            window = self._seen[origin] = SeenWindow()
+            window = self._new_origin(origin)
         late = window.too_old
         if not window.first_time(seq):
             counts["messages/late" if window.too_old > late else "messages/duplicates"] += 1
@@ -370,6 +370,15 @@ class ClusterNode:
             return
         counts["messages/received"] += 1
         self._stats.messages_sent += self._router.publish(message, now, forward=False)
+
+    def _new_origin(self, origin: bytes) -> SeenWindow:
+        """A node process heard from for the first time: a restarted node is a new
+        origin, and the window of its earlier process (same node name) can go."""
+        name = origin.rpartition(b"/")[0] + b"/"
+        for old in [known for known in self._seen if known.startswith(name)]:
+            del self._seen[old]
+        window = self._seen[origin] = SeenWindow()
+        return window
 
     # $SYS/broker/cluster/...: this node's view of the cluster.
 
