@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.cluster.nodes import NatsServer
 
@@ -43,3 +44,20 @@ def test_without_cluster_nothing_of_it_is_imported(nats_server: NatsServer) -> N
     with_cluster = loaded_modules(nats_server.url)
     assert "'roost.cluster.node'" in with_cluster
     assert "'nats'" in with_cluster
+
+
+def test_cluster_without_nats_py_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "roost.toml"
+    config.write_text('[cluster]\nnats_url = "nats://127.0.0.1:4222"\n', encoding="utf-8")
+    # As if nats-py were not installed: importing it fails.
+    program = (
+        "import sys; sys.modules['nats'] = None\n"
+        "from roost.cli.main import main\n"
+        f"sys.exit(main(['broker', '-c', {str(config)!r}, '-p', '0', '--no-persistence']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "roost broker: [cluster]: needs nats-py" in done.stderr
+    assert "install roost[cluster]" in done.stderr

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, overload
 
-from roost.broker.config import BrokerConfig
+from roost.broker.config import BrokerConfig, ConfigError
 from roost.broker.core import BrokerCore
 from roost.broker.listeners import Listener, anonymous_summary
 from roost.broker.metrics import SysSnapshot, SysTopics
@@ -178,8 +178,13 @@ class Broker:
             # The cluster seam (docs/clustering.md): the one place the broker loads the
             # cluster package, so a broker without [cluster] pays nothing for it. Made
             # before the state opens, so it hears of the restored subscriptions.
-            from roost.cluster import ClusterNode  # noqa: PLC0415
-
+            try:
+                from roost.cluster import ClusterNode  # noqa: PLC0415
+            except ImportError as exc:
+                raise ConfigError(
+                    f"needs nats-py, which is not installed ({exc}): install roost[cluster]",
+                    source="[cluster]",
+                ) from exc
             self.cluster = ClusterNode(core, self.config.cluster, self.config.sys_interval)
         # State first, then listeners: no client may see the broker before its sessions.
         core.open_state(loop)

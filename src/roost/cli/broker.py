@@ -147,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(config))
+    except ConfigError as exc:  # found only when starting ([cluster] without nats-py)
+        print(f"roost broker: {exc}", file=sys.stderr)
+        return 2
     except (OSError, StoreError, AuthSetupError) as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 1
