@@ -218,13 +218,18 @@ def test_filters_are_counted_per_local_subscription() -> None:
     assert router.peers is node
     router.subscribe("c1", SubscriptionRecord("c1", "a/#", 1))
     router.subscribe("c1", SubscriptionRecord("c1", "a/#", 0))  # replaced: not counted again
+    router.subscribe("c2", SubscriptionRecord("c2", "a/#", 1))
+    # Shared groups are counted apart: they become NATS queue groups.
     router.subscribe("c2", SubscriptionRecord("c2", "$share/g/a/#", 1, share_group="g"))
     assert node.filters == {"a/#": 2}
+    assert node.shares.members == {"$share/g/a/#": 1}
     router.unsubscribe("c1", "a/#")
     assert node.filters == {"a/#": 1}
-    router.drop_client("c2", ["$share/g/a/#"], [], 0.0)
+    router.drop_client("c2", ["a/#", "$share/g/a/#"], [], 0.0)
     assert node.filters == {}
-    assert node._dirty == {"a/#"}  # its NATS subscription goes at the next pump turn
+    assert node.shares.members == {}
+    # Their NATS subscriptions go at the next pump turn.
+    assert node._dirty == {"a/#", "$share/g/a/#"}
 
 
 def test_a_restarted_node_replaces_its_earlier_window() -> None:

@@ -60,7 +60,12 @@ class Destination(Protocol):
 
 class Peers(Protocol):
     """The other nodes of a cluster (docs/clustering.md): they hear of every message
-    published here and of every filter local subscribers start or stop using."""
+    published here and of every filter local subscribers start or stop using. While
+    ``balances_shares``, shared groups get messages only through ``publish_to_group``
+    (the cluster picks the node, this router the member)."""
+
+    @property
+    def balances_shares(self) -> bool: ...
 
     def forward(self, message: Message, now: float) -> None: ...
     def filter_added(self, topic_filter: str) -> None: ...
@@ -234,6 +239,8 @@ class Router:
                         now,
                     )
                     delivered += 1
+        if groups and self.peers is not None and self.peers.balances_shares:
+            groups = []  # the cluster balances them: publish_to_group
         for group in groups:
             picked = self._pick_member(group, message.topic)
             if picked is None:
@@ -249,6 +256,28 @@ class Router:
             )
             delivered += 1
         return delivered
+
+    def publish_to_group(self, message: Message, share_filter: str, now: float) -> int:
+        """Deliver ``message`` to one member of the shared group ``share_filter``
+        (``$share/{group}/{filter}``) here: the cluster chose this node for it. 0 if the
+        group has no member here (any more) that may take it."""
+        topic = message.topic
+        for group in self._tree.match(topic)[1]:
+            if f"$share/{group.name}/{group.topic_filter}" != share_filter:
+                continue
+            picked = self._pick_member(group, topic)
+            if picked is None:
+                return 0
+            key, record = picked
+            destination = self.destinations.get(key)
+            if destination is None:
+                return 0
+            ids = () if record.identifier is None else (record.identifier,)
+            retain = message.retain and record.retain_as_published
+            qos = min(message.qos, record.qos)
+            destination.deliver(message, qos, retain, ids, now, share_filter)
+            return 1
+        return 0
 
     def _pick_member(
         self, group: SharedGroup[SubscriptionRecord], topic: str

@@ -36,6 +36,7 @@ from roost.cluster import envelope, subjects
 from roost.cluster.envelope import SeenWindow
 from roost.cluster.interest import InterestTable
 from roost.cluster.retained import RetainedSync
+from roost.cluster.shares import ShareBalancer
 from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class ClusterNode:
         self._was_lost = False  # NATS was lost, or unreachable at start
         self.retained = RetainedSync(core.router, self.origin)
         self.interest = InterestTable(self.name)
+        self.shares = ShareBalancer(core.router, core.stats)
         self.counts = dict.fromkeys(
             (
                 "messages/forwarded",
@@ -109,6 +111,8 @@ class ClusterNode:
         wanted = self.interest.cache.get(topic)
         if wanted is None:
             wanted = self.interest.wanted(topic)
+        if not wanted and self.shares.members and self.balances_shares:
+            wanted = self.shares.has_local_group(topic)  # NATS picks the node, this one too
         if not wanted and not message.retain:
             return  # no other node has a subscription it could match
         subject = subjects.topic_subject(subjects.MESSAGES, topic)
@@ -130,8 +134,17 @@ class ClusterNode:
                 self.retained.published(topic, self._seq)
         self._wake.set()
 
+    @property
+    def balances_shares(self) -> bool:
+        return self.connected and self.shares.connected
+
     def filter_added(self, topic_filter: str) -> None:
-        _group, inner = parse_shared(topic_filter)
+        group, inner = parse_shared(topic_filter)
+        if group is not None:
+            if self.shares.added(topic_filter):
+                self._dirty.add(topic_filter)
+                self._wake.set()
+            return
         count = self.filters.get(inner, 0)
         self.filters[inner] = count + 1
         if not count:
@@ -139,7 +152,12 @@ class ClusterNode:
             self._wake.set()
 
     def filter_removed(self, topic_filter: str) -> None:
-        _group, inner = parse_shared(topic_filter)
+        group, inner = parse_shared(topic_filter)
+        if group is not None:
+            if self.shares.removed(topic_filter):
+                self._dirty.add(topic_filter)
+                self._wake.set()
+            return
         count = self.filters.get(inner, 0) - 1
         if count > 0:
             self.filters[inner] = count
@@ -190,6 +208,7 @@ class ClusterNode:
             except Exception as exc:  # noqa: BLE001  (shutting down: log and go on)
                 log.debug("Cluster: flush at stop failed: %r", exc)
         self.connected = False
+        await self.shares.close()
         try:
             await asyncio.wait_for(nc.close(), STOP_FLUSH_TIMEOUT * 2)
         except TimeoutError:
@@ -198,23 +217,27 @@ class ClusterNode:
     async def _connect(self) -> None:
         # max_reconnect_attempts=-1: nats-py tries until it connects, and after a loss
         # reconnects for ever, subscribing again to every subscription it had.
+        options: dict[str, object] = {
+            "servers": self.urls,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": RECONNECT_WAIT,
+            "connect_timeout": CONNECT_TIMEOUT,
+            "ping_interval": 5,
+            "max_outstanding_pings": 2,
+            "error_cb": self._nats_error,
+        }
         self._nc = await nats.connect(
-            servers=self.urls,
             name=f"roost {self.name}",
             no_echo=True,
             # subjects.py makes only valid subjects: no regex per publish.
             skip_subject_validation=True,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=RECONNECT_WAIT,
-            connect_timeout=CONNECT_TIMEOUT,
-            ping_interval=5,
-            max_outstanding_pings=2,
-            error_cb=self._nats_error,
             disconnected_cb=self._nats_disconnected,
             reconnected_cb=self._nats_reconnected,
             closed_cb=self._nats_disconnected,
+            **options,  # type: ignore[arg-type]
         )
+        await self.shares.connect(name=f"roost {self.name} shares", **options)
         self._set_connected(True)
 
     def _set_connected(self, connected: bool) -> None:
@@ -249,7 +272,9 @@ class ClusterNode:
             await self.interest.forget_own(nc)
         except Exception as exc:  # noqa: BLE001  (JetStream off: interest.start says so)
             log.debug("Cluster: purging old interest records failed: %r", exc)
-        self._dirty.update(self.filters)  # after the purge: the pump records them again
+        # After the purge: the pump records them again.
+        self._dirty.update(self.filters)
+        self._dirty.update(self.shares.members)
         self._wake.set()
         try:
             await self.interest.start(nc, START_WAIT)
@@ -321,6 +346,12 @@ class ClusterNode:
         await nc.flush()
 
     async def _resubscribe_filter(self, nc: NatsClient, topic_filter: str) -> None:
+        group, inner = parse_shared(topic_filter)
+        if group is not None:
+            await self.shares.sync(topic_filter)
+            record = inner.encode() if topic_filter in self.shares.members else b""
+            await nc.publish(self.interest.record_subject(topic_filter), record)
+            return
         wanted = topic_filter in self.filters
         held = self._subs.get(topic_filter)
         # The record other nodes forward by: written after the subscription exists.
@@ -394,6 +425,9 @@ class ClusterNode:
             "$SYS/broker/cluster/filters": str(len(self.filters)),
             "$SYS/broker/cluster/retained/applied": str(self.retained.applied),
             "$SYS/broker/cluster/interest/remote_filters": str(self.interest.remote_filters),
+            "$SYS/broker/cluster/shares/groups": str(len(self.shares.members)),
+            "$SYS/broker/cluster/shares/delivered": str(self.shares.delivered),
+            "$SYS/broker/cluster/shares/missed": str(self.shares.missed),
         }
         for name, count in self.counts.items():
             values[f"$SYS/broker/cluster/{name}"] = str(count)
