@@ -27,6 +27,8 @@ def test_nats_killed_and_restarted(make_node: NodeFactory, nats_server: NatsServ
     assert next_value(status, "$SYS/broker/cluster/connected") == b"1"
     local = PahoClient(a.port, "local", MQTT_5)
     local.subscribe("work/#", 1)
+    member = PahoClient(a.port, "member", MQTT_5)
+    member.subscribe("$share/g/work/#", 1)
     remote = PahoClient(b.port, "remote", MQTT_5)
     remote.subscribe("work/#", 1)
     publisher = PahoClient(a.port, "pub", MQTT_5)
@@ -37,9 +39,10 @@ def test_nats_killed_and_restarted(make_node: NodeFactory, nats_server: NatsServ
     b.wait_for(r"WARNING Cluster node b: lost NATS")
     assert next_value(status, "$SYS/broker/cluster/connected") == b"0"
 
-    # Local delivery goes on during the gap.
+    # Local delivery goes on during the gap, to shared groups too.
     publisher.publish("work/during", b"local only", 1)
     assert [(m.topic, m.payload) for m in real(local, 1)] == [("work/during", b"local only")]
+    assert [(m.topic, m.payload) for m in real(member, 1)] == [("work/during", b"local only")]
 
     nats_server.start()
     a.wait_for(r"WARNING Cluster node a: connected to NATS", timeout=TIMEOUT * 3)
@@ -51,6 +54,7 @@ def test_nats_killed_and_restarted(make_node: NodeFactory, nats_server: NatsServ
     # What was published during the gap never reaches b (docs/clustering.md says so):
     # the first message b's subscriber gets after the probes is the one sent after.
     assert [(m.topic, m.payload) for m in real(remote, 1)] == [("work/after", b"crossed")]
+    assert [(m.topic, m.payload) for m in real(member, 1)] == [("work/after", b"crossed")]
 
 
 def free_port() -> int:
