@@ -80,6 +80,7 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._resync: asyncio.Task[None] | None = None  # the retained replay under way
         self._was_lost = False  # NATS was lost, or unreachable at start
+        self._stopping = False
         self.retained = RetainedSync(core.router, self.origin)
         self.interest = InterestTable(self.name)
         self.shares = ShareBalancer(core.router, core.stats)
@@ -193,9 +194,16 @@ class ClusterNode:
     async def stop(self) -> None:
         """Send what waits to be sent, then close the NATS connection."""
         tasks = [*self._tasks, *([self._resync] if self._resync is not None else [])]
+        # nats-py swallows a CancelledError that lands in its flush (``_flush_pending``),
+        # so the pump also stops on a flag, and the wait is bounded.
+        self._stopping = True
+        self._wake.set()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=STOP_FLUSH_TIMEOUT)
+            if pending:
+                log.warning("Cluster: %d task(s) did not stop in time; leaving them.", len(pending))
         self._tasks.clear()
         nc = self._nc
         self._router.peers = None
@@ -304,9 +312,11 @@ class ClusterNode:
 
     async def _pump(self) -> None:
         wake = self._wake
-        while True:
+        while not self._stopping:
             await wake.wait()
             wake.clear()
+            if self._stopping:
+                return
             nc = self._nc
             if nc is None or not self.connected:
                 self.counts["dropped/disconnected"] += len(self._outbox)
