@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Debian packages the tests talk to: real clients (and a real broker) we did not write.
 # Debian pins its own versions; the README lists the ones the suite last passed with.
-DEB_PACKAGES := mosquitto mosquitto-clients gcc libpaho-mqtt-dev systemd chromium
+DEB_PACKAGES := mosquitto mosquitto-clients gcc libpaho-mqtt-dev systemd chromium nats-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # MQTT.js (npm `mqtt`), the browsers' client library, run under Node by the WebSocket tests.
 NODE_DIR := tests/interop/js

@@ -120,14 +120,21 @@ def mosquitto_executable(explicit: str | None) -> str | None:
 ROOST_QUIET = "connection_messages = false"
 
 
-def broker_specs(mosquitto: str | None) -> tuple[BrokerSpec, ...]:
+def broker_specs(mosquitto: str | None, nats_url: str | None = None) -> tuple[BrokerSpec, ...]:
+    """The brokers a run can compare; "roost-cluster" (with ``nats_url``) is Roost as a
+    cluster node of one, to measure what [cluster] costs local traffic."""
     roost = BrokerSpec("roost", roost_executable(), "roost")
     quiet = BrokerSpec("roost-quiet", roost.executable, "roost", (ROOST_QUIET,))
+    clustered: tuple[BrokerSpec, ...] = ()
+    if nats_url is not None:
+        cluster = ("[cluster]", f"nats_url = {nats_url!r}", 'node = "bench"')
+        clustered = (BrokerSpec("roost-cluster", roost.executable, "roost", cluster),)
     if mosquitto is None:
-        return (roost, quiet)
+        return (roost, quiet, *clustered)
     return (
         roost,
         quiet,
+        *clustered,
         BrokerSpec("mosquitto", mosquitto, "mosquitto"),
         BrokerSpec("mosquitto-nodelay", mosquitto, "mosquitto", (MOSQUITTO_NODELAY,)),
     )

@@ -82,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated brokers to run (default: %(default)s)",
     )
     parser.add_argument(
+        "--nats-url",
+        metavar="URL",
+        help="adds broker roost-cluster: Roost with [cluster] on this NATS server",
+    )
+    parser.add_argument(
         "--only", metavar="PATTERN", type=_regex, help="regular expression on scenario names"
     )
     parser.add_argument("--reps", type=_positive(int), help=f"repetitions (default {DEFAULT_REPS})")
@@ -350,12 +355,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"load generator: {generator.version()}", file=sys.stderr)
     try:
         mosquitto = brokers.mosquitto_executable(args.mosquitto)
-        all_specs = brokers.broker_specs(mosquitto)
+        all_specs = brokers.broker_specs(mosquitto, args.nats_url)
     except brokers.BrokerError as exc:
         print(exc, file=sys.stderr)
         return 1
     wanted = [name.strip() for name in args.brokers.split(",") if name.strip()]
-    unknown = set(wanted) - {"roost", "roost-quiet", "mosquitto", "mosquitto-nodelay"}
+    unknown = set(wanted) - {
+        "roost",
+        "roost-quiet",
+        "roost-cluster",
+        "mosquitto",
+        "mosquitto-nodelay",
+    }
     if unknown:
         print(f"unknown broker(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 1
@@ -371,7 +382,8 @@ def run(args: argparse.Namespace) -> int:
     missing = set(wanted) - {spec.name for spec in specs}
     if missing:
         print(
-            f"skipping {', '.join(sorted(missing))}: mosquitto not found (--mosquitto PATH)",
+            f"skipping {', '.join(sorted(missing))}: not available (mosquitto: not found,"
+            " --mosquitto PATH; roost-cluster: needs --nats-url URL)",
             file=sys.stderr,
         )
     if not specs:

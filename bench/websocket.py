@@ -185,8 +185,9 @@ def report(runs: list[Run]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     specs = brokers.broker_specs(brokers.mosquitto_executable(args.mosquitto))
-    if args.brokers:
-        specs = tuple(spec for spec in specs if spec.name in args.brokers)
+    # Variants (roost-quiet, ...) only when named.
+    wanted = args.brokers or ("roost", "mosquitto", "mosquitto-nodelay")
+    specs = tuple(spec for spec in specs if spec.name in wanted)
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="roost-bench-ws-") as tmp:
         for qos in args.qos:

@@ -54,13 +54,18 @@ ALLOWED: dict[str, frozenset[str]] = {
     # The operators' HTTP API, metrics and dashboard: it reads the broker (and kicks and
     # publishes through BrokerCore), so it sits above it; no client.
     "http": frozenset({"codec", "protocol", "broker", "http", ROOT}),
+    # A broker as a node of a cluster: it plugs into the broker's seams.
+    "cluster": frozenset({"codec", "protocol", "broker", "cluster", ROOT}),
 }
 
 # Imports against ALLOWED that are the design: (importer, target). The broker starts the
 # HTTP server it is configured with (server.py, when [http] is set), through the one
-# name roost.http exports for it; roost.http never imports roost.broker.server back
-# (test_no_import_cycles holds it to that).
-SEAMS: frozenset[tuple[str, str]] = frozenset({("roost.broker.server", "roost.http")})
+# name roost.http exports for it, and loads the cluster package at start only when the
+# config has [cluster] (docs/clustering.md); neither imports roost.broker.server back
+# (test_no_import_cycles holds them to that).
+SEAMS: frozenset[tuple[str, str]] = frozenset(
+    {("roost.broker.server", "roost.http"), ("roost.broker.server", "roost.cluster")}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import pytest
 from roost.broker.bridge_config import BridgeConfig, BridgeTls, BridgeTopic
 from roost.broker.config import (
     BrokerConfig,
+    ClusterConfig,
     ConfigError,
     HookConfig,
     HttpConfig,
@@ -103,6 +104,9 @@ topics = [
   { pattern = "sensors/#", direction = "out", qos = 1, remote_prefix = "site1/" },
   { pattern = "cmd/#", direction = "in", qos = 2, local_prefix = "remote/" },
 ]
+[cluster]
+nats_url = ["nats://10.0.0.5:4222", "tls://10.0.0.6:4222"]
+node = "edge-a"
 """
 
 COMPLETE_CONFIG = BrokerConfig(
@@ -159,6 +163,7 @@ COMPLETE_CONFIG = BrokerConfig(
     commit_policy="batched",
     commit_window_ms=25.0,
     log_level="debug",
+    cluster=ClusterConfig(["nats://10.0.0.5:4222", "tls://10.0.0.6:4222"], "edge-a"),
     log_dest="file",
     log_file="/var/log/roost/roost.log",
     log_format="json",
@@ -311,7 +316,7 @@ def test_the_documented_example_error(tmp_path: Path) -> None:
             'unknown key; did you mean "max_packet_size"?',
             id="unknown-with-suggestion",
         ),
-        pytest.param("colour = 'red'\n", 1, "colour", "unknown key", id="unknown-no-suggestion"),
+        pytest.param("flavour = 'red'\n", 1, "flavour", "unknown key", id="unknown-no-suggestion"),
         pytest.param(
             "\n[[listeners]]\nport = 1\n\n[[listeners]]\nprot = 2\n",
             6,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from roost.broker.bridge_config import BridgeConfig, BridgeTopic, check_bridges
 from roost.broker.toml_key_lines import BARE_KEY_CHARS, KeyLocator, KeyPath
@@ -90,6 +91,16 @@ class HookConfig:
 
 
 @dataclass(slots=True)
+class ClusterConfig:
+    """``[cluster]``: this broker is one node of a cluster joined through NATS
+    (docs/clustering.md). Absent: a broker on its own, with no cluster code loaded."""
+
+    # One URL or several (a TOML string or array): nats://, tls://, ws:// or wss://.
+    nats_url: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    node: str | None = None  # unique per broker process group; None: the host name
+
+
+@dataclass(slots=True)
 class BrokerConfig:
     """Everything the broker can be configured with; the defaults are the documented ones."""
 
@@ -157,6 +168,8 @@ class BrokerConfig:
     connection_messages: bool = True
     # Connections to other brokers, forwarding by topic (docs/bridges.md).
     bridges: list[BridgeConfig] = field(default_factory=list)
+    # Clustering over NATS (docs/clustering.md); None: no cluster.
+    cluster: ClusterConfig | None = None
 
     def state_dir(self) -> str | None:
         """The directory durable state is kept in, or None when it is kept in memory.
@@ -266,7 +279,13 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "max_inflight_messages": _Range(1, _U16),
     },
     BridgeTopic: {"qos": _Range(0, 2)},
+    ClusterConfig: {"nats_url": _Range(low=1), "node": _Range(1, 64)},
 }
+
+# List fields where one string stands for a list of one ("nats_url").
+_ONE_OR_MORE = frozenset({"nats_url"})
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+_NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 _TLS_KEYS = (
     "certfile",
@@ -440,6 +459,8 @@ class _Builder:
             if not hook.path:
                 self._fail(("hooks", index), 'needs path ("package.module:Attribute" or a name)')
         check_bridges(config.bridges, self._fail)
+        if config.cluster is not None:
+            self._check_cluster(config.cluster)
         if config.log_dest == "file" and config.log_file is None:
             self._fail(("log_dest",), 'log_dest = "file" needs log_file (the file to write)')
         if config.http is not None:
@@ -473,6 +494,30 @@ class _Builder:
                 validate_topic_filter(topic_filter)
             except CodecError as exc:
                 self._fail(path, f"not a valid topic filter: {exc}")
+
+    def _check_cluster(self, cluster: ClusterConfig) -> None:
+        for index, url in enumerate(cluster.nats_url):
+            path = ("cluster", "nats_url", index)
+            parsed = urlsplit(url)
+            if parsed.scheme not in _NATS_SCHEMES:
+                self._fail(
+                    path,
+                    f"expected a URL starting with nats://, tls://, ws:// or wss://,"
+                    f" got {_show(url)}",
+                )
+            try:
+                port = parsed.port
+            except ValueError:
+                port = None
+                self._fail(path, f"the port is not a number from 0 to 65535 in {_show(url)}")
+            if not parsed.hostname or port == 0:
+                self._fail(path, f"expected a host (and port) in the URL, got {_show(url)}")
+        node = cluster.node
+        if node is not None and not _NODE_NAME.fullmatch(node):
+            self._fail(
+                ("cluster", "node"),
+                f"only letters, digits, '_' and '-' may name a node, got {_show(node)}",
+            )
 
     def _fail(self, path: KeyPath, problem: str) -> NoReturn:
         source, line = self._source, self._line_of(path) if path else None
@@ -537,8 +582,12 @@ class _Builder:
                         problem += f"; did you mean {_show(close[0])}?"
                 self._fail(path, problem)
             return value
+        if isinstance(hint, type) and is_dataclass(hint):
+            return self._dataclass(hint, value, path)  # a [section] table
         if get_origin(hint) is list:
             (item_hint,) = get_args(hint)
+            if isinstance(value, str) and path[-1] in _ONE_OR_MORE:
+                value = [value]
             if not isinstance(value, list) or not _within(len(value), bounds):
                 self._fail(path, f"expected {expected}, got {_show(value)}")
             if isinstance(item_hint, type) and is_dataclass(item_hint):
@@ -643,6 +692,8 @@ def _describe(hint: object, bounds: _Range | None, path: KeyPath) -> str:
     if get_origin(hint) is list:
         (item_hint,) = get_args(hint)
         kind = "array" if not is_dataclass(item_hint) else f"array of tables ([[{path[-1]}]])"
+        if path and path[-1] in _ONE_OR_MORE:
+            return "a string or a non-empty array of strings"
         return f"a non-empty {kind}" if bounds and bounds.low else f"an {kind}"
     if get_origin(hint) is dict or (isinstance(hint, type) and is_dataclass(hint)):
         return "a table"

@@ -68,6 +68,20 @@ class CatchUpTarget(Destination, Protocol):
         """Pull deliveries from ``catch_up`` whenever there is room, until it ends."""
 
 
+class Peers(Protocol):
+    """The other nodes of a cluster (docs/clustering.md): they hear of every message
+    published here and of every filter local subscribers start or stop using. While
+    ``balances_shares``, shared groups get messages only through ``publish_to_group``
+    (the cluster picks the node, this router the member)."""
+
+    @property
+    def balances_shares(self) -> bool: ...
+
+    def forward(self, message: Message, now: float) -> None: ...
+    def filter_added(self, topic_filter: str) -> None: ...
+    def filter_removed(self, topic_filter: str) -> None: ...
+
+
 class RetainedLog(Protocol):
     """Where retained messages are kept durable (the broker's store, when it is)."""
 
@@ -121,6 +135,7 @@ class Router:
         "destinations",
         "log",
         "observer",
+        "peers",
         "readers",
         "stats",
     )
@@ -145,6 +160,7 @@ class Router:
         # The on_deliver hooks (hook_dispatch.Hooks.deliver): False drops the delivery to
         # that key (counted there). None, the usual case, costs one test per message.
         self.deliver_hook: Callable[[str, Message, int], bool] | None = None
+        self.peers: Peers | None = None  # set when this broker is a cluster node
 
     # What others may read.
 
@@ -180,10 +196,14 @@ class Router:
 
     def subscribe(self, key: str, record: SubscriptionRecord) -> bool:
         """Add or replace ``key``'s subscription; True if it did not exist before."""
-        return self._tree.add(key, record.topic_filter, record)
+        is_new = self._tree.add(key, record.topic_filter, record)
+        if is_new and self.peers is not None:
+            self.peers.filter_added(record.topic_filter)
+        return is_new
 
     def unsubscribe(self, key: str, topic_filter: str) -> None:
-        self._tree.remove(key, topic_filter)
+        if self._tree.remove(key, topic_filter) and self.peers is not None:
+            self.peers.filter_removed(topic_filter)
 
     def drop_client(
         self, key: str, topic_filters: Iterable[str], unfinished: list[Outgoing], now: float
@@ -191,15 +211,21 @@ class Router:
         """``key`` is gone: remove its subscriptions, and hand the shared-subscription
         messages it did not finish to other members (MQTT 5.0 section 4.8.2)."""
         tree = self._tree
+        peers = self.peers
         for topic_filter in topic_filters:
-            tree.remove(key, topic_filter)
+            if tree.remove(key, topic_filter) and peers is not None:
+                peers.filter_removed(topic_filter)
         for item in unfinished:
             self._publish_to_share(item, now)
 
     # Publishing.
 
-    def publish(self, message: Message, now: float) -> int:
-        """Deliver ``message`` to every matching subscriber; returns how many got it."""
+    def publish(self, message: Message, now: float, forward: bool = True) -> int:
+        """Deliver ``message`` to every matching local subscriber; returns how many got
+        it. ``forward``: also hand it to the other cluster nodes, if there are any (not
+        for one that came from them, nor for ``$SYS``)."""
+        if forward and self.peers is not None:
+            self.peers.forward(message, now)
         if self.observer is not None:
             self.observer(message)
         matches, groups = self._tree.match(message.topic)
@@ -259,6 +285,8 @@ class Router:
                     delivered += 1
                     sent[sent_qos] += 1
                     sent_bytes[sent_qos] += size
+        if groups and self.peers is not None and self.peers.balances_shares:
+            groups = []  # the cluster balances them: publish_to_group
         for group in groups:
             picked = self._pick_member(group, message.topic)
             if picked is None:
@@ -277,6 +305,32 @@ class Router:
             sent[sent_qos] += 1
             sent_bytes[sent_qos] += size
         return delivered
+
+    def publish_to_group(self, message: Message, share_filter: str, now: float) -> int:
+        """Deliver ``message`` to one member of the shared group ``share_filter``
+        (``$share/{group}/{filter}``) here: the cluster chose this node for it. 0 if the
+        group has no member here (any more) that may take it."""
+        topic = message.topic
+        for group in self._tree.match(topic)[1]:
+            if f"$share/{group.name}/{group.topic_filter}" != share_filter:
+                continue
+            picked = self._pick_member(group, topic)
+            if picked is None:
+                return 0
+            key, record = picked
+            destination = self.destinations.get(key)
+            if destination is None:
+                return 0
+            ids = () if record.identifier is None else (record.identifier,)
+            retain = message.retain and record.retain_as_published
+            qos = min(message.qos, record.qos)
+            if self.deliver_hook is not None and not self.deliver_hook(key, message, qos):
+                return 1  # taken here, and dropped for this member by the hook
+            destination.deliver(message, qos, retain, ids, now, share_filter)
+            self._sent[qos] += 1
+            self._sent_bytes[qos] += len(message.payload)
+            return 1
+        return 0
 
     def _pick_member(
         self, group: SharedGroup[SubscriptionRecord], topic: str

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, overload
 
 from roost.broker.bridge import Bridges
-from roost.broker.config import BrokerConfig
+from roost.broker.config import BrokerConfig, ConfigError
 from roost.broker.core import BrokerCore
 from roost.broker.listeners import Listener, anonymous_summary
 from roost.broker.metrics import SysSnapshot, SysTopics
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from roost.broker.router import Router
     from roost.broker.sessions import Session
     from roost.broker.stats import Stats
+    from roost.cluster import ClusterNode
     from roost.http import RunningHttp
 
 log = logging.getLogger("roost.broker")
@@ -119,6 +120,7 @@ class Broker:
         self.started_at = 0.0
         self.sys_topics: SysTopics | None = None
         self.http: RunningHttp | None = None  # the [http] API, while it runs
+        self.cluster: ClusterNode | None = None  # with [cluster]: this node's link to the rest
 
     # What operators and tests may read (the parts own and change it).
 
@@ -159,6 +161,11 @@ class Broker:
         return self._coalescer.bytes_sent if self._coalescer is not None else 0
 
     @property
+    def cluster_connected(self) -> bool | None:
+        """Whether this cluster node reaches NATS; None without ``[cluster]``."""
+        return None if self.cluster is None else self.cluster.connected
+
+    @property
     def port(self) -> int:
         """The port of the first listener (useful with port 0); ``ports`` has them all."""
         return self.listeners[0].port
@@ -182,10 +189,24 @@ class Broker:
         coalescer = self._coalescer = WriteCoalescer(loop)
         self.started_at = loop.time()
         core = self.core
+        if self.config.cluster is not None:
+            # The cluster seam (docs/clustering.md): the one place the broker loads the
+            # cluster package, so a broker without [cluster] pays nothing for it. Made
+            # before the state opens, so it hears of the restored subscriptions.
+            try:
+                from roost.cluster import ClusterNode  # noqa: PLC0415
+            except ImportError as exc:
+                raise ConfigError(
+                    f"needs nats-py, which is not installed ({exc}): install roost[cluster]",
+                    source="[cluster]",
+                ) from exc
+            self.cluster = ClusterNode(core, self.config.cluster, self.config.sys_interval)
         # Hooks first: the first client's CONNECT may already call them.
         await core.hooks.start()
         # State first, then listeners: no client may see the broker before its sessions.
         core.open_state(loop)
+        if self.cluster is not None:
+            await self.cluster.start()  # reads the cluster's retained messages
         # Every listener's TLS files load before any socket is bound: a bad file stops
         # the start with nothing half open.
         try:
@@ -204,6 +225,8 @@ class Broker:
             for listener in self.listeners:
                 listener.close()
             self.listeners.clear()
+            if self.cluster is not None:
+                await self.cluster.stop()
             await core.store.close()
             await core.hooks.stop()
             raise
@@ -231,6 +254,8 @@ class Broker:
             await asyncio.wait_for(core.store.flush(), STORE_FLUSH_TIMEOUT)
         await core.close_connections()
         core.registry.shut_down(self.now())
+        if self.cluster is not None:
+            await self.cluster.stop()  # after the wills of the last clients went out
         for listener in self.listeners:
             if listener.server is not None:
                 with contextlib.suppress(Exception):
@@ -301,7 +326,7 @@ class Broker:
         # The broker's own messages are retained and routed, not counted as client traffic.
         router = self.core.router
         router.retain(message)
-        router.publish(message, now)
+        router.publish(message, now, forward=False)  # each node's own
 
 
 async def serve(config: BrokerConfig) -> None:

@@ -50,7 +50,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "table (or --http PORT) serves an HTTP API, Prometheus metrics at /metrics and a "
         "dashboard at / (docs/operations.md; API keys: roost apikey). A Mosquitto "
         "mosquitto.conf is read as Mosquitto 2.x reads it, each line it cannot apply named "
-        "in a warning (`roost config convert` prints it as TOML; docs/mosquitto.md).",
+        "in a warning (`roost config convert` prints it as TOML; docs/mosquitto.md). A "
+        "[cluster] table (nats_url, node) makes the broker one node of a cluster joined "
+        "through NATS (docs/clustering.md; needs roost[cluster]).",
     )
     parser.add_argument(
         "-c",
@@ -180,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(config))
+    except ConfigError as exc:  # found only when starting ([cluster] without nats-py)
+        print(f"roost broker: {exc}", file=sys.stderr)
+        return 2
     except (OSError, StoreError, AuthSetupError, HttpSetupError, HookError) as exc:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,10 @@ class HttpHost(Protocol):
     def bytes_sent(self) -> int:
         """Bytes written to every client connection so far."""
 
+    @property
+    def cluster_connected(self) -> bool | None:
+        """Whether this cluster node reaches NATS; None when it is not a cluster node."""
+
     def now(self) -> float:
         """The broker's clock (its event loop's time)."""
 

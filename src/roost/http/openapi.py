@@ -167,7 +167,7 @@ def openapi() -> dict[str, Any]:
         "/healthz": {"get": _op("alive", {"200": _json(_obj(status="string"))}, public=True)},
         "/readyz": {
             "get": _op(
-                "ready: listening, store open",
+                "ready: listening, store open, cluster connected where configured",
                 {"200": _json(_obj(status="string")), "503": _json(_obj(status="string"))},
                 public=True,
             )

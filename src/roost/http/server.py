@@ -216,6 +216,9 @@ class HttpServer:
         store = host.core.store
         if isinstance(store, SqliteStore) and not store.is_open:
             problems.append("the store is not open")
+        if host.cluster_connected is False:
+            # Serving local clients, but not the cluster's (docs/clustering.md).
+            problems.append("the cluster's NATS is unreachable")
         if problems:
             return web.json_response({"status": "unavailable", "problems": problems}, status=503)
         return web.json_response({"status": "ready"})
