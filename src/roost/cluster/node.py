@@ -172,6 +172,13 @@ class ClusterNode:
     async def start(self) -> None:
         """Connect (waiting ``START_WAIT`` at most) and read the retained messages; if
         NATS cannot be reached, go on connecting in the background."""
+        # Said once at start, where operators look: acknowledged QoS 1/2 messages can be
+        # lost between nodes until the durable path is built (docs/clustering.md).
+        log.warning(
+            "Cluster node %s: clustering is at milestone 1; QoS 1 and 2 messages cross to"
+            " other nodes at most once, and sessions and wills stay on their node.",
+            self.name,
+        )
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
         connecting = asyncio.create_task(self._connect(), name="roost-cluster-connect")
         self._tasks.append(connecting)
