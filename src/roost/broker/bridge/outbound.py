@@ -180,26 +180,26 @@ class RemoteSink:
             self.forwarded += 1
             return
         self.owned.add(session_id)
-        future.add_done_callback(lambda done: self._acknowledged(session_id, packet.qos, done))
+        client = self.client
+        future.add_done_callback(
+            lambda done: self._acknowledged(client, session_id, packet.qos, done)
+        )
 
     def _acknowledged(
-        self, session_id: int, qos: int, future: asyncio.Future[PublishResult]
+        self, client: Client, session_id: int, qos: int, future: asyncio.Future[PublishResult]
     ) -> None:
         """PUBACK, or PUBREC for QoS 2 (the client's manual release), or a failure."""
-        if future.cancelled():
-            self.owned.discard(session_id)
-            return
-        exc = future.exception()
-        if exc is not None and not isinstance(exc, PublishError):
+        if future.cancelled() or not isinstance(future.exception(), PublishError | None):
             # The client gave up on its connection: the message stays in the session's
             # flight and goes again (same id, DUP) with the next client.
-            self.owned.discard(session_id)
+            self._disown(client, session_id)
             return
+        exc = future.exception()
         session = self.session
         now = asyncio.get_running_loop().time()
         if exc is not None:
             log.warning("Bridge %s: the remote refused a message: %s", self.config.name, exc)
-            self.owned.discard(session_id)
+            self._disown(client, session_id)
             if session is not None:
                 if qos == 1:
                     session.puback(session_id, now)
@@ -208,7 +208,7 @@ class RemoteSink:
             return
         self.forwarded += 1
         if qos == 1:
-            self.owned.discard(session_id)
+            self._disown(client, session_id)
             if session is not None:
                 session.puback(session_id, now)
             return
@@ -218,6 +218,12 @@ class RemoteSink:
             self.send(Pubrel(session_id).encode(MQTT_5))
         else:
             self._release(session_id)  # no longer the session's: just end the exchange
+
+    def _disown(self, client: Client, session_id: int) -> None:
+        # A client given up may answer late: what the new one owns is not its to free.
+        if client is self.client:
+            self.owned.discard(session_id)
+            self.releasing.discard(session_id)
 
     def _release(self, session_id: int) -> None:
         """PUBREL for ``session_id``: the client's if it has the exchange, else resumed
@@ -233,15 +239,14 @@ class RemoteSink:
             return
         self.owned.add(session_id)
         self.releasing.add(session_id)
-        future.add_done_callback(lambda done: self._completed(session_id, done))
+        client = self.client
+        future.add_done_callback(lambda done: self._completed(client, session_id, done))
 
-    def _completed(self, session_id: int, future: asyncio.Future[PublishResult]) -> None:
-        self.owned.discard(session_id)
-        self.releasing.discard(session_id)
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None and not isinstance(exc, PublishError):
+    def _completed(
+        self, client: Client, session_id: int, future: asyncio.Future[PublishResult]
+    ) -> None:
+        self._disown(client, session_id)
+        if future.cancelled() or not isinstance(future.exception(), PublishError | None):
             return  # released again with the next client
         # A failure PUBCOMP (MQTT 5's 0x92: the remote does not know the id) ends the
         # exchange as well: the remote released the message before, or lost its session.
