@@ -16,8 +16,14 @@ from typing import Any
 
 import pytest
 
+from roost.broker.bridge.outbound import CLIENT_PACKET_IDS, SESSION_PACKET_IDS
 from roost.broker.bridge_config import BridgeTopic
-from roost.codec import MQTT_3_1_1, MQTT_5
+from roost.broker.config import BrokerConfig
+from roost.broker.connect import NO_LIMIT
+from roost.broker.message import Message
+from roost.broker.sessions import Session
+from roost.broker.topic_aliases import OutgoingAliases
+from roost.codec import MQTT_3_1_1, MQTT_5, Publish, read_packet
 from tests.bridge.conftest import StartRoost, bridge
 from tests.bridge.test_bridge_mosquitto import the_bridge, wait_bridged
 from tests.support.broker_thread import BrokerThread
@@ -154,3 +160,44 @@ def _reload(remote: Mosquitto, passwords: Path, password: str) -> None:
     assert remote.process is not None
     remote.process.send_signal(signal.SIGHUP)
     wait_until(lambda: remote.log().count("Reloading config") > reloads)
+
+
+class _Sink:
+    """A connection that records what the session sends."""
+
+    def __init__(self) -> None:
+        self.version = MQTT_5
+        self.writable = True
+        self.send_quota = 10
+        self.maximum_packet_size = NO_LIMIT
+        self.topic_aliases: OutgoingAliases | None = None
+        self.sent: list[int] = []
+
+    def send(self, data: bytes) -> None:
+        found = read_packet(memoryview(data), MQTT_5)
+        assert found is not None
+        assert isinstance(found[0], Publish)
+        self.sent.append(found[0].packet_id)
+
+    def take_over(self) -> None:
+        return
+
+    def hold(self, batch: int) -> None:
+        return
+
+    def release(self, committed: int) -> bool:
+        return False
+
+
+def test_the_session_keeps_below_its_packet_id_limit() -> None:
+    """The bridge session's ids stay below the client's own (CLIENT_PACKET_IDS)."""
+    assert CLIENT_PACKET_IDS[0] == SESSION_PACKET_IDS + 1
+    session = Session("$bridge/up", BrokerConfig())
+    session.packet_id_limit = 2
+    sink = _Sink()
+    session.connection = sink
+    for _ in range(2):
+        session.deliver(Message("t", b"x", 1, False, "p"), 1, False)
+    session.puback(1, 0.0)
+    session.deliver(Message("t", b"x", 1, False, "p"), 1, False)
+    assert sink.sent == [1, 2, 1]

@@ -46,6 +46,11 @@ client's QoS 2 receive state is dropped, a QoS 2 message whose PUBREC arrived co
 delivered, and messages not yet acknowledged are sent again as new messages of the new
 session (the application still owes them). Pending SUBSCRIBE and UNSUBSCRIBE requests
 are sent again after every CONNACK, since the server keeps no state for them.
+
+For a caller with a store of its own (a bridge): ``publish(packet, packet_id)`` uses
+the caller's id, ``packet_ids`` keeps the client's own ids to a range apart, and with
+``manual_release`` a QoS 2 publish ends at PUBREC, its PUBREL left to ``release``
+(which also resumes, at PUBREL, an exchange an earlier client state began).
 """
 
 from __future__ import annotations
