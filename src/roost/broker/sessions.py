@@ -112,6 +112,7 @@ class Session:
         "expiry_interval",
         "identity",
         "inflight",
+        "packet_id_limit",
         "queued_bytes",
         "stats",
         "store",
@@ -144,6 +145,9 @@ class Session:
         # (expiry interval > 0) and the broker's store is durable.
         self.store: SessionStore | None = None
         self._next_packet_id = 1
+        # The highest packet id given out: a bridge keeps the ids above it for its
+        # client's own requests (bridge/outbound.py).
+        self.packet_id_limit = 0xFFFF
         # Ids in flight from an earlier connection, not yet resent on this one because
         # the client's Receive Maximum had no room (an ordered set).
         self._unsent: dict[int, None] = {}
@@ -283,11 +287,14 @@ class Session:
             self.stats.message_dropped(reason, self.client_id, message.topic)
 
     def _allocate_packet_id(self) -> int:
+        limit = self.packet_id_limit
         packet_id = self._next_packet_id
+        if packet_id > limit:
+            packet_id = 1
         inflight = self.inflight
         while packet_id in inflight:
-            packet_id = packet_id % 0xFFFF + 1
-        self._next_packet_id = packet_id % 0xFFFF + 1
+            packet_id = packet_id % limit + 1
+        self._next_packet_id = packet_id % limit + 1
         return packet_id
 
     def _send_new(self, conn: Sink, item: Outgoing, now: float) -> None:

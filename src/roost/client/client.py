@@ -101,6 +101,8 @@ class Client(ClientEngine):
         response_topic_prefix: str = "roost/responses",
         fallback_addresses: Sequence[tuple[str, int]] = (),
         manual_ack: bool = False,
+        manual_release: bool = False,
+        packet_ids: tuple[int, int] = (1, 0xFFFF),
         bridge: bool = False,
     ) -> None:
         connect = connect_packet(
@@ -147,7 +149,12 @@ class Client(ClientEngine):
         self.response_topic_prefix = response_topic_prefix.rstrip("/")
         self._first_address = (host, self.port)
         self.fallback_addresses = tuple((str(h), int(p)) for h, p in fallback_addresses)
-        super().__init__(connect, ping_timeout, max_queued_messages, manual_ack)
+        first, last = packet_ids
+        if not 0 < first <= last <= 0xFFFF:
+            raise ValueError(f"packet_ids must be a range within 1-65535, not {packet_ids}")
+        super().__init__(
+            connect, ping_timeout, max_queued_messages, manual_ack, manual_release, (first, last)
+        )
         self._response_lock = asyncio.Lock()
 
     # State.
@@ -296,12 +303,22 @@ class Client(ClientEngine):
         payload: Payload = b"",
         qos: int = 0,
         retain: bool = False,
+        *,
+        packet_id: int | None = None,
+        dup: bool = False,
         **properties: Any,
     ) -> asyncio.Future[PublishResult]:
         """Hand a message to the session now, without waiting: the returned future ends
         as ``publish()`` would return or raise. Messages handed over in turn are sent in
-        that order. QoS 0 needs a connection up (else ClientClosed); the keyword
-        arguments are ``publish()``'s MQTT 5 properties."""
+        that order. QoS 0 needs a connection up (else ClientClosed); the other keyword
+        arguments are ``publish()``'s MQTT 5 properties.
+
+        ``packet_id`` (QoS 1/2): use this id rather than one of the client's own
+        (``Client(packet_ids=...)`` keeps those apart); ValueError if it is in use.
+        ``dup``: the message was sent before under that id (by an earlier client, say),
+        so it goes with DUP set. Both are for a caller that keeps its own store of the
+        exchange, a bridge: the server's session and that store then agree on the id.
+        """
         packet = publish_packet(
             self.version,
             topic,
@@ -322,13 +339,31 @@ class Client(ClientEngine):
                 raise ClientClosed("not connected")
         else:
             self._check_usable()
+        packet.dup = dup and qos > 0
         try:
-            packet_id = self._conn.publish(packet)
+            packet_id = self._conn.publish(packet, packet_id if qos else None)
         except Refused as exc:
             raise PublishError(exc.reason_code, exc.message) from None
         if qos == 0:
             future.set_result(PublishResult())
         else:
+            self._publishes[packet_id] = future
+        self._flush()
+        return future
+
+    def release(self, packet_id: int) -> asyncio.Future[PublishResult]:
+        """With ``Client(manual_release=True)``: send the PUBREL of a QoS 2 message whose
+        publish ended at its PUBREC; the future ends at the PUBCOMP (PublishError for a
+        failure code, such as MQTT 5's 0x92 for an id the server does not know).
+
+        An id this client does not know resumes an exchange at the PUBREL stage: for a
+        caller whose store says an earlier client's message got its PUBREC (a restart,
+        a new client). Releasing one already released returns the same future."""
+        self._check_usable()
+        self._conn.release(packet_id)  # ValueError if its PUBREC has not come
+        future = self._publishes.get(packet_id)
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
             self._publishes[packet_id] = future
         self._flush()
         return future

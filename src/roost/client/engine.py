@@ -123,9 +123,16 @@ class ClientEngine:
         ping_timeout: float | None,
         max_queued_messages: int,
         manual_ack: bool = False,
+        manual_release: bool = False,
+        packet_ids: tuple[int, int] = (1, 0xFFFF),
     ) -> None:
         self._connect_packet = connect
-        self._conn = ClientConnection(ping_timeout, manual_ack=manual_ack)
+        self._conn = ClientConnection(
+            ping_timeout,
+            manual_ack=manual_ack,
+            manual_release=manual_release,
+            packet_ids=packet_ids,
+        )
         self._connection_number = 0  # network connections opened so far
         self._inbox = Inbox(max_queued_messages)
         self._link: Link | None = None

@@ -46,6 +46,11 @@ client's QoS 2 receive state is dropped, a QoS 2 message whose PUBREC arrived co
 delivered, and messages not yet acknowledged are sent again as new messages of the new
 session (the application still owes them). Pending SUBSCRIBE and UNSUBSCRIBE requests
 are sent again after every CONNACK, since the server keeps no state for them.
+
+For a caller with a store of its own (a bridge): ``publish(packet, packet_id)`` uses
+the caller's id, ``packet_ids`` keeps the client's own ids to a range apart, and with
+``manual_release`` a QoS 2 publish ends at PUBREC, its PUBREL left to ``release``
+(which also resumes, at PUBREL, an exchange an earlier client state began).
 """
 
 from __future__ import annotations
@@ -123,6 +128,8 @@ class ClientConnection:
         "connack",
         "keep_alive",
         "manual_ack",
+        "manual_release",
+        "packet_ids",
         "ping_timeout",
         "send_quota",
         "state",
@@ -134,11 +141,19 @@ class ClientConnection:
         ping_timeout: float | None = None,
         trace: Trace | None = None,
         manual_ack: bool = False,
+        manual_release: bool = False,
+        packet_ids: tuple[int, int] = (1, _U16_MAX),
     ) -> None:
         self._reader = PacketReader()
         # The caller acknowledges received QoS 1/2 messages itself (``acknowledge``),
         # e.g. once it has stored them: until then the server keeps them.
         self.manual_ack = manual_ack
+        # A successful PUBREC completes our QoS 2 publish (``received``); the caller
+        # sends the PUBREL with ``release``, e.g. once it has stored that it came.
+        self.manual_release = manual_release
+        # The range our own packet ids come from; a caller giving ids to ``publish``
+        # keeps to the rest, so the two never collide.
+        self.packet_ids = packet_ids
         self.state = ClientState.DISCONNECTED
         self._connect = Connect()
         self.connack: Connack | None = None
@@ -149,7 +164,7 @@ class ClientConnection:
         self._out: list[bytes] = []
         self._last_sent = 0.0
         self._ping_sent_at: float | None = None
-        self._next_id = 1
+        self._next_id = packet_ids[0]
         # Session state, kept across network connections.
         self._session = ClientSession()
         # Per network connection.
@@ -259,18 +274,22 @@ class ClientConnection:
 
     def _allocate_id(self) -> int:
         session = self._session
-        for _ in range(_U16_MAX):
+        first, last = self.packet_ids
+        for _ in range(last - first + 1):
             packet_id = self._next_id
-            self._next_id = packet_id % _U16_MAX + 1
+            self._next_id = first if packet_id >= last else packet_id + 1
             if not session.in_use(packet_id):
                 return packet_id
-        raise NoPacketIdentifier("all 65535 packet identifiers are in use")
+        raise NoPacketIdentifier(f"all packet identifiers {first}-{last} are in use")
 
-    def publish(self, packet: Publish) -> int:
+    def publish(self, packet: Publish, packet_id: int | None = None) -> int:
         """Send (QoS 0) or take ownership of (QoS 1/2) a message; returns its packet id.
 
         QoS 1/2 messages wait in the session while disconnected or out of send quota.
-        Raises ``Refused`` for what the server said it does not accept.
+        Raises ``Refused`` for what the server said it does not accept. ``packet_id``:
+        the caller's (ValueError if in use), for a caller whose own store keeps the
+        exchange (a bridge), so that the server's session and that store agree on it;
+        ``packet.dup`` then says that store sent it before.
         """
         self._check_publish(packet)
         if packet.qos == 0:
@@ -278,12 +297,15 @@ class ClientConnection:
                 raise RuntimeError("QoS 0 messages can only be sent while connected")
             self._send(self._aliases.record(packet))
             return 0
-        packet_id = self._allocate_id()
+        if packet_id is None:
+            packet_id = self._allocate_id()
+        elif not 0 < packet_id <= _U16_MAX or self._session.in_use(packet_id):
+            raise ValueError(f"packet identifier {packet_id} is in use or invalid")
         first = replace(packet, packet_id=packet_id, dup=False)
         full = first
         if packet.topic_alias is not None:
             full = replace(first, topic=self._aliases.topic(packet), topic_alias=None)
-        self._session.add(packet_id, full, first)
+        self._session.add(packet_id, full, first, packet.dup)
         if self.state is ClientState.CONNECTED:
             self._pump()
         return packet_id
@@ -597,8 +619,27 @@ class ClientConnection:
             # the packet identifier is free again.
             self._complete(packet.packet_id, 2, packet, events)
             return
-        self._session.released(packet.packet_id)
-        self._send(Pubrel(packet.packet_id))
+        if self._session.released(packet.packet_id, self.manual_release):
+            self._send(Pubrel(packet.packet_id))
+        elif self.manual_release:
+            events.append(
+                PublishCompleted(
+                    packet.packet_id,
+                    2,
+                    packet.reason_code,
+                    packet.reason_string,
+                    packet.user_properties,
+                    received=True,
+                )
+            )
+
+    def release(self, packet_id: int) -> None:
+        """With ``manual_release``: send the PUBREL of a QoS 2 message whose PUBREC came;
+        its PUBCOMP then completes it. An id this session does not know resumes an
+        exchange at the PUBREL stage (the caller's store says the server sent PUBREC to
+        an earlier client state). ValueError for an id whose PUBREC has not come."""
+        if self._session.release(packet_id) and self.state is ClientState.CONNECTED:
+            self._send(Pubrel(packet_id))
 
     def _on_pubrel(self, packet: Pubrel) -> None:
         awaiting = self._session.awaiting_pubrel

@@ -72,13 +72,15 @@ class MessageReceived:
 @dataclass(slots=True)
 class PublishCompleted:
     """A QoS 1/2 message of ours is done: PUBACK, PUBCOMP, or a failure PUBREC.
-    ``reason_code`` >= 0x80 means the server refused it."""
+    ``reason_code`` >= 0x80 means the server refused it. With manual release, a
+    successful PUBREC is one too (``received``): the PUBREL waits for ``release``."""
 
     packet_id: int
     qos: int
     reason_code: int = 0
     reason_string: str | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
+    received: bool = False
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from roost.protocol.client_events import ReceiveMaximumExceeded
 _QUEUED = 0  # waiting for a connection or for send quota
 _AWAIT_ACK = 1  # PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
 _AWAIT_COMP = 2  # PUBREL sent; waiting for PUBCOMP
+_RECEIVED = 3  # manual release: PUBREC came; the PUBREL waits for the caller's release()
 
 
 @dataclass(slots=True)
@@ -73,9 +74,10 @@ class ClientSession:
 
     # Outgoing QoS 1/2 messages.
 
-    def add(self, packet_id: int, full: Publish, first: Publish) -> None:
-        """Take ownership of a message; it waits in the queue until ``pump`` sends it."""
-        self._messages[packet_id] = Outgoing(full, first)
+    def add(self, packet_id: int, full: Publish, first: Publish, sent: bool = False) -> None:
+        """Take ownership of a message; it waits in the queue until ``pump`` sends it.
+        ``sent``: another session state sent it before (it goes with DUP set)."""
+        self._messages[packet_id] = Outgoing(full, first, sent=sent)
         self._queue.append(packet_id)
 
     def pump(self, quota: int, send: Callable[[Outgoing], None]) -> None:
@@ -100,6 +102,8 @@ class ClientSession:
             if out.state == _AWAIT_COMP:
                 send(Pubrel(packet_id))
                 inflight += 1
+            elif out.state == _RECEIVED:
+                inflight += 1  # its PUBREL goes when the caller releases it
             elif out.state == _AWAIT_ACK and inflight < quota:
                 send(replace(out.publish, dup=True))
                 inflight += 1
@@ -126,6 +130,10 @@ class ClientSession:
                 # PUBREC said the server had the message; it was delivered.
                 del self._messages[packet_id]
                 delivered.append(packet_id)
+                continue
+            if out.state == _RECEIVED:
+                # Its caller already heard of the PUBREC; a later release() is harmless.
+                del self._messages[packet_id]
                 continue
             out.state = _QUEUED
             out.sent = False
@@ -162,11 +170,34 @@ class ClientSession:
         out = self._messages.get(packet_id)
         return out is not None and out.publish.qos == 2
 
-    def released(self, packet_id: int) -> None:
-        """PUBREC came and our PUBREL goes out: the message now waits for PUBCOMP."""
+    def released(self, packet_id: int, manual: bool) -> bool:
+        """PUBREC came: True if our PUBREL goes out now (the message then waits for
+        PUBCOMP). ``manual``: a first PUBREC leaves the PUBREL to the caller (False)."""
         out = self._messages[packet_id]
         if out.state == _AWAIT_ACK:
-            out.state = _AWAIT_COMP
+            out.state = _RECEIVED if manual else _AWAIT_COMP
+        return out.state == _AWAIT_COMP
+
+    def release(self, packet_id: int) -> bool:
+        """The caller releases a QoS 2 message whose PUBREC came: True if its PUBREL is
+        to be sent (False: it already was). An id the session does not know is taken
+        as one a server may hold at the PUBREL stage (from an earlier session state of
+        the caller's): the exchange resumes there [MQTT-4.3.3]. ValueError for an id
+        whose PUBREC has not come."""
+        out = self._messages.get(packet_id)
+        if out is None:
+            if not 0 < packet_id <= 0xFFFF or packet_id in self.requests:
+                raise ValueError(f"packet identifier {packet_id} cannot be released")
+            placeholder = Publish("", qos=2, packet_id=packet_id)
+            self._messages[packet_id] = Outgoing(placeholder, placeholder, _AWAIT_COMP, True)
+            self.inflight += 1
+            return True
+        if out.state == _AWAIT_COMP:
+            return False
+        if out.state != _RECEIVED:
+            raise ValueError(f"no PUBREC has come for packet identifier {packet_id}")
+        out.state = _AWAIT_COMP
+        return True
 
     def complete(self, packet_id: int, qos: int, pubcomp: bool) -> bool:
         """An acknowledgement ends a flow (PUBACK, PUBCOMP, or a failure PUBREC): forget

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from roost.broker.auth.base import ClientInfo
-from roost.broker.bridge.outbound import RemoteSink
+from roost.broker.bridge.outbound import CLIENT_PACKET_IDS, SESSION_PACKET_IDS, RemoteSink
 from roost.broker.bridge_config import parse_address
 from roost.broker.connect import BRIDGE_KEY_PREFIX
 from roost.broker.message import Message
@@ -152,6 +152,10 @@ class Bridge:
             reconnect=self._policy() or False,
             fallback_addresses=fallbacks,
             manual_ack=True,
+            # QoS 2 stops at PUBREC until the session has recorded it; the session's
+            # packet ids are used for what it sends, the client's own are above them.
+            manual_release=True,
+            packet_ids=CLIENT_PACKET_IDS,
             bridge=config.try_private and not v5,
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
@@ -185,6 +189,7 @@ class Bridge:
         # the router finds the answer under the session's key (fail closed without).
         core.auth.access_for(client)
         session.config = _queue_config(core.config, self.config)
+        session.packet_id_limit = SESSION_PACKET_IDS
         self.session = self.sink.session = session
         wanted = {t.local_filter(): t for t in self.config.topics if t.outgoing}
         for topic_filter in list(session.subscriptions):

@@ -11,6 +11,20 @@ for any client; the sink only translates.
 
 While the remote is not connected the sink is not ``writable``: the session queues
 QoS 1/2 messages (durably) and drops QoS 0 ones (counted as ``slow_client``).
+
+Packet ids: a QoS 1/2 message goes to the remote under the session's own packet id
+(``publish_nowait(packet_id=...)``), so the remote's session and the local store name
+each exchange alike across a Roost restart and across clients: a resend is the same id
+with DUP set, which the remote's session recognises (exactly once for QoS 2). The
+client's own ids (SUBSCRIBE, the notification publish) come from above
+``SESSION_PACKET_IDS``, which the session never gives out. QoS 2 runs in two steps, as
+for a client connection: the remote's PUBREC moves the session's item to the PUBREL
+stage (stored), and the sink then sends PUBREL (``client.release``); after a restart or
+with a new client the session's PUBREL resumes the exchange there. With the store's
+``sync`` commit policy the sink holds what it forwards until the store has committed
+what the session recorded with it (``hold``/``release``), as a client connection's
+output waits: a QoS 2 id is durable before the remote sees it, and the PUBREL stage
+before the PUBREL goes.
 """
 
 from __future__ import annotations
@@ -31,6 +45,11 @@ if TYPE_CHECKING:
     from roost.client import Client, PublishResult
 
 log = logging.getLogger("roost.broker.bridge")
+
+
+# The bridge session's packet ids; the bridge's client takes its own from the rest.
+SESSION_PACKET_IDS = 0xFF00
+CLIENT_PACKET_IDS = (SESSION_PACKET_IDS + 1, 0xFFFF)
 
 
 def remote_topic(topics: list[BridgeTopic], local: str) -> tuple[str, int] | None:
@@ -59,35 +78,66 @@ class RemoteSink:
         # publishes it anew (with aliases of its own, if the remote takes them).
         self.topic_aliases: OutgoingAliases | None = None
         self.writable = False  # the remote is connected
-        # Session packet ids whose PUBLISH the current client owns (it resends them
+        # Packet ids whose exchange the current client has under way (it resends them
         # itself after a reconnect): a resend from the session is not sent twice.
         self.owned: set[int] = set()
+        self.releasing: set[int] = set()  # of those, the ones past PUBREL
+        # What waits for a store commit: (batch, packets), oldest first (see hold).
+        self._held: list[tuple[int, list[bytes]]] | None = None
         self.forwarded = 0  # messages the remote acknowledged (or took, at QoS 0)
 
     def use_client(self, client: Client) -> None:
         """A new client (the last one gave up): it owns nothing of ours yet."""
         self.client = client
         self.owned.clear()
+        self.releasing.clear()
 
     # Sink.
 
     def send(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            held[-1][1].append(data)
+            return
         found = read_packet(memoryview(data), MQTT_5)
         if found is None:  # pragma: no cover  (the session sends whole packets)
             return
         packet = found[0]
         if isinstance(packet, Pubrel):
-            # A QoS 2 message the remote had acknowledged with PUBREC before a restart:
-            # it has the message; this client cannot finish that exchange, so count it
-            # as delivered (docs/bridges.md).
-            if packet.packet_id not in self.owned:
-                asyncio.get_running_loop().call_soon(self._completed_qos2, packet.packet_id)
+            self._release(packet.packet_id)
             return
         if not isinstance(packet, Publish):  # pragma: no cover
             return
         if packet.packet_id in self.owned:
             return  # the client resends it on its own
         self._forward(packet)
+
+    def hold(self, batch: int) -> None:
+        """Keep what is sent from now on until the store has committed ``batch``."""
+        held = self._held
+        if held is None:
+            self._held = [(batch, [])]
+        elif held[-1][0] != batch:
+            held.append((batch, []))
+
+    def release(self, committed: int) -> bool:
+        """Forward what waited for commits up to ``committed``; True if some still waits."""
+        held = self._held
+        if held is None:
+            return False
+        count = 0
+        while count < len(held) and held[count][0] <= committed:
+            count += 1
+        self._held = None  # so that send() forwards these rather than holding them
+        for _batch, packets in held[:count]:
+            for data in packets:
+                self.send(data)
+        rest = held[count:]
+        if rest:
+            if self._held is not None:  # held again while forwarding: behind the rest
+                rest.extend(self._held)
+            self._held = rest
+        return self._held is not None
 
     def _forward(self, packet: Publish) -> None:
         target = remote_topic(self.config.topics, packet.topic)
@@ -110,7 +160,13 @@ class RemoteSink:
             }
         try:
             future = self.client.publish_nowait(
-                topic, packet.payload, packet.qos, packet.retain, **properties
+                topic,
+                packet.payload,
+                packet.qos,
+                packet.retain,
+                packet_id=session_id or None,
+                dup=packet.dup,
+                **properties,
             )
         except (MQTTError, ValueError) as exc:
             log.warning("Bridge %s: cannot forward %r: %s", self.config.name, topic, exc)
@@ -124,24 +180,78 @@ class RemoteSink:
             self.forwarded += 1
             return
         self.owned.add(session_id)
-        future.add_done_callback(lambda done: self._acknowledged(session_id, packet.qos, done))
+        client = self.client
+        future.add_done_callback(
+            lambda done: self._acknowledged(client, session_id, packet.qos, done)
+        )
 
     def _acknowledged(
-        self, session_id: int, qos: int, future: asyncio.Future[PublishResult]
+        self, client: Client, session_id: int, qos: int, future: asyncio.Future[PublishResult]
     ) -> None:
-        self.owned.discard(session_id)
-        if future.cancelled():
+        """PUBACK, or PUBREC for QoS 2 (the client's manual release), or a failure."""
+        if future.cancelled() or not isinstance(future.exception(), PublishError | None):
+            # The client gave up on its connection: the message stays in the session's
+            # flight and goes again (same id, DUP) with the next client.
+            self._disown(client, session_id)
             return
         exc = future.exception()
-        if exc is not None and not isinstance(exc, PublishError):
-            # The client gave up on its connection: the message stays in the session's
-            # flight and goes again with the next client (docs/bridges.md).
-            return
+        session = self.session
+        now = asyncio.get_running_loop().time()
         if exc is not None:
             log.warning("Bridge %s: the remote refused a message: %s", self.config.name, exc)
+            self._disown(client, session_id)
+            if session is not None:
+                if qos == 1:
+                    session.puback(session_id, now)
+                else:
+                    session.pubrec(session_id, True, now)
+            return
+        self.forwarded += 1
+        if qos == 1:
+            self._disown(client, session_id)
+            if session is not None:
+                session.puback(session_id, now)
+            return
+        # The remote has it. The session records the PUBREL stage; its PUBREL goes
+        # through send() like the session's own, so after that record is committed.
+        if session is not None and session.pubrec(session_id, False, now):
+            self.send(Pubrel(session_id).encode(MQTT_5))
         else:
-            self.forwarded += 1
-        self._complete(session_id, qos)
+            self._release(session_id)  # no longer the session's: just end the exchange
+
+    def _disown(self, client: Client, session_id: int) -> None:
+        # A client given up may answer late: what the new one owns is not its to free.
+        if client is self.client:
+            self.owned.discard(session_id)
+            self.releasing.discard(session_id)
+
+    def _release(self, session_id: int) -> None:
+        """PUBREL for ``session_id``: the client's if it has the exchange, else resumed
+        on this client (after a restart, or with a new client)."""
+        if session_id in self.releasing:
+            return  # the client resends its PUBREL on its own
+        try:
+            future = self.client.release(session_id)
+        except ClientClosed:
+            return  # stays in flight: released again on the next connection
+        except (MQTTError, ValueError) as exc:  # pragma: no cover  (no PUBREC yet)
+            log.warning("Bridge %s: cannot release %d: %s", self.config.name, session_id, exc)
+            return
+        self.owned.add(session_id)
+        self.releasing.add(session_id)
+        client = self.client
+        future.add_done_callback(lambda done: self._completed(client, session_id, done))
+
+    def _completed(
+        self, client: Client, session_id: int, future: asyncio.Future[PublishResult]
+    ) -> None:
+        self._disown(client, session_id)
+        if future.cancelled() or not isinstance(future.exception(), PublishError | None):
+            return  # released again with the next client
+        # A failure PUBCOMP (MQTT 5's 0x92: the remote does not know the id) ends the
+        # exchange as well: the remote released the message before, or lost its session.
+        if self.session is not None:
+            self.session.pubcomp(session_id, asyncio.get_running_loop().time())
 
     def _later(self, session_id: int, qos: int) -> None:
         asyncio.get_running_loop().call_soon(self._complete, session_id, qos)
@@ -153,19 +263,8 @@ class RemoteSink:
         now = asyncio.get_running_loop().time()
         if qos == 1:
             session.puback(session_id, now)
-        elif session.pubrec(session_id, False, now):
-            session.pubcomp(session_id, now)
-
-    def _completed_qos2(self, session_id: int) -> None:
-        if self.session is not None:
-            self.session.pubcomp(session_id, asyncio.get_running_loop().time())
+        else:
+            session.pubrec(session_id, True, now)
 
     def take_over(self) -> None:  # pragma: no cover  (no client may use a bridge's key)
         log.error("Bridge %s: its session was taken over.", self.config.name)
-
-    # The store's holding of acknowledgements concerns client connections only.
-    def hold(self, batch: int) -> None:
-        return
-
-    def release(self, committed: int) -> bool:
-        return False
