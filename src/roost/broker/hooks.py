@@ -15,13 +15,13 @@ documentation and typing, and a broker without hooks pays nothing on its hot pat
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
 
+from roost.broker.loading import LoadError, instantiate, resolve
 from roost.broker.message import Keep
 from roost.codec import PubackReasonCode
 
@@ -227,19 +227,10 @@ def load_hook(
     """Load one hook: ``"package.module:Attribute"`` (or ``package.module.Attribute``), or
     a name in the ``roost.plugins`` entry point group. A class or function found there is
     called with ``options`` (a dict) and returns the hook; any other object is the hook."""
-    target = _resolve(path)
-    if inspect.isclass(target) or inspect.isfunction(target):
-        try:
-            factory = cast("Callable[[dict[str, object]], object]", target)
-            hook = factory(dict(options or {}))
-        except Exception as exc:
-            raise HookError(f"hook {path!r}: creating it failed: {exc}") from exc
-    else:
-        if options:
-            raise HookError(
-                f"hook {path!r} is an object, not a class or function, so it takes no options"
-            )
-        hook = target
+    try:
+        hook = instantiate(_resolve(path), options, "options")
+    except LoadError as exc:
+        raise HookError(f"hook {path!r}: {exc}") from exc
     loaded = LoadedHook(path, hook, timeout)
     points = [point for point in HOOK_POINTS if loaded.overrides(point) is not None]
     if not points:
@@ -265,20 +256,7 @@ def _resolve(path: str) -> object:
             return next(iter(found)).load()
         except Exception as exc:
             raise HookError(f"hook {path!r}: loading its entry point failed: {exc}") from exc
-    if ":" in path:
-        module_name, _, attribute = path.partition(":")
-    else:
-        module_name, _, attribute = path.rpartition(".")
-    if not module_name or not attribute:
-        raise HookError(f"hook {path!r}: expected MODULE:ATTRIBUTE or an entry point name")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise HookError(f"hook {path!r}: cannot import {module_name!r}: {exc}") from exc
-    target: object = module
-    for name in attribute.split("."):
-        try:
-            target = getattr(target, name)
-        except AttributeError:
-            raise HookError(f"hook {path!r}: {module_name!r} has no {attribute!r}") from None
-    return target
+        return resolve(path)
+    except LoadError as exc:
+        raise HookError(f"hook {path!r}: {exc}") from exc
