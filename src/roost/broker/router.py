@@ -232,7 +232,10 @@ class Router:
         destinations = self.destinations
         sender = message.sender
         delivered = 0
-        # Counted per delivery, at the QoS sent (plain list increments: the hot path).
+        deferred = 0  # of delivered: waiting for a plugin's read-access answer
+        qos = message.qos
+        # Deliveries by the QoS sent at: a QoS 0 message is sent at QoS 0 to everyone,
+        # so it is counted once below, not per delivery (the fan-out hot path).
         sent = self._sent
         sent_bytes = self._sent_bytes
         size = len(message.payload)
@@ -247,7 +250,6 @@ class Router:
                     merged[key] = _Delivery(record.qos, retain, record.identifier)
                 else:
                     delivery.merge(record.qos, retain, record.identifier)
-            qos = message.qos
             readers = self.readers
             hook = self.deliver_hook
             for key, delivery in merged.items():
@@ -275,6 +277,7 @@ class Router:
                                     ),
                                 )
                                 delivered += 1
+                                deferred += 1
                             elif self.stats is not None:
                                 self.stats.message_dropped(
                                     DropReason.ACL_DENIED, key, message.topic
@@ -283,8 +286,9 @@ class Router:
                     sent_qos = qos if qos < granted else granted
                     destination.deliver(message, sent_qos, delivery.retain, delivery.ids, now)
                     delivered += 1
-                    sent[sent_qos] += 1
-                    sent_bytes[sent_qos] += size
+                    if qos:
+                        sent[sent_qos] += 1
+                        sent_bytes[sent_qos] += size
         if groups and self.peers is not None and self.peers.balances_shares:
             groups = []  # the cluster balances them: publish_to_group
         for group in groups:
@@ -302,8 +306,13 @@ class Router:
                 continue
             destination.deliver(message, sent_qos, retain, ids, now, record.topic_filter)
             delivered += 1
-            sent[sent_qos] += 1
-            sent_bytes[sent_qos] += size
+            if qos:
+                sent[sent_qos] += 1
+                sent_bytes[sent_qos] += size
+        if not qos:
+            direct = delivered - deferred
+            sent[0] += direct
+            sent_bytes[0] += direct * size
         return delivered
 
     def publish_to_group(self, message: Message, share_filter: str, now: float) -> int:
