@@ -103,6 +103,15 @@ def test_readyz_says_when_a_node_cannot_reach_nats(make_node: NodeFactory, tmp_p
         except urllib.error.HTTPError as refused:
             return refused.code, json.load(refused)
 
+    def answers() -> bool:
+        # The warning comes while the node starts; the HTTP server opens after it.
+        try:
+            readyz()
+        except urllib.error.URLError:
+            return False
+        return True
+
+    wait_until(answers)
     status, body = readyz()
     assert status == 503
     assert body["problems"] == ["the cluster's NATS is unreachable"]
