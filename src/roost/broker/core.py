@@ -229,9 +229,7 @@ class BrokerCore:
         router = self.router
         if message.retain:
             router.retain(message)
-        delivered = router.publish(message, now)
-        self.stats.messages_sent += delivered
-        return delivered
+        return router.publish(message, now)
 
     def subscribe(self, session: Session, record: SubscriptionRecord) -> bool:
         is_new = self.router.subscribe(session.client_id, record)

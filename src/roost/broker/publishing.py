@@ -59,7 +59,6 @@ def on_publish(conn: ClientSide, packet: Publish, now: float) -> None:
         return
     qos = packet.qos
     stats = host.stats
-    stats.messages_received += 1
     stats.received_by_qos[qos] += 1  # the codec refused QoS 3
     stats.received_bytes_by_qos[qos] += len(packet.payload)
     if qos > config.maximum_qos:

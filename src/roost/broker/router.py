@@ -232,7 +232,6 @@ class Router:
         destinations = self.destinations
         sender = message.sender
         delivered = 0
-        deferred = 0  # of delivered: waiting for a plugin's read-access answer
         qos = message.qos
         # Deliveries by the QoS sent at: a QoS 0 message is sent at QoS 0 to everyone,
         # so it is counted once below, not per delivery (the fan-out hot path).
@@ -277,7 +276,10 @@ class Router:
                                     ),
                                 )
                                 delivered += 1
-                                deferred += 1
+                                if qos:
+                                    sent_qos = min(qos, granted)
+                                    sent[sent_qos] += 1
+                                    sent_bytes[sent_qos] += size
                             elif self.stats is not None:
                                 self.stats.message_dropped(
                                     DropReason.ACL_DENIED, key, message.topic
@@ -310,9 +312,8 @@ class Router:
                 sent[sent_qos] += 1
                 sent_bytes[sent_qos] += size
         if not qos:
-            direct = delivered - deferred
-            sent[0] += direct
-            sent_bytes[0] += direct * size
+            sent[0] += delivered
+            sent_bytes[0] += delivered * size
         return delivered
 
     def publish_to_group(self, message: Message, share_filter: str, now: float) -> int:

@@ -29,8 +29,6 @@ class DropReason(StrEnum):
 class Stats:
     """Counters for $SYS and operators; each is incremented where its event happens."""
 
-    messages_received: int = 0
-    messages_sent: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
     clients_total: int = 0
@@ -38,14 +36,24 @@ class Stats:
     protocol_violations: int = 0
     retained_refused: int = 0
     dropped: dict[DropReason, int] = field(default_factory=lambda: dict.fromkeys(DropReason, 0))
-    # PUBLISHes from clients, and their payload bytes, by QoS (index 0, 1, 2).
+    # PUBLISHes from clients (and bridges' remotes), and their payload bytes, by QoS
+    # (index 0, 1, 2).
     received_by_qos: list[int] = field(default_factory=lambda: [0, 0, 0])
     received_bytes_by_qos: list[int] = field(default_factory=lambda: [0, 0, 0])
-    # Deliveries to subscribers, and their payload bytes, by the QoS they were sent at.
+    # Deliveries to subscribers, and their payload bytes, by the QoS they were sent at (a
+    # delivery waiting for a plugin's read-access answer counts when it is handed on).
     sent_by_qos: list[int] = field(default_factory=lambda: [0, 0, 0])
     sent_bytes_by_qos: list[int] = field(default_factory=lambda: [0, 0, 0])
     # Connections refused (refused_connections), by the CONNACK reason code's name.
     refused_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def messages_received(self) -> int:
+        return sum(self.received_by_qos)
+
+    @property
+    def messages_sent(self) -> int:
+        return sum(self.sent_by_qos)
 
     def refused(self, reason: str) -> None:
         """Count a connection refused for ``reason`` (a ConnectReasonCode's lower-case name)."""

@@ -66,7 +66,6 @@ class ClusterNode:
         self.origin = f"{self.name}/{secrets.token_hex(4)}".encode()
         self.urls = list(config.nats_url)
         self._router = core.router
-        self._stats = core.stats
         self._sys_interval = sys_interval
         self._nc: NatsClient | None = None
         self.connected = False
@@ -83,7 +82,7 @@ class ClusterNode:
         self._stopping = False
         self.retained = RetainedSync(core.router, self.origin)
         self.interest = InterestTable(self.name)
-        self.shares = ShareBalancer(core.router, core.stats)
+        self.shares = ShareBalancer(core.router)
         self.counts = dict.fromkeys(
             (
                 "messages/forwarded",
@@ -417,7 +416,7 @@ class ClusterNode:
             counts["messages/invalid"] += 1
             return
         counts["messages/received"] += 1
-        self._stats.messages_sent += self._router.publish(message, now, forward=False)
+        self._router.publish(message, now, forward=False)  # counted by the router
 
     def _new_origin(self, origin: bytes) -> SeenWindow:
         """A node process heard from for the first time: a restarted node is a new

@@ -359,7 +359,8 @@ class Bridge:
             remote.user_properties,
         )
         changes = core.changes()
-        core.stats.messages_received += 1
+        core.stats.received_by_qos[remote.qos] += 1
+        core.stats.received_bytes_by_qos[remote.qos] += len(remote.payload)
         core.publish(message, now)
         self.received += 1
         if not remote.qos:
