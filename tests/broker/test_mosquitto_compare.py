@@ -29,6 +29,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.support.paho import release
 from tests.support.raw import TIMEOUT
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -224,7 +225,7 @@ class Probe:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        release(self.client)
 
 
 def observe(port: int, transport: str) -> dict[str, object]:

@@ -28,7 +28,7 @@ from roost.codec import (
 )
 from tests.support.broker_thread import BrokerThread
 from tests.support.cleanup import close_all, close_at_end
-from tests.support.paho import PahoClient
+from tests.support.paho import PahoClient, release
 from tests.support.raw import TIMEOUT, RawClient, connect, open_client
 from tests.support.waiting import wait_until
 from tests.transports.helpers import ListenersBroker
@@ -101,8 +101,8 @@ def paho_refusal(port: int, version: int) -> int:
     try:
         assert got.wait(TIMEOUT), "paho got no CONNACK"
     finally:
-        client.loop_stop()
         client.disconnect()
+        release(client)
     reason = reasons[0]
     return int(reason.value if hasattr(reason, "value") else reason)
 

@@ -175,10 +175,22 @@ class PahoClient:
         self._stopped = True
         if not self.disconnected.is_set():
             self.client.disconnect()
-        self.client.loop_stop()
-        sock = self.client.socket()
-        if sock is not None:
-            sock.close()
+        release(self.client)
+
+
+def release(client: paho.Client) -> None:
+    """Stop paho's network thread and close every socket the client holds.
+
+    Besides its connection, ``loop_start`` opens a TCP socket pair to wake the thread,
+    which paho closes only in ``Client.__del__``. Wrappers keep the client in a
+    reference cycle (bound-method callbacks), so that runs in some later garbage
+    collection, where the sockets' own finalizers may come first and warn: the suite
+    (``filterwarnings = error``) then fails an unrelated test.
+    """
+    client.loop_stop()
+    # paho has no public call that closes the wake pair; this one also closes the
+    # connection (if paho has not already) and is what its own __del__ runs.
+    client._reset_sockets()
 
 
 def prop(message: paho.MQTTMessage, name: str) -> Any:

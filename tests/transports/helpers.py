@@ -23,6 +23,7 @@ from roost.broker.config import BrokerConfig, ListenerConfig
 from roost.codec import MQTT_3_1_1, Packet, read_packet
 from tests.support.broker_thread import BrokerThread
 from tests.support.cleanup import close_at_end
+from tests.support.paho import release
 from tests.support.raw import TIMEOUT, RawClient
 from tests.transports.pki import ClientCert, Pki
 
@@ -314,4 +315,4 @@ class Paho:
 
     def stop(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        release(self.client)
