@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,6 +17,15 @@ def close_clients() -> Iterator[None]:
     """Close what the support helpers opened (raw sockets, paho, mosquitto_sub), pass or fail."""
     yield
     close_all()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def collect_leaks_per_module() -> Iterator[None]:
+    """Collect garbage after each module, so a socket or file left unclosed by one of its
+    tests warns (an error under ``filterwarnings = error``) at that module's last test,
+    not in whichever later test the collector happens to run."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
