@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.nodes import NatsServer, start_node
+from tests.cluster.nodes import NatsCluster, NatsServer, start_node
 from tests.persistence.process import BrokerProcess
 
 NodeFactory = Callable[..., BrokerProcess]
@@ -26,6 +26,14 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-servers in one JetStream cluster (streams can have 3 replicas)."""
+    cluster = NatsCluster(tmp_path / "nats-cluster")
+    yield cluster
+    cluster.kill()
+
+
+@pytest.fixture
 def make_node(
     tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[NodeFactory]:
@@ -35,10 +43,17 @@ def make_node(
     monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
 
     def start(
-        name: str, nats_url: str | None = None, *, sys_interval: float = 1.0, extra: str = ""
+        name: str,
+        nats_url: str | Sequence[str] | None = None,
+        *,
+        sys_interval: float = 1.0,
+        extra: str = "",
+        cluster_extra: str = "",
     ) -> BrokerProcess:
         url = nats_url or nats_server.url
-        node = start_node(tmp_path, name, url, sys_interval=sys_interval, extra=extra)
+        node = start_node(
+            tmp_path, name, url, sys_interval=sys_interval, extra=extra, cluster_extra=cluster_extra
+        )
         nodes.append(node)
         return node
 

@@ -10,17 +10,21 @@ test first proves the path with probe messages, which ``real`` filters out.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import paho.mqtt.client as paho
 
 from tests.persistence.process import BrokerProcess
+from tests.support.mosquitto import free_port
 from tests.support.paho import PahoClient
 from tests.support.raw import TIMEOUT
 
@@ -30,19 +34,22 @@ LINK_TIMEOUT = 15.0
 
 
 class NatsServer:
-    """nats-server with JetStream on 127.0.0.1, its store in ``store``."""
+    """nats-server with JetStream on 127.0.0.1, its store in ``store``; ``extra`` are
+    more command-line options (a cluster member's name, routes, monitoring port)."""
 
-    def __init__(self, store: Path, port: int = -1) -> None:
+    def __init__(self, store: Path, port: int = -1, extra: Sequence[str] = ()) -> None:
         self.store = store
         self.port = port
+        self.extra = list(extra)
         self.proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
         self.start()
 
     def start(self) -> None:
         """Start (again) on the same port and store."""
+        command = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
         self.proc = subprocess.Popen(
-            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            [*command, "-sd", str(self.store), *self.extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -85,14 +92,121 @@ class NatsServer:
         proc.stderr.close()
 
 
+class NatsCluster:
+    """Three nats-servers routed into one JetStream cluster on loopback ports."""
+
+    def __init__(self, root: Path, size: int = 3) -> None:
+        route_ports = [free_port() for _ in range(size)]
+        self.monitor_ports = [free_port() for _ in range(size)]
+        routes = ",".join(f"nats://127.0.0.1:{port}" for port in route_ports)
+        self.servers: list[NatsServer] = []
+        try:
+            for index in range(size):
+                extra = [
+                    "--name", f"n{index}", "--cluster_name", "roost-test",
+                    "--cluster", f"nats://127.0.0.1:{route_ports[index]}", "--routes", routes,
+                    "-m", str(self.monitor_ports[index]),
+                ]  # fmt: skip
+                self.servers.append(NatsServer(root / f"n{index}", extra=extra))
+            self.wait_for_leader()
+        except BaseException:
+            self.kill()
+            raise
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def monitor(self, index: int, path: str) -> dict[str, object]:
+        url = f"http://127.0.0.1:{self.monitor_ports[index]}/{path}"
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+            answer: dict[str, object] = json.load(response)
+            return answer
+
+    def wait_for_leader(self) -> None:
+        """Until the servers alive agree on a JetStream meta leader (streams can be made)."""
+        deadline = time.monotonic() + LINK_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                leaders = {
+                    str(self.monitor(index, "jsz").get("meta_cluster", {}).get("leader", ""))  # type: ignore[attr-defined]
+                    for index, server in enumerate(self.servers)
+                    if server.proc is not None
+                }
+            except OSError:
+                leaders = set()
+            if len(leaders) == 1 and "" not in leaders:
+                return
+            time.sleep(0.2)
+        raise AssertionError("the NATS servers elected no JetStream leader")
+
+    def _stream(self, name: str) -> dict[str, object] | None:
+        """What a live server's monitoring says of stream ``name``, or None."""
+        for index, server in enumerate(self.servers):
+            if server.proc is None:
+                continue
+            jsz = self.monitor(index, "jsz?streams=true&config=true")
+            for account in jsz.get("account_details") or []:  # type: ignore[attr-defined]
+                for stream in account.get("stream_detail") or []:
+                    if stream.get("name") == name:
+                        found: dict[str, object] = stream
+                        return found
+        return None
+
+    def stream_replicas(self, name: str) -> int:
+        """How many copies of stream ``name`` the cluster keeps (its configuration)."""
+        stream = self._stream(name)
+        assert stream is not None, f"no stream {name}"
+        return int(stream["config"]["num_replicas"])  # type: ignore[index]
+
+    def wait_for_stream_leader(self, name: str) -> None:
+        """Until stream ``name`` has a leader among the live servers (after one died)."""
+        alive = {f"n{index}" for index, server in enumerate(self.servers) if server.proc}
+
+        def led() -> bool:
+            stream = self._stream(name)
+            cluster = stream.get("cluster") if stream else None
+            return isinstance(cluster, dict) and cluster.get("leader") in alive
+
+        deadline = time.monotonic() + LINK_TIMEOUT
+        while not led():
+            assert time.monotonic() < deadline, f"stream {name} has no leader"
+            time.sleep(0.2)
+
+    def serving(self, connection_name: str) -> int:
+        """The index of the server that has a client connection of this name."""
+        deadline = time.monotonic() + LINK_TIMEOUT
+        while time.monotonic() < deadline:
+            for index, server in enumerate(self.servers):
+                if server.proc is None:
+                    continue
+                connections = self.monitor(index, "connz").get("connections") or []
+                if any(c.get("name") == connection_name for c in connections):  # type: ignore[attr-defined]
+                    return index
+            time.sleep(0.2)
+        raise AssertionError(f"no NATS server has a connection named {connection_name!r}")
+
+    def kill(self) -> None:
+        for server in self.servers:
+            server.kill()
+
+
 def start_node(
-    tmp: Path, name: str, nats_url: str, *, sys_interval: float = 1.0, extra: str = ""
+    tmp: Path,
+    name: str,
+    nats_url: str | Sequence[str],
+    *,
+    sys_interval: float = 1.0,
+    extra: str = "",
+    cluster_extra: str = "",
 ) -> BrokerProcess:
-    """``roost broker -c FILE`` as node ``name`` of the cluster at ``nats_url``."""
+    """``roost broker -c FILE`` as node ``name`` of the cluster at ``nats_url``;
+    ``extra`` is TOML before the ``[cluster]`` table, ``cluster_extra`` inside it."""
+    urls = json.dumps(nats_url)  # a JSON string or array is TOML too
     config = tmp / f"{name}.toml"
     config.write_text(
-        f'sys_interval = {sys_interval}\n{extra}\n[cluster]\nnats_url = "{nats_url}"\n'
-        f'node = "{name}"\n',
+        f"sys_interval = {sys_interval}\n{extra}\n[cluster]\nnats_url = {urls}\n"
+        f'node = "{name}"\n{cluster_extra}\n',
         encoding="utf-8",
     )
     return BrokerProcess(tmp / f"data-{name}", "-c", str(config))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import urllib.error
 import urllib.request
@@ -59,6 +60,39 @@ def test_nats_killed_and_restarted(make_node: NodeFactory, nats_server: NatsServ
     # the first message b's subscriber gets after the probes is the one sent after.
     assert [(m.topic, m.payload) for m in real(remote, 1)] == [("work/after", b"crossed")]
     assert [(m.topic, m.payload) for m in real(member, 1)] == [("work/after", b"crossed")]
+
+
+def greeted(client: PahoClient, topic: str, payload: bytes) -> bool:
+    """Whether a SUBSCRIBE to ``topic`` is answered with this retained message now."""
+    client.subscribe(topic, 1)
+    try:
+        message = client.next_message(0.5)
+    except queue.Empty:
+        return False
+    return (message.payload, message.retain) == (payload, True)
+
+
+def test_a_retained_message_set_while_nats_is_lost_joins_the_cluster_set_when_it_is_back(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    publisher = PahoClient(a.port, "pub", MQTT_5)
+    publisher.publish("valve/3", b"closed", 1, retain=True)
+    on_b = PahoClient(b.port, "on-b", MQTT_5)
+    wait_until(lambda: greeted(on_b, "valve/3", b"closed"), timeout=15)
+
+    nats_server.kill()
+    a.wait_for(r"WARNING Cluster node a: lost NATS")
+    publisher.publish("valve/3", b"open", 1, retain=True)  # acknowledged during the gap
+    nats_server.start()  # same store: the stream still holds "closed"
+    a.wait_for(r"WARNING Cluster node a: connected to NATS", timeout=TIMEOUT * 3)
+    b.wait_for(r"WARNING Cluster node b: connected to NATS", timeout=TIMEOUT * 3)
+
+    # The replay of the stream's older value does not undo a's change, and a sends the
+    # change on: both nodes end with "open".
+    wait_until(lambda: greeted(on_b, "valve/3", b"open"), timeout=15)
+    on_a = PahoClient(a.port, "on-a", MQTT_5)
+    assert greeted(on_a, "valve/3", b"open")
 
 
 def free_port() -> int:

@@ -183,6 +183,10 @@ def test_cluster_config() -> None:
         {"cluster": {"nats_url": ["nats://a:4222", "tls://b:4222"], "node": "edge-a"}}
     )
     assert config.cluster == ClusterConfig(["nats://a:4222", "tls://b:4222"], "edge-a")
+    assert config.cluster.replicas == 1
+    config = config_from_mapping({"cluster": {"replicas": 3}})
+    assert config.cluster is not None
+    assert config.cluster.replicas == 3
 
 
 @pytest.mark.parametrize(
@@ -196,6 +200,8 @@ def test_cluster_config() -> None:
         ({"node": "edge.a"}, r"cluster\.node: only letters, digits"),
         ({"node": ""}, r"cluster\.node: expected a string of 1 to 64|cluster\.node: expected"),
         ({"nodes": "a"}, r'cluster\.nodes: unknown key; did you mean "node"\?'),
+        ({"replicas": 0}, r"cluster\.replicas: expected an integer from 1 to 5"),
+        ({"replicas": "3"}, r"cluster\.replicas: expected an integer"),
     ],
 )
 def test_cluster_config_errors(section: dict[str, object], error: str) -> None:

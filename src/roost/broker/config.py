@@ -98,6 +98,9 @@ class ClusterConfig:
     # One URL or several (a TOML string or array): nats://, tls://, ws:// or wss://.
     nats_url: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     node: str | None = None  # unique per broker process group; None: the host name
+    # Copies JetStream keeps of each stream Roost creates: 1 on a single NATS server,
+    # 3 on a NATS cluster of 3 or more, so a stream outlives the loss of one server.
+    replicas: int = 1
 
 
 @dataclass(slots=True)
@@ -279,7 +282,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "max_inflight_messages": _Range(1, _U16),
     },
     BridgeTopic: {"qos": _Range(0, 2)},
-    ClusterConfig: {"nats_url": _Range(low=1), "node": _Range(1, 64)},
+    ClusterConfig: {"nats_url": _Range(low=1), "node": _Range(1, 64), "replicas": _Range(1, 5)},
 }
 
 # List fields where one string stands for a list of one ("nats_url").

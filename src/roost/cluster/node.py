@@ -54,6 +54,8 @@ RECONNECT_WAIT = 1.0  # seconds between attempts at one server
 START_WAIT = 5.0  # seconds a starting broker waits for NATS and the retained replay
 OUTBOX_LIMIT = 100_000  # messages waiting for the pump; more are dropped and counted
 STOP_FLUSH_TIMEOUT = 2  # seconds (nats-py takes whole seconds)
+RESYNC_RETRY = 1.0  # seconds before JetStream is asked again, doubling up to the next
+RESYNC_RETRY_MAX = 10.0
 
 
 class ClusterNode:
@@ -65,6 +67,7 @@ class ClusterNode:
         # Unique per process: a restarted node's sequence numbers start again at 1.
         self.origin = f"{self.name}/{secrets.token_hex(4)}".encode()
         self.urls = list(config.nats_url)
+        self.replicas = config.replicas
         self._router = core.router
         self._sys_interval = sys_interval
         self._nc: NatsClient | None = None
@@ -78,6 +81,7 @@ class ClusterNode:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._resync: asyncio.Task[None] | None = None  # the retained replay under way
+        self._attempted = asyncio.Event()  # the first replay attempt has ended
         self._was_lost = False  # NATS was lost, or unreachable at start
         self._stopping = False
         self.retained = RetainedSync(core.router, self.origin)
@@ -106,6 +110,9 @@ class ClusterNode:
         counts = self.counts
         if not self.connected:
             counts["dropped/disconnected"] += 1
+            if message.retain:  # the cluster's set gets it when NATS is back
+                self._seq += 1
+                self._retain(message.topic, envelope.encode(self.origin, self._seq, message, now))
             return
         topic = message.topic
         wanted = self.interest.cache.get(topic)
@@ -128,11 +135,15 @@ class ClusterNode:
         if wanted:
             outbox.append((subject, data))
         if message.retain:
-            retained_subject = subjects.topic_subject(subjects.RETAINED, topic)
-            if retained_subject is not None:
-                outbox.append((retained_subject, data))
-                self.retained.published(topic, self._seq)
+            self._retain(topic, data)
         self._wake.set()
+
+    def _retain(self, topic: str, data: bytes) -> None:
+        """Record this node's retained change ``data`` (sequence number ``_seq``) for the
+        cluster-wide set; ``RetainedSync.confirm`` stores it."""
+        subject = subjects.topic_subject(subjects.RETAINED, topic)
+        if subject is not None:
+            self.retained.published(topic, self._seq, subject, data)
 
     @property
     def balances_shares(self) -> bool:
@@ -179,11 +190,19 @@ class ClusterNode:
             self.name,
         )
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
+        self._tasks.append(
+            asyncio.create_task(
+                self.retained.confirm(lambda: self._nc if self.connected else None),
+                name="roost-cluster-retained",
+            )
+        )
         connecting = asyncio.create_task(self._connect(), name="roost-cluster-connect")
         self._tasks.append(connecting)
         done, _ = await asyncio.wait({connecting}, timeout=START_WAIT)
         if done and self._resync is not None:
-            await asyncio.wait({self._resync})  # bounded by RetainedSync.start's wait
+            # The first replay attempt is bounded by RetainedSync.start's wait and the
+            # JetStream API timeouts; later attempts go on in the background.
+            await self._attempted.wait()
         if not done:
             self._was_lost = True
             log.warning(
@@ -199,6 +218,17 @@ class ClusterNode:
 
     async def stop(self) -> None:
         """Send what waits to be sent, then close the NATS connection."""
+        # Retained changes this node made last (its clients' final ones): stored before
+        # the connection goes, if NATS answers in time.
+        deadline = asyncio.get_running_loop().time() + STOP_FLUSH_TIMEOUT
+        while self.retained.unconfirmed and self.connected:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning(
+                    "Cluster: %d retained change(s) not stored in NATS at stop.",
+                    len(self.retained.unconfirmed),
+                )
+                break
+            await asyncio.sleep(0.05)
         tasks = [*self._tasks, *([self._resync] if self._resync is not None else [])]
         # nats-py swallows a CancelledError that lands in its flush (``_flush_pending``),
         # so the pump also stops on a flag, and the wait is bounded.
@@ -281,7 +311,40 @@ class ClusterNode:
 
     async def _resync_state(self, nc: NatsClient) -> None:
         """After (re)connecting: record this node's filters afresh, subscribe to those
-        not subscribed yet, and replay the other nodes' filters and the retained set."""
+        not subscribed yet, and replay the other nodes' filters and the retained set.
+
+        JetStream may not answer at once: a NATS cluster that lost a server elects new
+        stream leaders for seconds, and a server without JetStream never answers. So a
+        failed attempt is tried again, with a growing pause, while the connection
+        lasts; meanwhile every message is forwarded (the interest fallback)."""
+        pause = RESYNC_RETRY
+        failed = False
+        while True:
+            try:
+                await self._resync_once(nc)
+            except Exception as exc:  # noqa: BLE001  (JetStream off or failing: say so, serve)
+                self._attempted.set()
+                if not failed:
+                    log.warning(
+                        "Cluster node %s: JetStream unavailable (%r); retained messages are"
+                        " not shared, and every message is sent to NATS, until it answers"
+                        " (trying again, first in %.0f s).",
+                        self.name,
+                        exc,
+                        pause,
+                    )
+                failed = True
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RESYNC_RETRY_MAX)
+                if not self.connected:
+                    return  # the reconnection starts a new resync
+                continue
+            self._attempted.set()
+            if failed:
+                log.warning("Cluster node %s: JetStream answers again.", self.name)
+            return
+
+    async def _resync_once(self, nc: NatsClient) -> None:
         try:
             await self.interest.forget_own(nc)
         except Exception as exc:  # noqa: BLE001  (JetStream off: interest.start says so)
@@ -290,16 +353,8 @@ class ClusterNode:
         self._dirty.update(self.filters)
         self._dirty.update(self.shares.members)
         self._wake.set()
-        try:
-            await self.interest.start(nc, START_WAIT)
-            await self.retained.start(nc, START_WAIT)
-        except Exception as exc:  # noqa: BLE001  (JetStream off or failing: say so, serve)
-            log.warning(
-                "Cluster node %s: JetStream unavailable (%r); retained messages are not"
-                " shared, and every message is sent to NATS, until NATS reconnects with it.",
-                self.name,
-                exc,
-            )
+        await self.interest.start(nc, START_WAIT, self.replicas)
+        await self.retained.start(nc, START_WAIT, self.replicas)
 
     async def _nats_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
@@ -440,6 +495,7 @@ class ClusterNode:
             "$SYS/broker/cluster/connected": "1" if self.connected else "0",
             "$SYS/broker/cluster/filters": str(len(self.filters)),
             "$SYS/broker/cluster/retained/applied": str(self.retained.applied),
+            "$SYS/broker/cluster/retained/unconfirmed": str(len(self.retained.unconfirmed)),
             "$SYS/broker/cluster/interest/remote_filters": str(self.interest.remote_filters),
             "$SYS/broker/cluster/shares/groups": str(len(self.shares.members)),
             "$SYS/broker/cluster/shares/delivered": str(self.shares.delivered),

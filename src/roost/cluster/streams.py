@@ -43,9 +43,11 @@ class StreamFollower:
     def caught_up(self) -> bool:
         return self._caught_up.is_set()
 
-    async def start(self, nc: NatsClient, wait: float) -> None:
+    async def start(self, nc: NatsClient, wait: float, replicas: int = 1) -> None:
         """(Re)read the stream from the start and follow it; wait up to ``wait`` seconds
-        for the replay to reach what the stream held when it began."""
+        for the replay to reach what the stream held when it began. A missing stream is
+        created with ``replicas`` copies (JetStream allows more than one only on a NATS
+        cluster)."""
         js = nc.jetstream(timeout=API_TIMEOUT)
         try:
             await js.add_stream(
@@ -53,6 +55,7 @@ class StreamFollower:
                 subjects=[self.subjects],
                 max_msgs_per_subject=1,
                 storage=StorageType.FILE,
+                num_replicas=replicas,
             )
         except BadRequestError as exc:
             # It exists with other settings (an operator's replicas, say): use it as it is.
