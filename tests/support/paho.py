@@ -51,6 +51,8 @@ class PahoClient:
         will: tuple[str, bytes, int] | None = None,
         max_inflight: int | None = None,
         topic_alias_maximum: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.version = version
         self.connected = threading.Event()
@@ -73,6 +75,8 @@ class PahoClient:
         )
         if will is not None:
             self.client.will_set(*will)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         if max_inflight is not None:
             self.client.max_inflight_messages_set(max_inflight)
         self.client.on_connect = self._on_connect
