@@ -18,7 +18,9 @@ nothing but the broker under test grows.
   then); Mosquitto runs with ``persistence false``, so only its RSS is compared.
 
 The nats-server's RSS is reported next to roost-cluster's: with ``--subscribe`` it
-holds one subscription per connection. See docs/scaling.md.
+holds one subscription per connection. So is the RSS of a second cluster node with no
+clients: it holds the measured node's filters in its remote interest table, as every
+other node of a cluster does. See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ FD_HEADROOM = 200
 CONNECT_PARALLEL = 100
 SETTLE_SAMPLES = 3  # RSS readings 0.5 s apart that must agree within 1 %
 SETTLE_MAX = 20.0  # seconds
+# Logged by every cluster node at start: expected, not a problem of the run.
+MILESTONE_WARNING = "clustering is at milestone"
 
 
 def _counts(text: str) -> list[int]:
@@ -168,6 +172,7 @@ class Reading:
     count: int
     rss: int
     nats_rss: int | None = None
+    peer_rss: int | None = None  # another cluster node's, with no clients of its own
     disk: int | None = None
     seconds: float = 0.0
 
@@ -215,16 +220,25 @@ def measure(
 ) -> None:
     """Start ``spec``, read RSS at 0 and after each step of ``part``, stop it."""
     tag = f"{part}-{spec.name}"
+    cluster = nats if spec.name.endswith("cluster") else None
+    peer = None
+    if cluster is not None:
+        # A second node: what the measured node's filters cost every other node
+        # (its remote interest table).
+        extra = (*spec.extra_config[:-1], 'node = "peer"')
+        peer_spec = dataclasses.replace(spec, name="peer", extra_config=extra, data_dir="")
+        peer = brokers.start(peer_spec, logs, f"{tag}-peer")
     broker = brokers.start(spec, logs, tag)
     held = Held()
     loop = asyncio.new_event_loop()
-    cluster = nats if spec.name.endswith("cluster") else None
 
     def read(count: int, started: float) -> None:
         reading = Reading(part, spec.name, count, settled_rss(broker.pid))
         reading.seconds = round(time.monotonic() - started, 2)
         if cluster is not None:
             reading.nats_rss = rss_bytes(cluster.pid)
+        if peer is not None:
+            reading.peer_rss = settled_rss(peer.pid)
         if spec.data_dir and spec.kind == "roost":
             reading.disk = db_bytes(spec.data_dir)
         series.readings.append(reading)
@@ -250,8 +264,8 @@ def measure(
     finally:
         loop.run_until_complete(held.close())
         loop.close()
-        exit_ = broker.stop()
-        series.problems += [f"{tag}: {line}" for line in exit_.log_problems]
+        logged = broker.stop().log_problems + (peer.stop().log_problems if peer else [])
+        series.problems += [f"{tag}: {x}" for x in logged if MILESTONE_WARNING not in x]
         if part == "sessions" and spec.data_dir:
             # Roost checkpoints its WAL at exit; Mosquitto writes its file at exit.
             stopped = Reading(
@@ -264,14 +278,19 @@ def _describe(r: Reading) -> str:
     text = f"RSS {r.rss / 2**20:.1f} MiB"
     if r.nats_rss is not None:
         text += f", nats-server RSS {r.nats_rss / 2**20:.1f} MiB"
+    if r.peer_rss is not None:
+        text += f", other node RSS {r.peer_rss / 2**20:.1f} MiB"
     if r.disk is not None:
         text += f", files {r.disk / 2**20:.2f} MiB"
     return text + f" ({r.seconds:g} s)"
 
 
-def per_item(readings: list[Reading], key: Callable[[Reading], int | None]) -> str:
-    """Bytes per connection/session: slope from the first reading to the last."""
-    first, last = readings[0], readings[-1]
+def per_item(
+    readings: list[Reading], key: Callable[[Reading], int | None], tail: bool = False
+) -> str:
+    """Bytes per connection/session: slope from the first reading to the last (or, with
+    ``tail``, over the last step only, past the allocator's first arenas)."""
+    first, last = readings[-2 if tail and len(readings) > 1 else 0], readings[-1]
     a, b = key(first), key(last)
     if a is None or b is None or last.count == first.count:
         return "-"
@@ -298,10 +317,10 @@ def report(series: Series) -> list[str]:
     lines += [
         "",
         (
-            "| part | broker | B/item RSS | B/item nats-server RSS | B/item files "
-            "| B/item files at exit |"
+            "| part | broker | B/item RSS | B/item RSS, last step | B/item nats-server RSS "
+            "| B/item other node RSS | B/item files | B/item files at exit |"
         ),
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for (part, broker), readings in groups.items():
         at_exit = next(
@@ -312,11 +331,15 @@ def report(series: Series) -> list[str]:
             if at_exit and at_exit.disk and at_exit.count
             else "-"
         )
-        lines.append(
-            f"| {part} | {broker} | {per_item(readings, lambda r: r.rss)} | "
-            f"{per_item(readings, lambda r: r.nats_rss)} | {per_item(readings, lambda r: r.disk)} "
-            f"| {exit_cell} |"
-        )
+        cells = [
+            per_item(readings, lambda r: r.rss),
+            per_item(readings, lambda r: r.rss, tail=True),
+            per_item(readings, lambda r: r.nats_rss),
+            per_item(readings, lambda r: r.peer_rss),
+            per_item(readings, lambda r: r.disk),
+            exit_cell,
+        ]
+        lines.append(f"| {part} | {broker} | " + " | ".join(cells) + " |")
     lines += ["", "Problems:" if series.problems else "Problems: none.", *series.problems]
     return lines
 
