@@ -269,7 +269,7 @@ def measure(
         if part == "sessions" and spec.data_dir:
             # Roost checkpoints its WAL at exit; Mosquitto writes its file at exit.
             stopped = Reading(
-                "sessions-file-at-exit", spec.name, done, 0, None, db_bytes(spec.data_dir)
+                "sessions-file-at-exit", spec.name, done, 0, disk=db_bytes(spec.data_dir)
             )
             series.readings.append(stopped)
 
