@@ -11,7 +11,18 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import codec, deliver, load, persistence, scale, scrape, soak, websocket
+from bench import (
+    codec,
+    deliver,
+    load,
+    memory,
+    nats_cost,
+    persistence,
+    scale,
+    scrape,
+    soak,
+    websocket,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +37,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("codec", codec.HELP, codec.add_arguments, codec.run),
     Command("deliver", deliver.HELP, deliver.add_arguments, deliver.run),
     Command("load", load.HELP, load.add_arguments, load.run),
+    Command("memory", memory.HELP, memory.add_arguments, memory.run),
+    Command("nats-cost", nats_cost.HELP, nats_cost.add_arguments, nats_cost.run),
     Command("persistence", persistence.HELP, persistence.add_arguments, persistence.run),
     Command("scale", scale.HELP, scale.add_arguments, scale.run),
     Command("soak", soak.HELP, soak.add_arguments, soak.run),

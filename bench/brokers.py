@@ -52,6 +52,9 @@ class BrokerSpec:
     extra_config: tuple[str, ...] = ()  # Mosquitto: configuration lines; Roost: TOML lines
     # A second listener speaking MQTT over WebSocket (path /mqtt) on this port, if set.
     websocket_port: int = 0
+    # Keep state on disk in this directory (Roost: SQLite; Mosquitto: its save file,
+    # written at exit) instead of in memory only, if set.
+    data_dir: str = ""
 
     def mosquitto_config(self, port: int) -> str:
         lines = [
@@ -60,6 +63,9 @@ class BrokerSpec:
             *MOSQUITTO_SETTINGS,
             *self.extra_config,
         ]
+        if self.data_dir:
+            lines.remove("persistence false")
+            lines += ["persistence true", f"persistence_location {self.data_dir}/"]
         if self.websocket_port:
             # Global options come first: Mosquitto applies them to every listener.
             lines += [f"listener {self.websocket_port} 127.0.0.1", "protocol websockets"]
@@ -69,7 +75,8 @@ class BrokerSpec:
         if self.kind == "roost":
             # In memory, like the Mosquitto side's `persistence false`; clean sessions
             # would write nothing anyway, but two runs must not share a data directory.
-            command = [self.executable, "broker", "--no-persistence"]
+            state = ["--data-dir", self.data_dir] if self.data_dir else ["--no-persistence"]
+            command = [self.executable, "broker", *state]
             lines = list(self.extra_config)
             if self.websocket_port:
                 # -p would replace the configured listeners: both go in the file.
