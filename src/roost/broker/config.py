@@ -98,6 +98,9 @@ class ClusterConfig:
     # One URL or several (a TOML string or array): nats://, tls://, ws:// or wss://.
     nats_url: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     node: str | None = None  # unique per broker process group; None: the host name
+    # Seconds NATS may be unreachable before persistent sessions this node does not
+    # hold are refused (CONNACK 0x88), rather than forked from the cluster's record.
+    offline_session_grace: float = 30.0
 
 
 @dataclass(slots=True)
@@ -279,7 +282,11 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "max_inflight_messages": _Range(1, _U16),
     },
     BridgeTopic: {"qos": _Range(0, 2)},
-    ClusterConfig: {"nats_url": _Range(low=1), "node": _Range(1, 64)},
+    ClusterConfig: {
+        "nats_url": _Range(low=1),
+        "node": _Range(1, 64),
+        "offline_session_grace": _Range(0, 86_400),
+    },
 }
 
 # List fields where one string stands for a list of one ("nats_url").
