@@ -96,7 +96,7 @@ class Entrance(Protocol):
 class SessionDirectory(Protocol):
     """Where sessions are registered beyond this broker: a cluster's session directory
     (``roost.cluster.sessions``). None on a broker alone, which pays one None test per
-    CONNECT, SUBSCRIBE, UNSUBSCRIBE and session end."""
+    CONNECT, SUBSCRIBE, UNSUBSCRIBE, disconnection and session end."""
 
     def claim(
         self, client_id: str, clean_start: bool, expiry_interval: int
@@ -108,7 +108,7 @@ class SessionDirectory(Protocol):
         """A connection now holds the session (after its claim)."""
 
     def changed(self, session: Session) -> None:
-        """The session's subscriptions changed, or it ended."""
+        """The session's subscriptions changed, its connection went, or it ended."""
 
 
 class ConnectionHost(Protocol):

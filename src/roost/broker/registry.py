@@ -186,6 +186,8 @@ class SessionRegistry:
             self.offline.add(session)
             if session.store is not None:
                 session.store.session_saved(session)
+            if self.directory is not None:
+                self.directory.changed(session)  # its record says it is offline
 
     def end(self, session: Session, now: float, publish_will: bool = True) -> None:
         """The session is over: its pending will goes out (unless ``publish_will`` is
