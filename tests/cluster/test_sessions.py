@@ -14,9 +14,10 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from roost.cluster.control import record_key
-from roost.codec import MQTT_3_1_1, MQTT_5
+from roost.codec import MQTT_3_1_1, MQTT_5, Pubcomp, Publish, Pubrec, Pubrel, Subscription
 from tests.cluster.conftest import NodeFactory
 from tests.cluster.nodes import NatsServer, linked, real
+from tests.support import raw
 from tests.support.paho import PahoClient
 from tests.support.waiting import wait_until
 
@@ -84,6 +85,38 @@ def test_resumed_on_another_node(make_node: NodeFactory, version: int) -> None:
     client.disconnect()
     back = persistent(a.port, "roamer", version)
     assert back.session_present is True
+
+
+@VERSIONS
+def test_in_flight_state_handed_over(make_node: NodeFactory, version: int) -> None:
+    """Messages in flight to the client (QoS 1 unacknowledged, QoS 2 released and
+    waiting for PUBCOMP) and a QoS 2 id the client sent and has not released go with
+    the session to the other node."""
+    a, b = make_node("a"), make_node("b")
+    client = raw.connect(a.port, version, "inflight", **raw.persistent(version))
+    raw.subscribe(client, Subscription("inf/#", 2))
+    publisher = raw.connect(a.port, version, "pub-a")
+    raw.publish(publisher, Publish("inf/one", b"q1", 1, packet_id=1))
+    raw.publish(publisher, Publish("inf/two", b"q2", 2, packet_id=2))
+    first, second = raw.recv_publish(client), raw.recv_publish(client)
+    assert (first.payload, second.payload) == (b"q1", b"q2")
+    client.send(Pubrec(second.packet_id))
+    assert client.recv() == Pubrel(second.packet_id)
+    client.send(Publish("mine", b"x", 2, packet_id=9))
+    rec = client.recv()  # MQTT 5: 0x10, no matching subscribers
+    assert isinstance(rec, Pubrec), rec
+    assert (rec.packet_id, rec.reason_code < 0x80) == (9, True), rec
+    raw.drop(client)
+
+    again = raw.connect(b.port, version, "inflight", present=True, **raw.persistent(version))
+    resent = raw.sync(again)
+    assert [p for p in resent if isinstance(p, Publish)] == [
+        Publish("inf/one", b"q1", 1, dup=True, packet_id=first.packet_id)
+    ]
+    assert Pubrel(second.packet_id) in resent
+    # 0x92 (packet identifier not found) at MQTT 5 if id 9 had been forgotten.
+    again.send(Pubrel(9))
+    assert again.recv() == Pubcomp(9)
 
 
 @VERSIONS
