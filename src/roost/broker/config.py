@@ -101,6 +101,9 @@ class ClusterConfig:
     # Copies JetStream keeps of each stream Roost creates: 1 on a single NATS server,
     # 3 on a NATS cluster of 3 or more, so a stream outlives the loss of one server.
     replicas: int = 1
+    # Seconds NATS may be unreachable before persistent sessions this node does not
+    # hold are refused (CONNACK 0x88), rather than forked from the cluster's record.
+    offline_session_grace: float = 30.0
 
 
 @dataclass(slots=True)
@@ -282,7 +285,12 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "max_inflight_messages": _Range(1, _U16),
     },
     BridgeTopic: {"qos": _Range(0, 2)},
-    ClusterConfig: {"nats_url": _Range(low=1), "node": _Range(1, 64), "replicas": _Range(1, 5)},
+    ClusterConfig: {
+        "nats_url": _Range(low=1),
+        "node": _Range(1, 64),
+        "replicas": _Range(1, 5),
+        "offline_session_grace": _Range(0, 86_400),
+    },
 }
 
 # List fields where one string stands for a list of one ("nats_url").

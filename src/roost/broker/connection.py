@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from roost.broker import authenticating, publishing, subscribing
 from roost.broker.auth.base import AuthResult
 from roost.broker.connect import (
     NO_LIMIT,
+    ConnectTerms,
     Refusal,
     connack_for,
     connect_terms,
@@ -490,12 +492,46 @@ class BrokerConnection(BufferedTransport):
             return  # refused, or waiting for the answer (on_connect then runs again)
         client = authenticating.client_info(self, self.username, accepted.attributes)
         identity = Identity(client, authenticating.password_file_vouched(self, packet, accepted))
+        directory = host.directory
+        if directory is not None:
+            # A cluster: the session is claimed cluster-wide (and taken from the node
+            # that held it) before it is attached here.
+            self.wait_for(
+                directory.claim(client_id, packet.clean_start, terms.expiry_interval),
+                partial(self._claimed, packet, terms, identity, accepted),
+            )
+            return
+        self._accept(packet, terms, identity, accepted, now)
+
+    def _claimed(
+        self,
+        packet: Connect,
+        terms: ConnectTerms,
+        identity: Identity,
+        accepted: AuthResult,
+        answer: object,
+    ) -> None:
+        if isinstance(answer, Refusal):
+            self.refuse(packet, answer)
+            return
+        self._accept(packet, terms, identity, accepted, self.host.now())
+
+    def _accept(
+        self,
+        packet: Connect,
+        terms: ConnectTerms,
+        identity: Identity,
+        accepted: AuthResult,
+        now: float,
+    ) -> None:
+        host = self.host
+        client_id = terms.client_id
         session, present = host.attach(
             self, identity, packet.clean_start, terms.expiry_interval, packet.will, now
         )
         self.session = session
         # After attach: taking over a session ends the old one, and its access with it.
-        self.access = host.auth.access_for(client)
+        self.access = host.auth.access_for(identity.client)
         self.send(
             connack_for(self.version, present, terms, host.config, self.auth_method, accepted.data)
         )

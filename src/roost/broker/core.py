@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
     from roost.broker.message import Message
     from roost.broker.persistence.store import StoredState
-    from roost.broker.ports import Connection
+    from roost.broker.ports import Connection, SessionDirectory
     from roost.broker.records import SubscriptionRecord
     from roost.broker.sessions import Identity, Session, Sink
     from roost.broker.transport import Holder
@@ -132,6 +132,10 @@ class BrokerCore:
         if self._loop is not None:
             self._judge_offline_sessions(self._loop.time())
 
+    @property
+    def directory(self) -> SessionDirectory | None:
+        return self.registry.directory
+
     def now(self) -> float:
         assert self._loop is not None  # noqa: S101  (set by open_state)
         return self._loop.time()
@@ -234,6 +238,9 @@ class BrokerCore:
     def subscribe(self, session: Session, record: SubscriptionRecord) -> bool:
         is_new = self.router.subscribe(session.client_id, record)
         session.add_subscription(record)
+        directory = self.registry.directory
+        if directory is not None:
+            directory.changed(session)
         if session.identity is not None:
             self.hooks.subscribed(session.identity.client, record.topic_filter, record.qos)
         return is_new
@@ -245,6 +252,9 @@ class BrokerCore:
         if not session.remove_subscription(topic_filter):
             return False
         self.router.unsubscribe(session.client_id, topic_filter)
+        directory = self.registry.directory
+        if directory is not None:
+            directory.changed(session)
         if session.identity is not None:
             self.hooks.unsubscribed(session.identity.client, topic_filter)
         return True

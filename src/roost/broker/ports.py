@@ -93,6 +93,24 @@ class Entrance(Protocol):
         """An admitted connection closed."""
 
 
+class SessionDirectory(Protocol):
+    """Where sessions are registered beyond this broker: a cluster's session directory
+    (``roost.cluster.sessions``). None on a broker alone, which pays one None test per
+    CONNECT, SUBSCRIBE, UNSUBSCRIBE, disconnection and session end."""
+
+    def claim(
+        self, client_id: str, clean_start: bool, expiry_interval: int
+    ) -> Awaitable[Refusal | None]:
+        """Make this broker the session's owner before the CONNECT is accepted (taking
+        it, and its state, from another broker if need be); a Refusal if it cannot."""
+
+    def attached(self, session: Session) -> None:
+        """A connection now holds the session (after its claim)."""
+
+    def changed(self, session: Session) -> None:
+        """The session's subscriptions changed, its connection went, or it ended."""
+
+
 class ConnectionHost(Protocol):
     """What a client connection may ask of the broker, and all it may change there."""
 
@@ -104,6 +122,10 @@ class ConnectionHost(Protocol):
     @property
     def auth(self) -> Authority:
         """Authentication and authorization."""
+
+    @property
+    def directory(self) -> SessionDirectory | None:
+        """The cluster's session directory; None without ``[cluster]``."""
 
     def now(self) -> float:
         """The event loop's clock: every deadline is in these seconds."""

@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from roost.broker.message import Message
-from roost.broker.persistence.restore import restored_session
+from roost.broker.persistence.restore import restored_session, snapshot
 from roost.broker.persistence.rows import json_attributes
 from roost.broker.sessions import Identity, Session, Sink
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
     from roost.broker.hook_dispatch import Hooks
     from roost.broker.persistence.store import Store, StoredSession
+    from roost.broker.ports import SessionDirectory
     from roost.broker.router import Router
     from roost.broker.stats import Stats
     from roost.codec import Will
@@ -44,6 +45,7 @@ class SessionRegistry:
         "_sessions",
         "_stats",
         "_store",
+        "directory",
         "offline",
     )
 
@@ -67,6 +69,8 @@ class SessionRegistry:
         # Disconnected sessions that will expire, or have a delayed will to publish.
         self.offline: set[Session] = set()
         self._purge_at = 0.0  # the first sweep purges what expired while we were down
+        # A cluster's session directory (set by roost.cluster); None on a broker alone.
+        self.directory: SessionDirectory | None = None
 
     @property
     def sessions(self) -> dict[str, Session]:
@@ -116,6 +120,8 @@ class SessionRegistry:
         self._keep_durable(session)
         if self._hooks is not None:
             self._hooks.connected(identity.client, present)
+        if self.directory is not None:
+            self.directory.attached(session)
         return session, present
 
     def _keep_durable(self, session: Session) -> None:
@@ -147,6 +153,12 @@ class SessionRegistry:
                 store.receive_id_added(session, packet_id)
             for item in session.queue:
                 store.delivery_queued(session, item)
+            # A session handed over by another cluster node has messages in flight.
+            for packet_id, item in session.inflight.items():
+                if item.store_id == 0:
+                    store.delivery_sent(session, item, packet_id)
+                    if item.released:
+                        store.delivery_released(session, item, packet_id)
         store.session_saved(session)
 
     def detach(
@@ -174,6 +186,8 @@ class SessionRegistry:
             self.offline.add(session)
             if session.store is not None:
                 session.store.session_saved(session)
+            if self.directory is not None:
+                self.directory.changed(session)  # its record says it is offline
 
     def end(self, session: Session, now: float, publish_will: bool = True) -> None:
         """The session is over: its pending will goes out (unless ``publish_will`` is
@@ -194,6 +208,62 @@ class SessionRegistry:
         session.subscriptions.clear()
         session.inflight.clear()
         session.queue.clear()
+        if self.directory is not None:
+            self.directory.changed(session)
+
+    # Sessions moving between the nodes of a cluster (roost.cluster.sessions).
+
+    def adopt(self, stored: StoredSession, now: float) -> None:
+        """Put in place a session another broker handed over (or whose record it left),
+        offline until its client's CONNECT attaches it; a local copy is dropped."""
+        old = self._sessions.get(stored.client_id)
+        if old is not None:
+            self.hand_over(stored.client_id, now, keep=False)
+        session, _was_connected = restored_session(
+            stored, self._config, self._store, self._stats, now
+        )
+        session.store = None  # recorded afresh by attach (_keep_durable)
+        for item in session.queue:
+            item.store_id = 0
+        for item in session.inflight.values():
+            item.store_id = 0
+        for record in session.subscriptions.values():
+            self._router.subscribe(session.client_id, record)
+        self._sessions[session.client_id] = session
+        self.offline.add(session)
+
+    def taken_elsewhere(self, client_id: str, now: float) -> bool:
+        """Another broker took the session: close its connection here (MQTT 5:
+        DISCONNECT 0x8E), as a local takeover does; the session stays, offline, until it
+        is handed over. False if it had no connection here."""
+        session = self._sessions.get(client_id)
+        if session is None or session.connection is None:
+            return False
+        log.info("Client %s connected to another node, closing old connection.", client_id)
+        session.connection.take_over()
+        self.detach(session, publish_will=True, now=now)
+        return True
+
+    def hand_over(self, client_id: str, now: float, *, keep: bool) -> StoredSession | None:
+        """Give the session up to another broker: its connection here is closed (MQTT 5:
+        DISCONNECT 0x8E), its will goes out as in a local takeover, and it ends here.
+        With ``keep`` its state is returned for the new owner (None if there is none)."""
+        session = self._sessions.get(client_id)
+        if session is None:
+            return None
+        if session.connection is not None:
+            log.info("Client %s connected to another node, closing old connection.", client_id)
+            session.connection.take_over()
+            self.detach(session, publish_will=True, now=now, ending=not keep)
+        if self._sessions.get(client_id) is not session:
+            return None  # ended with its connection (expiry 0, or not kept)
+        state = snapshot(session) if keep else None
+        # Its messages go with it, not to the other members of its shared groups.
+        session.inflight.clear()
+        session.queue.clear()
+        session.queued_bytes = 0
+        self.end(session, now, publish_will=False)
+        return state
 
     def _publish_pending_will(self, session: Session, now: float) -> None:
         will = session.will

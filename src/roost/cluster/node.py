@@ -36,6 +36,7 @@ from roost.cluster import envelope, subjects
 from roost.cluster.envelope import SeenWindow
 from roost.cluster.interest import InterestTable
 from roost.cluster.retained import RetainedSync
+from roost.cluster.sessions import SessionDirectory
 from roost.cluster.shares import ShareBalancer
 from roost.protocol.topics import parse_shared
 
@@ -87,6 +88,9 @@ class ClusterNode:
         self.retained = RetainedSync(core.router, self.origin)
         self.interest = InterestTable(self.name)
         self.shares = ShareBalancer(core.router)
+        self.sessions = SessionDirectory(
+            core.registry, self.name, self.origin, config.offline_session_grace
+        )
         self.counts = dict.fromkeys(
             (
                 "messages/forwarded",
@@ -186,7 +190,7 @@ class ClusterNode:
         # lost between nodes until the durable path is built (docs/clustering.md).
         log.warning(
             "Cluster node %s: clustering is at milestone 1; QoS 1 and 2 messages cross to"
-            " other nodes at most once, and sessions and wills stay on their node.",
+            " other nodes at most once, and wills stay on their node.",
             self.name,
         )
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
@@ -196,6 +200,7 @@ class ClusterNode:
                 name="roost-cluster-retained",
             )
         )
+        self.sessions.start()
         connecting = asyncio.create_task(self._connect(), name="roost-cluster-connect")
         self._tasks.append(connecting)
         done, _ = await asyncio.wait({connecting}, timeout=START_WAIT)
@@ -241,6 +246,7 @@ class ClusterNode:
             if pending:
                 log.warning("Cluster: %d task(s) did not stop in time; leaving them.", len(pending))
         self._tasks.clear()
+        await self.sessions.stop()
         nc = self._nc
         self._router.peers = None
         if nc is None:
@@ -302,6 +308,7 @@ class ClusterNode:
             self._resync = asyncio.create_task(self._resync_state(self._nc))
         else:
             self._was_lost = True
+            self.sessions.offline()
             log.warning(
                 "Cluster node %s: lost NATS; serving local clients only, and messages for"
                 " other nodes are dropped until it is back.",
@@ -355,6 +362,7 @@ class ClusterNode:
         self._wake.set()
         await self.interest.start(nc, START_WAIT, self.replicas)
         await self.retained.start(nc, START_WAIT, self.replicas)
+        await self.sessions.online(nc, self.replicas)
 
     async def _nats_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
@@ -503,6 +511,7 @@ class ClusterNode:
         }
         for name, count in self.counts.items():
             values[f"$SYS/broker/cluster/{name}"] = str(count)
+        values.update(self.sessions.sys_values())
         return values
 
     def _publish_sys(self) -> None:

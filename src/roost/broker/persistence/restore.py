@@ -1,4 +1,5 @@
-"""Rebuild a session from what a store kept.
+"""Rebuild a session from what a store kept, and take a session's state the same way
+(``snapshot``: what a cluster node hands over to the node that takes the session).
 
 Every restored session starts disconnected. One whose client was connected when the
 broker stopped without a clean shutdown (a crash: its row has no expiry deadline) is
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from roost.broker.persistence.store import StoredDelivery, StoredSession
 from roost.broker.records import Outgoing
 from roost.broker.sessions import Session
 
 if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
-    from roost.broker.persistence.store import Store, StoredSession
+    from roost.broker.persistence.store import Store
     from roost.broker.stats import Stats
 
 
@@ -59,3 +61,46 @@ def restored_session(
             inflight.append((delivery.packet_id, item))
     session.restore(queued, inflight, stored.receive_ids)
     return session, was_connected
+
+
+def snapshot(session: Session) -> StoredSession:
+    """``session``'s state as a store would hand it back: subscriptions, messages queued
+    and in flight (with their packet ids and QoS 2 release state), QoS 2 ids received.
+    Its will and identity are left out: the connection that resumes it brings its own."""
+    deliveries = [
+        StoredDelivery(
+            0,
+            item.message,
+            item.qos,
+            item.retain,
+            item.subscription_ids,
+            item.share_group,
+            packet_id,
+            item.released,
+        )
+        for packet_id, item in session.inflight.items()
+    ]
+    deliveries.extend(
+        StoredDelivery(
+            0,
+            item.message,
+            item.qos,
+            item.retain,
+            item.subscription_ids,
+            item.share_group,
+            None,
+            False,
+        )
+        for item in session.queue
+    )
+    return StoredSession(
+        session.client_id,
+        session.expiry_interval,
+        None,
+        None,
+        None,
+        None,
+        list(session.subscriptions.values()),
+        deliveries,
+        sorted(session.awaiting_release),
+    )
