@@ -4,13 +4,16 @@ is stored, and still delivered when either node dies (kill -9) around it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from roost.codec import MQTT_3_1_1, MQTT_5
 from tests.cluster.conftest import NodeFactory
-from tests.cluster.nodes import leftovers, linked, real
+from tests.cluster.nodes import NatsServer, leftovers, linked, real
 from tests.persistence.process import BrokerProcess
 from tests.support.paho import PahoClient
+from tests.support.waiting import wait_until
 
 COUNT = 30
 
@@ -147,3 +150,34 @@ def test_qos2_is_not_delivered_twice_after_a_crash_between_storing_and_acknowled
     assert [m.payload for m in real(keeper, COUNT)] == payloads
     drained(publisher, keeper, "once/x")
     assert leftovers(keeper) == []
+
+
+def test_qos_crosses_again_after_nats_lost_its_store(
+    make_node: NodeFactory, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    status = PahoClient(b.port, "status", MQTT_5)
+    status.subscribe("$SYS/broker/cluster/qos/applied", 0)
+    subscriber = PahoClient(b.port, "sub", MQTT_5)
+    subscriber.subscribe("s/#", 1)
+    publisher = PahoClient(a.port, "pub", MQTT_5)
+    linked(publisher, subscriber, "s/probe")
+    first = [b"f-%d" % i for i in range(COUNT)]
+    publisher.publish_all("s/x", first, 1)
+    assert [m.payload for m in real(subscriber, COUNT)] == first
+    sys_value(status, "$SYS/broker/cluster/qos/applied", str(COUNT).encode())
+
+    # A new, empty store: the stream comes back with its sequences starting at 1,
+    # below the position node b recorded, and b's consumer is gone.
+    nats_server.kill()
+    a.wait_for(r"WARNING Cluster node a: lost NATS")
+    nats_server.store = tmp_path / "jetstream-new"
+    nats_server.start()
+    stream = "QoS 1 and 2 cross to other nodes through ROOST_QOS"
+    wait_until(lambda: a.log.count(stream) == 2, timeout=30)
+    linked(publisher, subscriber, "s/probe")
+
+    second = [b"s-%d" % i for i in range(5)]
+    publisher.publish_all("s/x", second, 1)
+    assert [m.payload for m in real(subscriber, len(second), timeout=30)] == second
+    sys_value(status, "$SYS/broker/cluster/qos/applied", str(COUNT + len(second)).encode())

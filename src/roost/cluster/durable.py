@@ -125,6 +125,7 @@ class QosStream:
             self._answers = await nc.subscribe(self._inbox + ".*", cb=self._answered)
         self.ready = True
         self._wake.set()
+        log.info("Cluster: QoS 1 and 2 cross to other nodes through %s.", STREAM)
 
     async def send(self) -> None:
         """The task that publishes what ``publish`` queued, and resends what waits."""

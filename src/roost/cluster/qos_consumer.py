@@ -13,6 +13,11 @@ redelivered after a crash (applied and committed, not yet acknowledged) is at or
 the recorded sequence and is skipped: with the publisher side's de-duplication
 (``Nats-Msg-Id``), QoS 2 crosses nodes exactly once.
 
+The recorded position names the stream it belongs to (its creation time): a NATS
+server that lost its store makes a new ``ROOST_QOS`` whose sequences start again at 1,
+and the node then reads that one from its start. A consumer that disappeared while
+its stream stayed is made again from the recorded position on.
+
 This node's own messages (any process of it: origin ``<node>/...``) are skipped: they
 reached its subscribers when they were published.
 """
@@ -47,6 +52,9 @@ FETCH_WAIT = 1.0  # seconds a fetch waits for the first message
 # was applied is skipped by its sequence, so this can be short.
 ACK_WAIT = 5.0
 RETRY_WAIT = 1.0  # seconds after a failure before the consumer is set up again
+# Idle fetches between checks that the consumer still exists (a NATS server that lost
+# its store answers a pull for a missing consumer with nothing at all).
+CHECK_EVERY = 10
 # Tests only: never acknowledge, as if the node always died just before (the crash
 # between delivery and acknowledgement, made repeatable).
 _NO_ACK = os.environ.get("ROOST_TEST_QOS_NO_ACK") == "1"
@@ -70,7 +78,8 @@ class QosConsumer:
         self._node = node.encode()
         self._stream = stream
         self.name = consumer_name(node)
-        self.applied: int | None = None  # last stream sequence applied; read at run
+        self.applied = 0  # last stream sequence applied
+        self._epoch: str | None = None  # the creation time of the stream ``applied`` is in
         self.applied_count = 0  # messages routed here, counted once committed
         self.skipped = 0  # redelivered ones at or below ``applied``
         self.invalid = 0
@@ -78,8 +87,10 @@ class QosConsumer:
 
     async def run(self, nc: NatsClient) -> None:
         """Set the consumer up, and read it for ever (again after any failure)."""
-        if self.applied is None:
-            self.applied = int(self._core.meta.get(APPLIED_KEY, "0"))
+        stored = self._core.meta.get(APPLIED_KEY)
+        if stored:
+            seq, _, epoch = stored.partition(" ")
+            self.applied, self._epoch = int(seq), epoch
         while not self._stopping:
             try:
                 await self._consume(nc)
@@ -95,25 +106,51 @@ class QosConsumer:
 
     async def _consume(self, nc: NatsClient) -> None:
         js = nc.jetstream(timeout=API_TIMEOUT)
+        info = await js.stream_info(self._stream)
+        epoch = str(info.created)
+        start: dict[str, object] = {"deliver_policy": DeliverPolicy.NEW}
+        if epoch != self._epoch:
+            if self._epoch is not None:
+                # A new stream (NATS lost its store): all of it is new to this node.
+                log.warning(
+                    "Cluster: %s was made again (created %s); reading it from its start.",
+                    self._stream,
+                    epoch,
+                )
+                start = {"deliver_policy": DeliverPolicy.ALL}
+            self._epoch = epoch
+            self.applied = 0
+        elif self.applied:
+            start = {
+                "deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
+                "opt_start_seq": self.applied + 1,
+            }
         sub = await js.pull_subscribe(
             f"{subjects.QOS}.>",
             durable=self.name,
             stream=self._stream,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.ALL,
-                # A node's first consumer starts with what comes from now on.
-                deliver_policy=DeliverPolicy.NEW,
                 ack_wait=ACK_WAIT,
                 max_ack_pending=BATCH * 16,
+                # Used only if the consumer does not exist: a node's first starts with
+                # what comes from now on, a lost one from the recorded position.
+                **start,  # type: ignore[arg-type]
             ),
         )
         try:
             store = self._core.store
+            idle = 0
             while not self._stopping:
                 try:
                     msgs = await sub.fetch(BATCH, timeout=FETCH_WAIT)
                 except (NatsTimeoutError, TimeoutError):
+                    idle += 1
+                    if idle % CHECK_EVERY == 0:
+                        # NotFoundError if it is gone: run() sets it up again.
+                        await js.consumer_info(self._stream, self.name)
                     continue
+                idle = 0
                 if not msgs:
                     continue
                 routed = self._apply(msgs)
@@ -132,7 +169,7 @@ class QosConsumer:
 
     def _apply(self, msgs: list[Msg]) -> int | None:
         """Route the new ones: how many were routed, None if none was new."""
-        applied = self.applied or 0
+        applied = self.applied
         start = applied
         router = self._core.router
         own = self._node
@@ -158,5 +195,5 @@ class QosConsumer:
         self.applied = applied
         if applied == start:
             return None
-        self._core.store.meta_set(APPLIED_KEY, str(applied))
+        self._core.store.meta_set(APPLIED_KEY, f"{applied} {self._epoch}")
         return routed
