@@ -47,10 +47,10 @@ class _CountingConnection:
     def take_over(self) -> None:
         pass
 
-    def hold(self, batch: int) -> None:
+    def hold(self, batch: int, gate: int = 0) -> None:
         pass
 
-    def release(self, committed: int) -> bool:
+    def release(self, committed: int, gate: int = 0) -> bool:
         return False
 
 

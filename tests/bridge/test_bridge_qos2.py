@@ -182,10 +182,10 @@ class _Sink:
     def take_over(self) -> None:
         return
 
-    def hold(self, batch: int) -> None:
+    def hold(self, batch: int, gate: int = 0) -> None:
         return
 
-    def release(self, committed: int) -> bool:
+    def release(self, committed: int, gate: int = 0) -> bool:
         return False
 
 

@@ -45,10 +45,10 @@ class FakeConnection:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
-    def hold(self, batch: int) -> None:
+    def hold(self, batch: int, gate: int = 0) -> None:
         self.held_batches.append(batch)
 
-    def release(self, committed: int) -> bool:
+    def release(self, committed: int, gate: int = 0) -> bool:
         return False
 
     def take_over(self) -> None:
@@ -272,6 +272,21 @@ def test_retained_messages_are_set_replaced_and_deleted(tmp_path: Path) -> None:
         ("b", b"kept"),
     ]
     assert row_counts(tmp_path)["messages"] == 2
+
+
+def test_meta_values_are_kept_with_the_changes_recorded_with_them(tmp_path: Path) -> None:
+    def record(store: SqliteStore) -> None:
+        store.meta_set("cluster.qos_applied", "7")
+        store.retained_set("a", message("a", b"with it"))
+        store.meta_set("cluster.qos_applied", "9")
+        store.meta_set("other", "x")
+
+    state = record_and_reload(tmp_path, record)
+    assert state.meta == {"cluster.qos_applied": "9", "other": "x"}
+    assert [(topic, m.payload) for topic, m in state.retained] == [("a", b"with it")]
+    # Set again later: the row is replaced, not added.
+    state = record_and_reload(tmp_path, lambda store: store.meta_set("other", "y"))
+    assert state.meta == {"cluster.qos_applied": "9", "other": "y"}
 
 
 def test_an_ended_session_leaves_no_rows(tmp_path: Path) -> None:
@@ -514,7 +529,8 @@ def test_a_version_1_database_is_migrated_and_its_sessions_have_no_identity(
     write_version_1_database(tmp_path)
     state = open_and_close(tmp_path)
     path = tmp_path / DATABASE_NAME
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+    assert state.meta == {}  # version 3's table, empty
     [stored] = state.sessions
     assert (stored.client_id, stored.identity) == ("alice1", None)
     assert [record.topic_filter for record in stored.subscriptions] == ["a/#"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from roost.broker.auth.manager import AuthManager
 from roost.broker.connect import Refusal
@@ -41,15 +41,27 @@ log = logging.getLogger("roost.broker")
 REFUSING_AT_MOST = 100
 
 
+class AckGate(Protocol):
+    """Something besides the store that acknowledgements wait for: ``issued`` counts
+    what it was given (so a handler can tell whether its packet gave it anything), and
+    ``hold(conn)`` keeps ``conn``'s packets from now on until it has passed all that."""
+
+    issued: int
+
+    def hold(self, conn: Holder) -> None: ...
+
+
 class BrokerCore:
     """Sessions, routing, authorization, storage and counters behind one narrow seam."""
 
     __slots__ = (
         "_loop",
+        "ack_gate",
         "auth",
         "config",
         "connections",
         "hooks",
+        "meta",
         "refused",
         "registry",
         "router",
@@ -78,6 +90,11 @@ class BrokerCore:
         )
         self.connections: set[Connection] = set()
         self.refused: set[Connection] = set()  # being refused with a CONNACK (refusing)
+        # A second thing acknowledgements wait for besides the store (a cluster node's
+        # JetStream, roost.cluster.durable); None on a broker alone.
+        self.ack_gate: AckGate | None = None
+        # The store's named values as they were at start (Store.meta_set).
+        self.meta: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def open_state(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -85,6 +102,7 @@ class BrokerCore:
         self._loop = loop
         store = self.store
         state: StoredState = store.open(loop)
+        self.meta = state.meta
         log.info("Persistence: %s.", store.description)
         if not store.durable:
             return
@@ -262,7 +280,13 @@ class BrokerCore:
     # Durability.
 
     def changes(self) -> int:
-        return self.store.op_count
+        gate = self.ack_gate
+        if gate is None:
+            return self.store.op_count
+        return self.store.op_count + gate.issued
 
     def hold(self, conn: Holder) -> None:
         self.store.hold(conn)
+        gate = self.ack_gate
+        if gate is not None:
+            gate.hold(conn)

@@ -6,7 +6,10 @@ instead of one per packet.
 
 A connection can also *hold* its output until a store commit (``hold``/``release``):
 packets sent after ``hold(n)`` wait, in order, until commit n is durable, so that an
-acknowledgement never promises what a crash could still lose.
+acknowledgement never promises what a crash could still lose. A second gate (a
+cluster node's JetStream acknowledgements, ``roost.cluster.durable``) holds the same
+way with numbers of its own: ``hold(n, gate)`` and ``release(n, gate)``; packets go
+out in the order they were sent once every gate has passed what they wait for.
 
 Flow control: every transport gets the same write-buffer marks (``WRITE_BUFFER_HIGH``
 and ``_LOW``; uvloop's own low mark is 16 bytes, asyncio's 16 KiB). Above the high mark
@@ -38,11 +41,13 @@ HELD_LIMIT = 100
 class Holder(Protocol):
     """A connection whose outgoing packets can wait for a store commit."""
 
-    def hold(self, batch: int) -> None:
-        """Keep every packet sent from now on until commit ``batch`` is durable."""
+    def hold(self, batch: int, gate: int = 0) -> None:
+        """Keep every packet sent from now on until ``gate`` has passed ``batch``
+        (gate 0: the store's commit ``batch`` is durable)."""
 
-    def release(self, committed: int) -> bool:
-        """Send what waited for commits up to ``committed``; True if some still waits."""
+    def release(self, committed: int, gate: int = 0) -> bool:
+        """Send what waited for ``gate`` up to ``committed`` (and for nothing later);
+        True if some still waits."""
 
 
 class WriteCoalescer:
@@ -78,6 +83,7 @@ class BufferedTransport(asyncio.Protocol):
         "_held",
         "_held_count",
         "_out",
+        "_passed",
         "_per_packet",
         "_shut",
         "held_limit",
@@ -88,9 +94,10 @@ class BufferedTransport(asyncio.Protocol):
     def __init__(self, coalescer: WriteCoalescer) -> None:
         self._coalescer = coalescer
         self._out: list[bytes] | None = None
-        # Packets waiting for store commits: (commit number, packets), oldest first.
-        self._held: list[tuple[int, list[bytes]]] | None = None
+        # Packets waiting for store commits: (gate, commit number, packets), oldest first.
+        self._held: list[tuple[int, int, list[bytes]]] | None = None
         self._held_count = 0  # packets in _held
+        self._passed: list[int] | None = None  # per gate, the last number released
         # The transport frames each packet on its own (WebSocket): hand it the packets,
         # not their concatenation.
         self._per_packet = False
@@ -110,7 +117,7 @@ class BufferedTransport(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         held = self._held
         if held is not None:
-            held[-1][1].append(data)
+            held[-1][2].append(data)
             self._held_count += 1
             if self._held_count == self.held_limit:
                 self.on_held_back()
@@ -149,29 +156,35 @@ class BufferedTransport(asyncio.Protocol):
         out = self._out
         return 0 if out is None else sum(map(len, out))
 
-    def hold(self, batch: int) -> None:
-        """Keep every packet sent from now on until commit ``batch`` is durable."""
+    def hold(self, batch: int, gate: int = 0) -> None:
+        """Keep every packet sent from now on until ``gate`` passes ``batch`` (gate 0:
+        the store's commit ``batch`` is durable)."""
         held = self._held
         if held is None:
-            self._held = [(batch, [])]
-        elif held[-1][0] != batch:
-            held.append((batch, []))
+            self._held = [(gate, batch, [])]
+        elif held[-1][0] != gate or held[-1][1] != batch:
+            held.append((gate, batch, []))
 
-    def release(self, committed: int) -> bool:
-        """Send the packets that waited for commits up to ``committed``, in order.
+    def release(self, committed: int, gate: int = 0) -> bool:
+        """Send the packets that waited for ``gate`` up to ``committed``, in order, as
+        far as no other gate still holds them.
 
-        Returns True while some packets still wait for a later commit.
+        Returns True while some packets still wait.
         """
+        passed = self._passed
+        if passed is None:
+            passed = self._passed = [0, 0]
+        passed[gate] = max(passed[gate], committed)
         held = self._held
         if held is None:
             return False
         count = 0
-        while count < len(held) and held[count][0] <= committed:
+        while count < len(held) and held[count][1] <= passed[held[count][0]]:
             count += 1
         if count:
             was_held_back = self.held_back()
             self._held = None  # so that send() queues these instead of holding them
-            for _batch, packets in held[:count]:
+            for _gate, _batch, packets in held[:count]:
                 self._held_count -= len(packets)
                 for data in packets:
                     self.send(data)

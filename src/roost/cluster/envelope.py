@@ -11,6 +11,10 @@ and a per-process token) and an 8-byte sequence number, then the message:
   retain), the topic's length (two bytes), the topic in UTF-8, the payload. It costs a
   join instead of an encoding on the publishing node.
 
+A QoS 1 or 2 message another node's subscribers want travels in the ``ROOST_QOS``
+stream (``durable.py``); a copy also sent on core NATS for shared groups has
+``SHARES_ONLY`` set in its format byte, so that plain subscriptions skip it.
+
 A node holds one NATS subscription per filter, so a message whose topic matches two of
 a node's filters arrives twice. ``SeenWindow`` remembers the last ``WINDOW`` sequence
 numbers of each origin to deliver it once. NATS keeps one publisher's order on each
@@ -29,6 +33,7 @@ from roost.codec import MQTT_5, CodecError, Publish, read_packet
 
 VERSION: Final = 1  # an MQTT 5 PUBLISH follows the header
 PLAIN: Final = 2  # flags, topic and payload follow the header
+SHARES_ONLY: Final = 0x80  # flag in the format byte: for NATS queue groups only
 WINDOW: Final = 1 << 16
 _MASK: Final = WINDOW - 1
 
@@ -63,7 +68,7 @@ def encode(origin: bytes, seq: int, message: Message, now: float) -> bytes:
 def header(data: bytes) -> tuple[bytes, int, int]:
     """(origin, sequence number, where the PUBLISH starts); ValueError if ``data`` is
     not an envelope. Cheap: a duplicate is recognised before its PUBLISH is decoded."""
-    if len(data) < 11 or data[0] not in (VERSION, PLAIN):
+    if len(data) < 11 or data[0] & 0x7F not in (VERSION, PLAIN):
         raise ValueError("not a Roost cluster envelope")
     end = 2 + data[1]
     return data[2:end], int.from_bytes(data[end : end + 8], "big"), end + 8
@@ -71,7 +76,7 @@ def header(data: bytes) -> tuple[bytes, int, int]:
 
 def message(data: bytes, offset: int, now: float) -> Message:
     """The message in an envelope whose body starts at ``offset``; ValueError if bad."""
-    if data[0] == PLAIN:
+    if data[0] & 0x7F == PLAIN:
         end = offset + 3 + int.from_bytes(data[offset + 1 : offset + 3], "big")
         flags = data[offset] if len(data) >= end else 0xFF
         if flags > 5:
@@ -88,6 +93,11 @@ def message(data: bytes, offset: int, now: float) -> Message:
     if found is None or not isinstance(found[0], Publish):
         raise ValueError("truncated envelope")
     return Message.from_publish(found[0], None, now)
+
+
+def shares_only(data: bytes) -> bytes:
+    """``data`` marked for shared groups only (their copy goes through the stream)."""
+    return bytes((data[0] | SHARES_ONLY,)) + data[1:]
 
 
 class SeenWindow:

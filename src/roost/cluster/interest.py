@@ -5,7 +5,10 @@ Each node records every filter it subscribes to in NATS in the ``ROOST_INTEREST`
 stream, one subject per node and filter (``roost.i.<node>.<hash>``, the filter as the
 payload; an empty payload when it stops), and follows the stream into a subscription
 tree of the other nodes' filters. ``wanted(topic)`` is then one trie match, and
-usually one dict lookup: answers are cached per topic until the table changes. A node
+usually one dict lookup: answers are cached per topic until the table changes. The
+answer tells plain filters (``PLAIN``) from shared groups' (``SHARED``: recorded as the
+whole ``$share/g/f``), since QoS 1 and 2 reach the first through the QoS stream and the
+second through NATS queue groups. A node
 (re)connecting purges its own old records and writes its current ones again.
 
 Until the replay has caught up, or without JetStream, every topic counts as wanted:
@@ -25,6 +28,7 @@ from nats.js.errors import NotFoundError
 
 from roost.broker.subscriptions import SubscriptionTree
 from roost.cluster.streams import API_TIMEOUT, StreamFollower
+from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("roost.cluster")
 
 INTEREST = "roost.i"
+PLAIN = 1  # wanted by a plain filter of another node
+SHARED = 2  # wanted by a shared group with members on another node
 CACHE_LIMIT = 65_536  # topics whose answer is kept; then the cache starts again
 
 
@@ -45,20 +51,24 @@ class InterestTable(StreamFollower):
     def __init__(self, node: str) -> None:
         super().__init__()
         self._own = f"{INTEREST}.{node}."
-        self._tree: SubscriptionTree[bool] = SubscriptionTree()
+        self._tree: SubscriptionTree[int] = SubscriptionTree()
         self._filters: dict[str, str] = {}  # record subject -> the filter it holds
         # topic -> wanted, while the table stays as it is (read by ClusterNode.forward).
-        self.cache: dict[str, bool] = {}
+        self.cache: dict[str, int] = {}
 
-    def wanted(self, topic: str) -> bool:
-        """Whether another node has a subscription ``topic`` may match."""
+    def wanted(self, topic: str) -> int:
+        """Whether another node has a subscription ``topic`` may match: 0, or ``PLAIN``
+        and/or ``SHARED``."""
         if not self.caught_up:
-            return True
+            return PLAIN | SHARED
         cache = self.cache
         if len(cache) >= CACHE_LIMIT:
             cache.clear()
         matches, _groups = self._tree.match(topic)
-        wanted = cache[topic] = bool(matches)
+        wanted = 0
+        for _subject, kind in matches:
+            wanted |= kind
+        cache[topic] = wanted
         return wanted
 
     def record_subject(self, topic_filter: str) -> str:
@@ -96,6 +106,7 @@ class InterestTable(StreamFollower):
             except UnicodeDecodeError:
                 log.warning("Cluster: ignoring a bad record %s in %s.", subject, self.stream)
                 return
-            self._filters[subject] = topic_filter
-            self._tree.add(subject, topic_filter, True)
+            group, inner = parse_shared(topic_filter)
+            self._filters[subject] = inner
+            self._tree.add(subject, inner, PLAIN if group is None else SHARED)
         self.applied += 1

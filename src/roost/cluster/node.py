@@ -14,8 +14,9 @@ keeps a node from hearing itself.
 
 NATS calls are coroutines, while the router's calls are synchronous and on the hot
 path; so ``forward`` and the filter changes only queue work and wake ``_pump``, one
-task that makes the NATS calls in order. Between nodes, messages travel at most once
-(core NATS): while NATS is unreachable the node serves its own clients, drops what it
+task that makes the NATS calls in order. Between nodes, QoS 0 travels at most once
+(core NATS), and QoS 1 and 2 through a JetStream stream (``durable``): while NATS is
+unreachable the node serves its own clients, drops what it
 would forward (counted), says so in its log and in ``$SYS/broker/cluster/...``, and
 nats-py reconnects, subscribing again to every filter.
 """
@@ -33,8 +34,9 @@ from nats.errors import MaxPayloadError, SlowConsumerError
 
 from roost.broker.message import Message
 from roost.cluster import envelope, subjects
+from roost.cluster.durable import DurablePath
 from roost.cluster.envelope import SeenWindow
-from roost.cluster.interest import InterestTable
+from roost.cluster.interest import PLAIN, InterestTable
 from roost.cluster.retained import RetainedSync
 from roost.cluster.sessions import SessionDirectory
 from roost.cluster.shares import ShareBalancer
@@ -91,6 +93,8 @@ class ClusterNode:
         self.sessions = SessionDirectory(
             core.registry, self.name, self.origin, config.offline_session_grace
         )
+        self.durable = DurablePath(core, self.name)
+        core.ack_gate = self.durable.stream  # PUBACK/PUBREC wait for JetStream too
         self.counts = dict.fromkeys(
             (
                 "messages/forwarded",
@@ -122,9 +126,13 @@ class ClusterNode:
         wanted = self.interest.cache.get(topic)
         if wanted is None:
             wanted = self.interest.wanted(topic)
+        # QoS 1/2 for other nodes' plain filters: through the stream (durable.py).
+        durable = message.qos and wanted & PLAIN and self.durable.ready
+        if durable:
+            wanted &= ~PLAIN
         if not wanted and self.shares.members and self.balances_shares:
             wanted = self.shares.has_local_group(topic)  # NATS picks the node, this one too
-        if not wanted and not message.retain:
+        if not wanted and not message.retain and not durable:
             return  # no other node has a subscription it could match
         subject = subjects.topic_subject(subjects.MESSAGES, topic)
         if subject is None:
@@ -136,8 +144,10 @@ class ClusterNode:
             return
         self._seq += 1
         data = envelope.encode(self.origin, self._seq, message, now)
+        if durable:
+            self._publish_durable(topic, data)
         if wanted:
-            outbox.append((subject, data))
+            outbox.append((subject, envelope.shares_only(data) if durable else data))
         if message.retain:
             self._retain(topic, data)
         self._wake.set()
@@ -148,6 +158,12 @@ class ClusterNode:
         subject = subjects.topic_subject(subjects.RETAINED, topic)
         if subject is not None:
             self.retained.published(topic, self._seq, subject, data)
+
+    def _publish_durable(self, topic: str, data: bytes) -> None:
+        qos_subject = subjects.topic_subject(subjects.QOS, topic)
+        if qos_subject is not None:  # the same length as the MESSAGES one, which fit
+            msg_id = f"{self.origin.decode()}/{self._seq}"
+            self.durable.stream.publish(qos_subject, data, msg_id)
 
     @property
     def balances_shares(self) -> bool:
@@ -186,11 +202,10 @@ class ClusterNode:
     async def start(self) -> None:
         """Connect (waiting ``START_WAIT`` at most) and read the retained messages; if
         NATS cannot be reached, go on connecting in the background."""
-        # Said once at start, where operators look: acknowledged QoS 1/2 messages can be
-        # lost between nodes until the durable path is built (docs/clustering.md).
+        # Said once at start, where operators look (docs/clustering.md).
         log.warning(
-            "Cluster node %s: clustering is at milestone 1; QoS 1 and 2 messages cross to"
-            " other nodes at most once, and wills stay on their node.",
+            "Cluster node %s: QoS 1 and 2 cross to other nodes through JetStream (QoS 0"
+            " at most once); sessions resume on any node; wills stay on their node.",
             self.name,
         )
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
@@ -247,6 +262,7 @@ class ClusterNode:
                 log.warning("Cluster: %d task(s) did not stop in time; leaving them.", len(pending))
         self._tasks.clear()
         await self.sessions.stop()
+        await self.durable.stop(STOP_FLUSH_TIMEOUT)
         nc = self._nc
         self._router.peers = None
         if nc is None:
@@ -309,6 +325,7 @@ class ClusterNode:
         else:
             self._was_lost = True
             self.sessions.offline()
+            self.durable.stream.lost()
             log.warning(
                 "Cluster node %s: lost NATS; serving local clients only, and messages for"
                 " other nodes are dropped until it is back.",
@@ -363,6 +380,7 @@ class ClusterNode:
         await self.interest.start(nc, START_WAIT, self.replicas)
         await self.retained.start(nc, START_WAIT, self.replicas)
         await self.sessions.online(nc, self.replicas)
+        await self.durable.start(nc, self.replicas)
 
     async def _nats_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
@@ -425,10 +443,10 @@ class ClusterNode:
         await nc.flush()
 
     async def _resubscribe_filter(self, nc: NatsClient, topic_filter: str) -> None:
-        group, inner = parse_shared(topic_filter)
+        group, _inner = parse_shared(topic_filter)
         if group is not None:
             await self.shares.sync(topic_filter)
-            record = inner.encode() if topic_filter in self.shares.members else b""
+            record = topic_filter.encode() if topic_filter in self.shares.members else b""
             await nc.publish(self.interest.record_subject(topic_filter), record)
             return
         wanted = topic_filter in self.filters
@@ -457,6 +475,8 @@ class ClusterNode:
 
     async def _received(self, msg: Msg) -> None:
         data = msg.data
+        if data[:1] >= b"\x80":
+            return  # envelope.SHARES_ONLY: the stream brings it (QosConsumer)
         counts = self.counts
         try:
             origin, seq, offset = envelope.header(data)
@@ -509,7 +529,7 @@ class ClusterNode:
             "$SYS/broker/cluster/shares/delivered": str(self.shares.delivered),
             "$SYS/broker/cluster/shares/missed": str(self.shares.missed),
         }
-        for name, count in self.counts.items():
+        for name, count in (*self.counts.items(), *self.durable.counts().items()):
             values[f"$SYS/broker/cluster/{name}"] = str(count)
         values.update(self.sessions.sys_values())
         return values

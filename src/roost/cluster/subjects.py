@@ -27,6 +27,7 @@ from roost.protocol.topics import parse_shared
 
 MESSAGES = "roost.m"  # live messages: one subject per topic
 RETAINED = "roost.r"  # the retained messages' stream
+QOS = "roost.q"  # QoS 1 and 2 messages for other nodes: the ROOST_QOS stream
 MAX_SUBJECT_BYTES = 3800  # below NATS's 4,096-byte control line, with room for the rest
 
 _PLAIN_CHARS = r"A-Za-z0-9_\-~!$&'(),;=@:"

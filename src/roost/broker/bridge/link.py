@@ -66,11 +66,16 @@ class _HeldAcks:
         self.waiting: deque[tuple[int, RemoteMessage]] = deque()
         self.batch: int | None = None  # set by hold(): the commit the next ack waits for
 
-    def hold(self, batch: int) -> None:
-        self.batch = batch
+    def hold(self, batch: int, gate: int = 0) -> None:
+        # Only the store's commits: a bridged-in message's ack does not wait for a
+        # cluster's JetStream (docs/clustering.md).
+        if not gate:
+            self.batch = batch
 
-    def release(self, committed: int) -> bool:
+    def release(self, committed: int, gate: int = 0) -> bool:
         waiting = self.waiting
+        if gate:
+            return bool(waiting)
         while waiting and waiting[0][0] <= committed:
             self.client.ack(waiting.popleft()[1])
         return bool(waiting)

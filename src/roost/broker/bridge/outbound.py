@@ -112,19 +112,22 @@ class RemoteSink:
             return  # the client resends it on its own
         self._forward(packet)
 
-    def hold(self, batch: int) -> None:
-        """Keep what is sent from now on until the store has committed ``batch``."""
+    def hold(self, batch: int, gate: int = 0) -> None:
+        """Keep what is sent from now on until the store has committed ``batch``
+        (only the store's gate holds a bridge)."""
+        if gate:
+            return
         held = self._held
         if held is None:
             self._held = [(batch, [])]
         elif held[-1][0] != batch:
             held.append((batch, []))
 
-    def release(self, committed: int) -> bool:
+    def release(self, committed: int, gate: int = 0) -> bool:
         """Forward what waited for commits up to ``committed``; True if some still waits."""
         held = self._held
-        if held is None:
-            return False
+        if held is None or gate:
+            return held is not None
         count = 0
         while count < len(held) and held[count][0] <= committed:
             count += 1

@@ -30,6 +30,7 @@ class Batch:
         "first_delivery",
         "first_message",
         "messages",
+        "meta",
         "number",
         "receive_ids",
         "retained",
@@ -48,6 +49,7 @@ class Batch:
         self.subscriptions: dict[tuple[str, str], Row | None] = {}
         self.receive_ids: dict[tuple[str, int], bool] = {}
         self.retained: dict[str, int | None] = {}
+        self.meta: dict[str, str] = {}
 
     def size(self) -> int:
         """How many rows this batch writes or deletes."""
@@ -58,6 +60,7 @@ class Batch:
             + len(self.subscriptions)
             + len(self.receive_ids)
             + len(self.retained)
+            + len(self.meta)
         )
 
     def is_empty(self) -> bool:
@@ -68,6 +71,7 @@ class Batch:
             or self.subscriptions
             or self.receive_ids
             or self.retained
+            or self.meta
         )
 
 
@@ -81,6 +85,8 @@ def apply(conn: sqlite3.Connection, batch: Batch) -> None:
     if retained:
         _insert(conn, "retained", 2, [(t, m) for t, m in retained.items() if m is not None])
         _delete(conn, "retained", "topic", [t for t, m in retained.items() if m is None])
+    if batch.meta:
+        _insert(conn, "meta", 2, list(batch.meta.items()))
     # Keyed by two columns, and rare: one statement per row is fine.
     subscriptions = batch.subscriptions
     if subscriptions:

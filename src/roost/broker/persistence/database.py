@@ -114,8 +114,9 @@ def load(conn: sqlite3.Connection, path: str, offset: float) -> Loaded:
         # or an older version had a bug. They could never be delivered; drop them.
         log.warning("Dropping %d unreferenced rows from %s.", orphans + unused, path)
         _drop_unreferenced(conn)
+    meta = dict(conn.execute("SELECT key, value FROM meta"))
     return Loaded(
-        StoredState(list(sessions.values()), retained),
+        StoredState(list(sessions.values()), retained, meta),
         retained_by_topic,
         max(messages, default=0) + 1,
         max_delivery + 1,

@@ -73,3 +73,6 @@ class MemoryStore:
 
     def retained_deleted(self, topic: str) -> None:
         return
+
+    def meta_set(self, key: str, value: str) -> None:
+        return

@@ -85,7 +85,17 @@ _VERSION_2 = (
     "ALTER TABLE sessions ADD COLUMN client TEXT",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
+# Version 3: small named values a component keeps with the state it belongs to, in the
+# same transactions (a cluster node's position in the QoS stream: written with the
+# deliveries it queued, so that after a crash the two agree).
+_VERSION_3 = (
+    """CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _MOVE_ASIDE = (

@@ -269,6 +269,10 @@ class SqliteStore:
             self._unref(old)
         self._changed()
 
+    def meta_set(self, key: str, value: str) -> None:
+        self._batch.meta[key] = value
+        self._changed()
+
     def retained_deleted(self, topic: str) -> None:
         old = self._retained.pop(topic, None)
         if old is None:

@@ -88,6 +88,7 @@ class StoredState:
 
     sessions: list[StoredSession] = field(default_factory=list)
     retained: list[tuple[str, Message]] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)  # see Store.meta_set
 
 
 class Store(SessionStore, Protocol):
@@ -110,3 +111,7 @@ class Store(SessionStore, Protocol):
     # Retained messages.
     def retained_set(self, topic: str, message: Message) -> None: ...
     def retained_deleted(self, topic: str) -> None: ...
+
+    def meta_set(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key``, committed with the changes recorded with it;
+        handed back in ``StoredState.meta`` at the next start."""
