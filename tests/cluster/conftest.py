@@ -35,10 +35,17 @@ def make_node(
     monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
 
     def start(
-        name: str, nats_url: str | None = None, *, sys_interval: float = 1.0, extra: str = ""
+        name: str,
+        nats_url: str | None = None,
+        *,
+        sys_interval: float = 1.0,
+        extra: str = "",
+        cluster: str = "",
     ) -> BrokerProcess:
         url = nats_url or nats_server.url
-        node = start_node(tmp_path, name, url, sys_interval=sys_interval, extra=extra)
+        node = start_node(
+            tmp_path, name, url, sys_interval=sys_interval, extra=extra, cluster=cluster
+        )
         nodes.append(node)
         return node
 

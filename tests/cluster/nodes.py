@@ -86,13 +86,20 @@ class NatsServer:
 
 
 def start_node(
-    tmp: Path, name: str, nats_url: str, *, sys_interval: float = 1.0, extra: str = ""
+    tmp: Path,
+    name: str,
+    nats_url: str,
+    *,
+    sys_interval: float = 1.0,
+    extra: str = "",
+    cluster: str = "",
 ) -> BrokerProcess:
-    """``roost broker -c FILE`` as node ``name`` of the cluster at ``nats_url``."""
+    """``roost broker -c FILE`` as node ``name`` of the cluster at ``nats_url``;
+    ``extra``: top-level keys, ``cluster``: more ``[cluster]`` keys."""
     config = tmp / f"{name}.toml"
     config.write_text(
         f'sys_interval = {sys_interval}\n{extra}\n[cluster]\nnats_url = "{nats_url}"\n'
-        f'node = "{name}"\n',
+        f'node = "{name}"\n{cluster}\n',
         encoding="utf-8",
     )
     return BrokerProcess(tmp / f"data-{name}", "-c", str(config))

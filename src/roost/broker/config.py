@@ -98,6 +98,8 @@ class ClusterConfig:
     # One URL or several (a TOML string or array): nats://, tls://, ws:// or wss://.
     nats_url: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     node: str | None = None  # unique per broker process group; None: the host name
+    # Seconds without a heartbeat after which a node is taken for dead (its wills sent).
+    node_timeout: float = 5.0
 
 
 @dataclass(slots=True)
@@ -279,7 +281,11 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "max_inflight_messages": _Range(1, _U16),
     },
     BridgeTopic: {"qos": _Range(0, 2)},
-    ClusterConfig: {"nats_url": _Range(low=1), "node": _Range(1, 64)},
+    ClusterConfig: {
+        "nats_url": _Range(low=1),
+        "node": _Range(1, 64),
+        "node_timeout": _Range(2, 3600),
+    },
 }
 
 # List fields where one string stands for a list of one ("nats_url").

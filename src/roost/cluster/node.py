@@ -33,10 +33,12 @@ from nats.errors import MaxPayloadError, SlowConsumerError
 
 from roost.broker.message import Message
 from roost.cluster import envelope, subjects
+from roost.cluster.cluster_sys import ClusterSys
 from roost.cluster.envelope import SeenWindow
 from roost.cluster.interest import InterestTable
 from roost.cluster.retained import RetainedSync
 from roost.cluster.shares import ShareBalancer
+from roost.cluster.wills import WillKeeper
 from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
@@ -63,7 +65,8 @@ class ClusterNode:
     def __init__(self, core: BrokerCore, config: ClusterConfig, sys_interval: float) -> None:
         self.name = config.node or socket.gethostname()
         # Unique per process: a restarted node's sequence numbers start again at 1.
-        self.origin = f"{self.name}/{secrets.token_hex(4)}".encode()
+        process = secrets.token_hex(4)
+        self.origin = f"{self.name}/{process}".encode()
         self.urls = list(config.nats_url)
         self._router = core.router
         self._sys_interval = sys_interval
@@ -99,6 +102,11 @@ class ClusterNode:
         )
         self._sys_published: dict[str, str] = {}
         core.router.peers = self
+        # Heartbeats, and the wills of nodes that die (registry's WillLog seam).
+        self.wills = core.registry.wills = WillKeeper(
+            core.registry, self.name, process, config.node_timeout
+        )
+        self.cluster_sys = ClusterSys(core, self.name, self.wills.liveness, sys_interval)
 
     # The router's side (synchronous, on the hot path).
 
@@ -175,7 +183,7 @@ class ClusterNode:
         # lost between nodes until the durable path is built (docs/clustering.md).
         log.warning(
             "Cluster node %s: clustering is at milestone 1; QoS 1 and 2 messages cross to"
-            " other nodes at most once, and sessions and wills stay on their node.",
+            " other nodes at most once, and sessions stay on their node.",
             self.name,
         )
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
@@ -212,6 +220,7 @@ class ClusterNode:
                 log.warning("Cluster: %d task(s) did not stop in time; leaving them.", len(pending))
         self._tasks.clear()
         nc = self._nc
+        await self.wills.stop()  # before the connection closes: records, heartbeat
         self._router.peers = None
         if nc is None:
             return
@@ -272,6 +281,7 @@ class ClusterNode:
             self._resync = asyncio.create_task(self._resync_state(self._nc))
         else:
             self._was_lost = True
+            self.wills.lost()
             log.warning(
                 "Cluster node %s: lost NATS; serving local clients only, and messages for"
                 " other nodes are dropped until it is back.",
@@ -293,6 +303,8 @@ class ClusterNode:
         try:
             await self.interest.start(nc, START_WAIT)
             await self.retained.start(nc, START_WAIT)
+            await self.wills.start(nc)
+            await self.cluster_sys.start(nc)
         except Exception as exc:  # noqa: BLE001  (JetStream off or failing: say so, serve)
             log.warning(
                 "Cluster node %s: JetStream unavailable (%r); retained messages are not"
@@ -433,6 +445,7 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self._sys_interval)
             self._publish_sys()
+            self.cluster_sys.tick(self._nc, self.connected)
 
     def sys_values(self) -> dict[str, str]:
         values = {
@@ -445,7 +458,7 @@ class ClusterNode:
             "$SYS/broker/cluster/shares/delivered": str(self.shares.delivered),
             "$SYS/broker/cluster/shares/missed": str(self.shares.missed),
         }
-        for name, count in self.counts.items():
+        for name, count in (*self.counts.items(), *self.wills.counts.items()):
             values[f"$SYS/broker/cluster/{name}"] = str(count)
         return values
 
