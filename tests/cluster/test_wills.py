@@ -258,3 +258,33 @@ def test_cluster_sys_sums_the_live_nodes(make_node: NodeFactory) -> None:
     received_on_a = own_a.get("$SYS/broker/messages/received")
     assert received_on_a is not None
     cluster.reaches("$SYS/cluster/messages/received", received_on_a)
+
+
+def test_a_killed_node_restarted_does_not_send_its_wills_again(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    a, b = make_node("a", cluster=FAST), make_node("b", cluster=FAST)
+    on_b = PahoClient(b.port, "on-b", MQTT_5)
+    on_b.subscribe("wills/#", 1)
+    linked(PahoClient(a.port, "from-a", MQTT_5), on_b, "wills/probe")
+    will = ("wills/dev", b"gone", 1)
+    PahoClient(a.port, "dev", MQTT_5, clean=False, session_expiry=300, will=will)
+    wait_for_nats(lambda: has_record(nats_server.url, "dev", "a"))
+
+    a.kill()
+    (message,) = real(on_b, 1, timeout=WILL_WAIT)
+    assert (message.topic, message.payload) == ("wills/dev", b"gone")
+
+    # Same name, same store: the session comes back, with the will b has sent already.
+    again = make_node("a", cluster=FAST)
+    again.wait_for(r"Restored 1 sessions")
+    uptime = SysValues(again.port, "uptime", "$SYS/broker/uptime")
+
+    def swept() -> bool:  # the broker's sweep (every 0.5 s) has had its turns
+        value = uptime.get("$SYS/broker/uptime")
+        return value is not None and int(value.split()[0]) >= 2
+
+    wait_until(swept, timeout=WILL_WAIT)
+    from_again = PahoClient(again.port, "from-again", MQTT_5)
+    linked(from_again, on_b, "wills/probe")
+    nothing_more(from_again, on_b)
