@@ -288,3 +288,25 @@ def test_a_killed_node_restarted_does_not_send_its_wills_again(
     from_again = PahoClient(again.port, "from-again", MQTT_5)
     linked(from_again, on_b, "wills/probe")
     nothing_more(from_again, on_b)
+
+
+def test_a_clean_start_elsewhere_ends_the_session_and_sends_its_delayed_will(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    a, b = make_node("a", cluster=FAST), make_node("b", cluster=FAST)
+    on_b = PahoClient(b.port, "on-b", MQTT_5)
+    on_b.subscribe("wills/#", 1)
+    linked(PahoClient(a.port, "from-a", MQTT_5), on_b, "wills/probe")
+    # A delay far longer than the test: only the new session's Clean Start can send it.
+    will = ("wills/dev", b"ended", 1, False, will_properties(delay=600))
+    PahoClient(a.port, "dev", MQTT_5, session_expiry=900, will=will)
+    wait_for_nats(lambda: has_record(nats_server.url, "dev", "a"))
+
+    a.kill()
+    b.wait_for(r"sending the wills of node a \(process \w+\): 1 record", timeout=WILL_WAIT)
+    PahoClient(b.port, "dev", MQTT_5, clean=True)
+
+    (message,) = real(on_b, 1, timeout=WILL_WAIT)
+    assert (message.topic, message.payload) == ("wills/dev", b"ended")
+    b.wait_for(r"sending the will of client dev \(its session ended\)")
+    nothing_more(PahoClient(b.port, "from-b", MQTT_5), on_b)
