@@ -301,10 +301,10 @@ class ClusterNode:
         self._dirty.update(self.shares.members)
         self._wake.set()
         try:
+            await self.cluster_sys.start(nc)  # core NATS: also without JetStream
             await self.interest.start(nc, START_WAIT)
             await self.retained.start(nc, START_WAIT)
             await self.wills.start(nc)
-            await self.cluster_sys.start(nc)
         except Exception as exc:  # noqa: BLE001  (JetStream off or failing: say so, serve)
             log.warning(
                 "Cluster node %s: JetStream unavailable (%r); retained messages are not"
