@@ -79,6 +79,7 @@ class Liveness:
         self._seen: dict[str, _Seen] = {}
         self._gone: set[tuple[str, str]] = set()  # (node, process) known to have ended
         self._tasks: list[asyncio.Task[None]] = []
+        self._watcher: KeyValue.KeyWatcher | None = None
         self._connected = False
         self._echo_at: float | None = None  # when our own heartbeat last came back
         self.deaths = 0
@@ -103,7 +104,7 @@ class Liveness:
         now = asyncio.get_running_loop().time()
         for seen in self._seen.values():
             seen.changed_at = now  # we heard nothing while away: everyone gets a fresh wait
-        watcher = await kv.watch("*")
+        watcher = self._watcher = await kv.watch("*")
         ready = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._watch(watcher, ready), name="roost-cluster-nodes"),
@@ -136,6 +137,12 @@ class Liveness:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=API_TIMEOUT)
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            try:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+            except Exception as exc:  # noqa: BLE001  (its consumer may be gone with NATS)
+                log.debug("Cluster: stopping the %s watch: %r", NODES_BUCKET, exc)
 
     def _record(self) -> bytes:
         record = {"process": self.process, "started": self.started, "time": time.time()}

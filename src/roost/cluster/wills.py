@@ -162,10 +162,8 @@ class WillKeeper:
             process = key.rsplit(".", 1)[1]
             if process != self.process:
                 earlier.add(process)
-            else:
-                client = self._client_of(key)
-                if client not in self._local:
-                    await kv.delete(key)
+            elif self._client_of(key) not in self._local and await self._read(kv, key):
+                await kv.delete(key)
         self._dirty.update(dict.fromkeys(self._local, True))
         self._wake.set()
         if self._writer is None:
