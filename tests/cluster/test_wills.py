@@ -310,3 +310,36 @@ def test_a_clean_start_elsewhere_ends_the_session_and_sends_its_delayed_will(
     assert (message.topic, message.payload) == ("wills/dev", b"ended")
     b.wait_for(r"sending the will of client dev \(its session ended\)")
     nothing_more(PahoClient(b.port, "from-b", MQTT_5), on_b)
+
+
+def test_nats_away_longer_than_the_timeout_kills_nobody(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    a, b = make_node("a", cluster=FAST), make_node("b", cluster=FAST)
+    on_b = PahoClient(b.port, "on-b", MQTT_5)
+    on_b.subscribe("wills/#", 1)
+    from_a = PahoClient(a.port, "from-a", MQTT_5)
+    linked(from_a, on_b, "wills/probe")
+    PahoClient(a.port, "dev", MQTT_5, will=("wills/dev", b"gone", 1))
+    wait_for_nats(lambda: has_record(nats_server.url, "dev", "a"))
+    uptime = SysValues(b.port, "uptime", "$SYS/broker/uptime")
+
+    def seconds() -> int:
+        value = uptime.get("$SYS/broker/uptime")
+        return 0 if value is None else int(value.split()[0])
+
+    def past(limit: int) -> None:
+        wait_until(lambda: seconds() >= limit, timeout=WILL_WAIT)
+
+    nats_server.kill()
+    a.wait_for(r"Cluster node a: lost NATS")
+    b.wait_for(r"Cluster node b: lost NATS")
+    past(seconds() + 5)  # longer than node_timeout (3 s)
+    nats_server.start()
+    a.wait_for(r"Cluster node a: connected to NATS", timeout=WILL_WAIT)
+    b.wait_for(r"Cluster node b: connected to NATS", timeout=WILL_WAIT)
+    past(seconds() + 5)  # and again, with NATS back
+
+    linked(from_a, on_b, "wills/probe")
+    nothing_more(from_a, on_b)
+    assert "taken for dead" not in a.log + b.log
