@@ -107,6 +107,9 @@ topics = [
 [cluster]
 nats_url = ["nats://10.0.0.5:4222", "tls://10.0.0.6:4222"]
 node = "edge-a"
+replicas = 3
+offline_session_grace = 60
+node_timeout = 12.5
 """
 
 COMPLETE_CONFIG = BrokerConfig(
@@ -163,7 +166,13 @@ COMPLETE_CONFIG = BrokerConfig(
     commit_policy="batched",
     commit_window_ms=25.0,
     log_level="debug",
-    cluster=ClusterConfig(["nats://10.0.0.5:4222", "tls://10.0.0.6:4222"], "edge-a"),
+    cluster=ClusterConfig(
+        ["nats://10.0.0.5:4222", "tls://10.0.0.6:4222"],
+        "edge-a",
+        replicas=3,
+        offline_session_grace=60,
+        node_timeout=12.5,
+    ),
     log_dest="file",
     log_file="/var/log/roost/roost.log",
     log_format="json",
@@ -676,7 +685,7 @@ def test_every_field_is_documented() -> None:
     expected = {f.name for f in dataclasses.fields(BrokerConfig)}
     expected |= {f.name for f in dataclasses.fields(ListenerConfig)}
     expected |= {f.name for f in dataclasses.fields(HttpConfig)}
-    for cls in (BridgeConfig, BridgeTopic, BridgeTls):
+    for cls in (BridgeConfig, BridgeTopic, BridgeTls, ClusterConfig):
         expected |= {f.name for f in dataclasses.fields(cls)}
     assert expected <= documented
 
@@ -693,6 +702,11 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     ("text", "key", "problem"),
     [
         ("max_publish_rate = -1\n", "max_publish_rate", "expected a number >= 0, got -1"),
+        (
+            "[cluster]\nnode_timeout = 1\n",
+            "cluster.node_timeout",
+            "expected a number from 2 to 3600, got 1",
+        ),
         (
             "[[listeners]]\nmax_connection_rate = -0.5\n",
             "listeners[0].max_connection_rate",

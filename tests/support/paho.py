@@ -32,7 +32,8 @@ class PahoClient:
     """A paho-mqtt client, connected on construction and stopped at the end of the test.
 
     ``clean`` is Clean Session (3.1.x) or Clean Start (5.0); ``session_expiry`` is MQTT 5
-    only; ``will`` is (topic, payload, QoS); ``max_inflight`` is paho's window of
+    only; ``will`` is (topic, payload, QoS), or (topic, payload, QoS, retain, MQTT 5
+    will properties); ``max_inflight`` is paho's window of
     unacknowledged QoS 1/2 PUBLISHes (paho: 20; it can only be set before connecting).
     ``topic_alias_maximum`` (MQTT 5) is the CONNECT's Topic Alias Maximum; paho 2.2 does
     not resolve aliases it receives: a message may come with an empty topic.
@@ -48,7 +49,7 @@ class PahoClient:
         clean: bool = True,
         keepalive: int = 60,
         session_expiry: int | None = None,
-        will: tuple[str, bytes, int] | None = None,
+        will: tuple[str, bytes, int] | tuple[str, bytes, int, bool, Properties] | None = None,
         max_inflight: int | None = None,
         topic_alias_maximum: int | None = None,
         username: str | None = None,

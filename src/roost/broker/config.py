@@ -104,6 +104,8 @@ class ClusterConfig:
     # Seconds NATS may be unreachable before persistent sessions this node does not
     # hold are refused (CONNACK 0x88), rather than forked from the cluster's record.
     offline_session_grace: float = 30.0
+    # Seconds without a heartbeat after which a node is taken for dead (its wills sent).
+    node_timeout: float = 5.0
 
 
 @dataclass(slots=True)
@@ -290,6 +292,7 @@ _RANGES: dict[type, dict[str, _Range]] = {
         "node": _Range(1, 64),
         "replicas": _Range(1, 5),
         "offline_session_grace": _Range(0, 86_400),
+        "node_timeout": _Range(2, 3600),
     },
 }
 

@@ -3,12 +3,18 @@
 It owns the map of client id to ``Session`` (the router reads it as its local
 destinations) and the set of offline sessions that will expire or have a delayed will.
 Wills are published from here, through the router, and nowhere else.
+
+**The will seam.** With ``[cluster]``, ``wills`` (a ``WillLog``) hears of every
+CONNECT with its will and of every will that no other node may publish any more (sent
+here, cancelled, or cleared by a normal DISCONNECT), so that a surviving node can send
+the wills of a node that died (docs/clustering.md). Without it, ``wills`` is None: one
+attribute test per CONNECT and per will.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from roost.broker.message import Message
 from roost.broker.persistence.restore import restored_session, snapshot
@@ -33,6 +39,19 @@ log = logging.getLogger("roost.broker")
 PURGE_INTERVAL = 60.0
 
 
+class WillLog(Protocol):
+    """Where a cluster keeps the wills of this node's clients, for another node to send
+    should this one die (docs/clustering.md, "Wills of a dead node")."""
+
+    def connected(
+        self, client_id: str, will: Will | None, expiry_interval: int, clean_start: bool
+    ) -> None:
+        """A client connected here (with this will, or none)."""
+
+    def will_gone(self, client_id: str) -> None:
+        """The client's will must not be sent by anyone else any more."""
+
+
 class SessionRegistry:
     """Sessions by client id: attach (new, resumed or taken over), detach, end, expire."""
 
@@ -47,6 +66,7 @@ class SessionRegistry:
         "_store",
         "directory",
         "offline",
+        "wills",
     )
 
     def __init__(
@@ -71,6 +91,7 @@ class SessionRegistry:
         self._purge_at = 0.0  # the first sweep purges what expired while we were down
         # A cluster's session directory (set by roost.cluster); None on a broker alone.
         self.directory: SessionDirectory | None = None
+        self.wills: WillLog | None = None  # with [cluster]: the cluster's record of wills
 
     @property
     def sessions(self) -> dict[str, Session]:
@@ -118,6 +139,8 @@ class SessionRegistry:
         session.identity = identity
         self._stats.clients_total += 1
         self._keep_durable(session)
+        if self.wills is not None:
+            self.wills.connected(client_id, will, expiry_interval, clean_start)
         if self._hooks is not None:
             self._hooks.connected(identity.client, present)
         if self.directory is not None:
@@ -171,11 +194,15 @@ class SessionRegistry:
         will = session.will
         if not publish_will:
             session.will = None
+            if self.wills is not None:  # (a DISCONNECT 0x00 has already cleared it)
+                self.wills.will_gone(session.client_id)
         elif will is not None:
             delay = will.will_delay_interval or 0
             if delay == 0 or session.expiry_interval == 0 or ending:
                 session.will = None
-                self._publish_will(session.client_id, will, now)
+                if self.wills is not None:
+                    self.wills.will_gone(session.client_id)
+                self.publish_will(session.client_id, will, now)
             else:
                 session.will_at = now + delay
         if session.expiry_interval == 0 or ending:
@@ -194,6 +221,8 @@ class SessionRegistry:
         False), its subscriptions go."""
         if not publish_will:
             session.will = None
+            if self.wills is not None:
+                self.wills.will_gone(session.client_id)
         self._publish_pending_will(session, now)
         self.offline.discard(session)
         if self._sessions.get(session.client_id) is session:
@@ -272,9 +301,12 @@ class SessionRegistry:
             session.will_at = None
             if session.store is not None:
                 session.store.session_saved(session)
-            self._publish_will(session.client_id, will, now)
+            if self.wills is not None:
+                self.wills.will_gone(session.client_id)
+            self.publish_will(session.client_id, will, now)
 
-    def _publish_will(self, client_id: str, will: Will, now: float) -> None:
+    def publish_will(self, client_id: str, will: Will, now: float) -> None:
+        """Publish ``will`` as ``client_id``'s (also for the cluster: a dead node's)."""
         log.info("Publishing will of client %s to %r.", client_id, will.topic)
         message = Message(
             will.topic,
@@ -326,6 +358,11 @@ class SessionRegistry:
             for record in session.subscriptions.values():
                 self._router.subscribe(session.client_id, record)
             messages += session.pending_messages()
+            if self.wills is not None:
+                # In a cluster the wills of a process that ended are the cluster's to send
+                # (ROOST_WILLS): another node, or this one, sends them once, not twice.
+                session.will = None
+                session.will_at = None
             self._sessions[session.client_id] = session
             self.offline.add(session)
             if was_connected:

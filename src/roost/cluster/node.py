@@ -34,12 +34,14 @@ from nats.errors import MaxPayloadError, SlowConsumerError
 
 from roost.broker.message import Message
 from roost.cluster import envelope, subjects
+from roost.cluster.cluster_sys import ClusterSys
 from roost.cluster.durable import DurablePath
 from roost.cluster.envelope import SeenWindow
 from roost.cluster.interest import PLAIN, InterestTable
 from roost.cluster.retained import RetainedSync
 from roost.cluster.sessions import SessionDirectory
 from roost.cluster.shares import ShareBalancer
+from roost.cluster.wills import WillKeeper
 from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
@@ -68,7 +70,8 @@ class ClusterNode:
     def __init__(self, core: BrokerCore, config: ClusterConfig, sys_interval: float) -> None:
         self.name = config.node or socket.gethostname()
         # Unique per process: a restarted node's sequence numbers start again at 1.
-        self.origin = f"{self.name}/{secrets.token_hex(4)}".encode()
+        process = secrets.token_hex(4)
+        self.origin = f"{self.name}/{process}".encode()
         self.urls = list(config.nats_url)
         self.replicas = config.replicas
         self._router = core.router
@@ -111,6 +114,11 @@ class ClusterNode:
         )
         self._sys_published: dict[str, str] = {}
         core.router.peers = self
+        # Heartbeats, and the wills of nodes that die (registry's WillLog seam).
+        self.wills = core.registry.wills = WillKeeper(
+            core.registry, self.name, process, config.node_timeout
+        )
+        self.cluster_sys = ClusterSys(core, self.name, self.wills.liveness, sys_interval)
 
     # The router's side (synchronous, on the hot path).
 
@@ -204,8 +212,8 @@ class ClusterNode:
         NATS cannot be reached, go on connecting in the background."""
         # Said once at start, where operators look (docs/clustering.md).
         log.warning(
-            "Cluster node %s: QoS 1 and 2 cross to other nodes through JetStream (QoS 0"
-            " at most once); sessions resume on any node; wills stay on their node.",
+            "Cluster node %s: QoS 1 and 2 cross to other nodes through JetStream, QoS 0"
+            " and shared subscriptions at most once (docs/clustering.md).",
             self.name,
         )
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
@@ -264,6 +272,7 @@ class ClusterNode:
         await self.sessions.stop()
         await self.durable.stop(STOP_FLUSH_TIMEOUT)
         nc = self._nc
+        await self.wills.stop()  # before the connection closes: records, heartbeat
         self._router.peers = None
         if nc is None:
             return
@@ -326,6 +335,7 @@ class ClusterNode:
             self._was_lost = True
             self.sessions.offline()
             self.durable.stream.lost()
+            self.wills.lost()
             log.warning(
                 "Cluster node %s: lost NATS; serving local clients only, and messages for"
                 " other nodes are dropped until it is back.",
@@ -341,6 +351,10 @@ class ClusterNode:
         stream leaders for seconds, and a server without JetStream never answers. So a
         failed attempt is tried again, with a growing pause, while the connection
         lasts; meanwhile every message is forwarded (the interest fallback)."""
+        try:
+            await self.cluster_sys.start(nc)  # core NATS: also without JetStream
+        except Exception as exc:  # noqa: BLE001  (the connection went: the next one retries)
+            log.debug("Cluster: subscribing to the nodes' counts failed: %r", exc)
         pause = RESYNC_RETRY
         failed = False
         while True:
@@ -381,6 +395,7 @@ class ClusterNode:
         await self.retained.start(nc, START_WAIT, self.replicas)
         await self.sessions.online(nc, self.replicas)
         await self.durable.start(nc, self.replicas)
+        await self.wills.start(nc, self.replicas)
 
     async def _nats_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
@@ -516,6 +531,7 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self._sys_interval)
             self._publish_sys()
+            self.cluster_sys.tick(self._nc, self.connected)
 
     def sys_values(self) -> dict[str, str]:
         values = {
@@ -529,7 +545,8 @@ class ClusterNode:
             "$SYS/broker/cluster/shares/delivered": str(self.shares.delivered),
             "$SYS/broker/cluster/shares/missed": str(self.shares.missed),
         }
-        for name, count in (*self.counts.items(), *self.durable.counts().items()):
+        counts = (*self.counts.items(), *self.durable.counts().items(), *self.wills.counts.items())
+        for name, count in counts:
             values[f"$SYS/broker/cluster/{name}"] = str(count)
         values.update(self.sessions.sys_values())
         return values
