@@ -140,37 +140,40 @@ class NatsCluster:
             time.sleep(0.2)
         raise AssertionError("the NATS servers elected no JetStream leader")
 
-    def _stream(self, name: str) -> dict[str, object] | None:
-        """What a live server's monitoring says of stream ``name``, or None."""
+    def _streams(self) -> dict[str, dict[str, object]]:
+        """What the live servers' monitoring says of each stream, by name."""
+        found: dict[str, dict[str, object]] = {}
         for index, server in enumerate(self.servers):
             if server.proc is None:
                 continue
             jsz = self.monitor(index, "jsz?streams=true&config=true")
             for account in jsz.get("account_details") or []:  # type: ignore[attr-defined]
                 for stream in account.get("stream_detail") or []:
-                    if stream.get("name") == name:
-                        found: dict[str, object] = stream
-                        return found
-        return None
+                    found.setdefault(stream["name"], stream)
+        return found
 
     def stream_replicas(self, name: str) -> int:
         """How many copies of stream ``name`` the cluster keeps (its configuration)."""
-        stream = self._stream(name)
+        stream = self._streams().get(name)
         assert stream is not None, f"no stream {name}"
         return int(stream["config"]["num_replicas"])  # type: ignore[index]
 
-    def wait_for_stream_leader(self, name: str) -> None:
-        """Until stream ``name`` has a leader among the live servers (after one died)."""
+    def wait_for_streams(self) -> None:
+        """Until every stream (KV buckets too) has a leader among the live servers, as
+        after a server died: the JetStream calls of a node starting now then answer."""
         alive = {f"n{index}" for index, server in enumerate(self.servers) if server.proc}
 
         def led() -> bool:
-            stream = self._stream(name)
-            cluster = stream.get("cluster") if stream else None
-            return isinstance(cluster, dict) and cluster.get("leader") in alive
+            streams = self._streams()
+            return bool(streams) and all(
+                isinstance(stream.get("cluster"), dict)
+                and stream["cluster"].get("leader") in alive  # type: ignore[attr-defined]
+                for stream in streams.values()
+            )
 
-        deadline = time.monotonic() + LINK_TIMEOUT
+        deadline = time.monotonic() + LINK_TIMEOUT * 2
         while not led():
-            assert time.monotonic() < deadline, f"stream {name} has no leader"
+            assert time.monotonic() < deadline, f"streams without a leader: {self._streams()}"
             time.sleep(0.2)
 
     def serving(self, connection_name: str) -> int:
