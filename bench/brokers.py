@@ -52,6 +52,9 @@ class BrokerSpec:
     extra_config: tuple[str, ...] = ()  # Mosquitto: configuration lines; Roost: TOML lines
     # A second listener speaking MQTT over WebSocket (path /mqtt) on this port, if set.
     websocket_port: int = 0
+    # Roost: more than 1 runs `roost broker --workers N` (a supervisor, N worker
+    # processes and a private nats-server); mqttload's -b then samples the supervisor only.
+    workers: int = 1
 
     def mosquitto_config(self, port: int) -> str:
         lines = [
@@ -70,6 +73,9 @@ class BrokerSpec:
             # In memory, like the Mosquitto side's `persistence false`; clean sessions
             # would write nothing anyway, but two runs must not share a data directory.
             command = [self.executable, "broker", "--no-persistence"]
+            if self.workers > 1:
+                # The private nats-server keeps its store under the data directory.
+                command += ["--workers", str(self.workers), "--data-dir", str(workdir / tag)]
             lines = list(self.extra_config)
             if self.websocket_port:
                 # -p would replace the configured listeners: both go in the file.
@@ -125,10 +131,11 @@ def broker_specs(mosquitto: str | None, nats_url: str | None = None) -> tuple[Br
     cluster node of one, to measure what [cluster] costs local traffic."""
     roost = BrokerSpec("roost", roost_executable(), "roost")
     quiet = BrokerSpec("roost-quiet", roost.executable, "roost", (ROOST_QUIET,))
-    clustered: tuple[BrokerSpec, ...] = ()
+    workers2 = BrokerSpec("roost-workers2", roost.executable, "roost", workers=2)
+    clustered: tuple[BrokerSpec, ...] = (workers2,)
     if nats_url is not None:
         cluster = ("[cluster]", f"nats_url = {nats_url!r}", 'node = "bench"')
-        clustered = (BrokerSpec("roost-cluster", roost.executable, "roost", cluster),)
+        clustered += (BrokerSpec("roost-cluster", roost.executable, "roost", cluster),)
     if mosquitto is None:
         return (roost, quiet, *clustered)
     return (
@@ -237,6 +244,16 @@ def _log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:])
 
 
+def _wait_for_workers(broker: RunningBroker, deadline: float) -> None:
+    """A supervisor accepts once one worker listens; the run waits for all of them."""
+    ready = f"All {broker.spec.workers} workers running"
+    while ready not in broker.log_path.read_text(encoding="utf-8", errors="replace"):
+        if broker.process.poll() is not None or time.monotonic() > deadline:
+            broker.stop()
+            raise BrokerError(f"{broker.spec.name}: not all workers started")
+        time.sleep(0.05)
+
+
 def start(spec: BrokerSpec, workdir: Path, tag: str) -> RunningBroker:
     """Start ``spec`` on a free port and return once it accepts TCP connections.
 
@@ -265,7 +282,9 @@ def start(spec: BrokerSpec, workdir: Path, tag: str) -> RunningBroker:
             broker.stop()
             raise BrokerError(f"{spec.name} did not accept connections on port {port}")
         time.sleep(0.05)
-    if not owns_listener(process.pid, port):
+    if spec.workers > 1:
+        _wait_for_workers(broker, deadline)
+    elif not owns_listener(process.pid, port):
         broker.stop()
         raise BrokerError(f"pid {process.pid} ({spec.name}) does not own the listener on {port}")
     return broker

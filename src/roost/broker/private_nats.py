@@ -125,8 +125,9 @@ class PrivateNats:
         )
 
     def exited(self) -> int | None:
-        """The exit status if the server has ended (reaped), else None."""
-        return None if self.proc is None else self.proc.poll()
+        """The exit status if the server has ended (-1: stopped, or never started), else
+        None while it runs."""
+        return -1 if self.proc is None else self.proc.poll()
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not ended in time. Safe to repeat."""

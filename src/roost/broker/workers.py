@@ -89,6 +89,8 @@ class Supervisor:
         self._nats_restarts = _Restarts()
         self._ports = PortReservation()
         self._stopping = False
+        self._stop_signal = ""  # the signal that asked to stop, for the log
+        self._passed_on = 0  # SIGHUPs passed on to the workers and not yet logged
         self._wake_r, self._wake_w = os.pipe()
         self._pid = os.getpid()
 
@@ -140,6 +142,9 @@ class Supervisor:
         log.info("All %d workers running.", self.count)
         while not self._stopping:
             self._wait(self._next_timeout())
+            if self._passed_on:
+                self._passed_on = 0
+                log.info("Supervisor: SIGHUP passed on to the workers.")
             now = time.monotonic()
             for worker in self.workers:
                 status = self._reap(worker)
@@ -229,14 +234,16 @@ class Supervisor:
     def _on_ready(self, fd: int) -> None:
         for worker in self.workers:
             if worker.ready_fd == fd:
-                os.read(fd, 1)  # b"r", or b"" if it ended first: _reap will see that
+                said = os.read(fd, 1)  # b"r", or b"" if it ended first: _reap sees that
                 os.close(fd)
                 worker.ready_fd = -1
-                if worker.pid != 0:
+                if said == b"r":
                     worker.ready = True
                     log.info("Worker %d (pid %d) is running.", worker.index, worker.pid)
 
     def _stop_all(self) -> None:
+        if self._stop_signal:
+            log.info("Supervisor: %s received, stopping.", self._stop_signal)
         running = [worker for worker in self.workers if worker.pid != 0]
         if running:
             log.info("Stopping %d workers.", len(running))
@@ -313,13 +320,14 @@ class Supervisor:
         os.set_blocking(self._wake_w, False)
         signal.set_wakeup_fd(self._wake_w)
 
+        # The handlers only note and pass on: logging from a handler could interrupt a
+        # log record being written by the main code.
         def stop(signum: int, frame: object) -> None:
-            if not self._stopping:
-                log.info("Supervisor: %s received, stopping.", signal.Signals(signum).name)
+            self._stop_signal = self._stop_signal or signal.Signals(signum).name
             self._stopping = True
 
         def reload(signum: int, frame: object) -> None:
-            log.info("Supervisor: SIGHUP passed on to the workers.")
+            self._passed_on += 1
             for worker in self.workers:
                 if worker.pid != 0:
                     with contextlib.suppress(ProcessLookupError):
