@@ -8,6 +8,7 @@ with paho and Mosquitto's tools. Which worker a connection landed on is read fro
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import signal
@@ -27,6 +28,7 @@ from tests.support.mosquitto_tools import mosquitto_pub
 from tests.support.paho import PahoClient
 from tests.support.raw import TIMEOUT
 from tests.support.waiting import wait_until
+from tests.transports.helpers import Paho
 
 NODE_TOPIC = "$SYS/broker/cluster/node"
 
@@ -238,3 +240,62 @@ def test_missing_nats_server_names_the_package(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)
     with pytest.raises(private_nats.PrivateNatsError, match="apt install nats-server"):
         private_nats.find_nats_server()
+
+
+def test_websocket_listener_shared_by_the_workers(tmp_path: Path) -> None:
+    # Two listeners on port 0 (which -p would replace): the supervisor fixes one port each.
+    config = tmp_path / "workers.toml"
+    config.write_text(
+        'sys_interval = 1\n[[listeners]]\nport = 0\n[[listeners]]\ntype = "ws"\nport = 0\n',
+        encoding="utf-8",
+    )
+    log = tmp_path / "log"
+    with log.open("w", encoding="utf-8") as output:
+        command = [sys.executable, "-m", "roost", "broker", "--workers", "2", "-c", str(config)]
+        command += ["--data-dir", str(tmp_path / "data")]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=output)
+    try:
+        wait_until(lambda: "All 2 workers running" in log.read_text(encoding="utf-8"))
+        text = log.read_text(encoding="utf-8")
+        found = re.search(
+            r"starting 2 workers on tcp 127\.0\.0\.1:(\d+), ws 127\.0\.0\.1:(\d+)", text
+        )
+        assert found, text
+        ws_port = int(found.group(2))
+        for worker in ("w0", "w1"):
+            line = f"[{worker}] Listening on 127.0.0.1:{ws_port} (MQTT over WebSocket"
+
+            def listening(line: str = line) -> bool:
+                return line in log.read_text(encoding="utf-8")
+
+            wait_until(listening)
+        # WebSocket clients land on both workers, and a message crosses between them.
+        by_node: dict[str, Paho] = {}
+        for attempt in range(60):
+            client = Paho(ws_port, f"ws-{attempt}", transport="websockets")
+            client.subscribe(NODE_TOPIC, 0)
+            node = client.next_message().payload.decode()
+            if node in by_node:
+                client.stop()
+                continue
+            by_node[node] = client
+            if len(by_node) == 2:
+                break
+        assert len(by_node) == 2, by_node
+        first, second = by_node.values()
+        second.subscribe("ws/#", 0)
+
+        def crossed() -> bool:
+            first.publish("ws/hello", b"across", 0)
+            try:
+                while True:
+                    message = second.messages.get(timeout=0.2)
+                    if message.topic == "ws/hello":
+                        return True
+            except queue.Empty:
+                return False
+
+        wait_until(crossed, timeout=TIMEOUT * 2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(TIMEOUT * 3) == 0
