@@ -299,3 +299,18 @@ def test_websocket_listener_shared_by_the_workers(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT * 3) == 0
+
+
+def test_port_held_by_another_program_stops_the_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "roost", "broker", "--workers", "2", "-p", str(port)]
+        command += ["--data-dir", str(tmp_path / "data")]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stderr
+    assert f"listeners[0] (tcp 127.0.0.1:{port}): cannot listen: " in result.stderr
+    # Nothing was started: no nats-server, no worker.
+    assert "Private nats-server" not in result.stderr
+    assert "Worker 0" not in result.stderr

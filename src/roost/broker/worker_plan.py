@@ -71,10 +71,8 @@ class PortReservation:
                 if exc.errno == errno.EADDRINUSE:
                     reason += " (another program has this port, without SO_REUSEPORT)"
                 self.close()
-                raise OSError(
-                    exc.errno,
-                    f"listeners[{index}] ({listener.type} {where}): cannot listen: {reason}",
-                ) from exc
+                label = f"listeners[{index}] ({listener.type} {where})"
+                raise OSError(f"{label}: cannot listen: {reason}") from exc
             fixed.append(dataclasses.replace(listener, port=port))
         return fixed
 

@@ -3,9 +3,9 @@
 Each worker is an ordinary broker and a cluster node (``worker_plan.py`` says what
 each is given); the supervisor runs no event loop and serves no client. It:
 
-1. starts a private nats-server (``private_nats.py``) unless the configuration has
+1. reserves every listener's port (``worker_plan.PortReservation``);
+2. starts a private nats-server (``private_nats.py``) unless the configuration has
    ``[cluster]``, and waits until it accepts connections;
-2. reserves every listener's port (``worker_plan.PortReservation``);
 3. forks the workers (a fork, not a new interpreter: the configuration it read, flags
    included, is the one they run), each binding the listeners with ``SO_REUSEPORT`` so
    the kernel spreads new connections over them, and waits for each to say it is
@@ -107,6 +107,8 @@ class Supervisor:
             os.close(self._wake_w)
 
     def _run(self) -> int:
+        # Ports first: a port another program holds stops the start before anything runs.
+        listeners = self._ports.reserve(self.config.listeners)
         urls: list[str] | None = None
         if self.config.cluster is None:
             data_dir = Path(self.config.data_dir or "roost-data")
@@ -114,7 +116,6 @@ class Supervisor:
             self.nats.start()
             self._nats_restarts.started_at = time.monotonic()
             urls = [self.nats.url]
-        listeners = self._ports.reserve(self.config.listeners)
         base = self.config
         base.listeners = listeners
         log.info(
