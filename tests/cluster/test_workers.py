@@ -314,3 +314,25 @@ def test_port_held_by_another_program_stops_the_start(tmp_path: Path) -> None:
     # Nothing was started: no nats-server, no worker.
     assert "Private nats-server" not in result.stderr
     assert "Worker 0" not in result.stderr
+
+
+def test_private_nats_killed_is_restarted_on_its_port(start_workers: StartWorkers) -> None:
+    workers = start_workers(2)
+    node = host_node()
+    first = re.search(
+        r"Private nats-server \(pid (\d+)\) with JetStream on (\S+);", workers.process.log
+    )
+    assert first, workers.process.log
+    pid, url = int(first.group(1)), first.group(2)
+    os.kill(pid, signal.SIGKILL)
+    workers.process.wait_for(r"Private nats-server ended \(status -9\)")
+    again = workers.process.wait_for(
+        rf"Private nats-server \(pid (?!{pid}\))(\d+)\) with JetStream on (\S+);", TIMEOUT * 3
+    )
+    assert again.group(2) == url  # the same port: the workers' nats-py reconnects to it
+    for index in (0, 1):
+        workers.process.wait_for(rf"WARNING \[w{index}\] Cluster node {node}-w{index}: connected")
+    subscriber = workers.client_on(f"{node}-w1", "after-nats")
+    subscriber.subscribe("nats/#", 0)
+    publisher = workers.client_on(f"{node}-w0", "before-nats")
+    linked(publisher, subscriber, "nats/probe")
