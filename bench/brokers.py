@@ -55,6 +55,9 @@ class BrokerSpec:
     # Keep state on disk in this directory (Roost: SQLite; Mosquitto: its save file,
     # written at exit) instead of in memory only, if set.
     data_dir: str = ""
+    # Roost: more than 1 runs `roost broker --workers N` (a supervisor, N worker
+    # processes and a private nats-server); mqttload's -b then samples the supervisor only.
+    workers: int = 1
 
     def mosquitto_config(self, port: int) -> str:
         lines = [
@@ -77,6 +80,10 @@ class BrokerSpec:
             # would write nothing anyway, but two runs must not share a data directory.
             state = ["--data-dir", self.data_dir] if self.data_dir else ["--no-persistence"]
             command = [self.executable, "broker", *state]
+            if self.workers > 1:
+                # The private nats-server keeps its store under the data directory.
+                data_dir = self.data_dir or str(workdir / tag)
+                command += ["--workers", str(self.workers), "--data-dir", data_dir]
             lines = list(self.extra_config)
             if self.websocket_port:
                 # -p would replace the configured listeners: both go in the file.
@@ -132,10 +139,11 @@ def broker_specs(mosquitto: str | None, nats_url: str | None = None) -> tuple[Br
     cluster node of one, to measure what [cluster] costs local traffic."""
     roost = BrokerSpec("roost", roost_executable(), "roost")
     quiet = BrokerSpec("roost-quiet", roost.executable, "roost", (ROOST_QUIET,))
-    clustered: tuple[BrokerSpec, ...] = ()
+    workers2 = BrokerSpec("roost-workers2", roost.executable, "roost", workers=2)
+    clustered: tuple[BrokerSpec, ...] = (workers2,)
     if nats_url is not None:
         cluster = ("[cluster]", f"nats_url = {nats_url!r}", 'node = "bench"')
-        clustered = (BrokerSpec("roost-cluster", roost.executable, "roost", cluster),)
+        clustered += (BrokerSpec("roost-cluster", roost.executable, "roost", cluster),)
     if mosquitto is None:
         return (roost, quiet, *clustered)
     return (
@@ -244,6 +252,16 @@ def _log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:])
 
 
+def _wait_for_workers(broker: RunningBroker, deadline: float) -> None:
+    """A supervisor accepts once one worker listens; the run waits for all of them."""
+    ready = f"All {broker.spec.workers} workers running"
+    while ready not in broker.log_path.read_text(encoding="utf-8", errors="replace"):
+        if broker.process.poll() is not None or time.monotonic() > deadline:
+            broker.stop()
+            raise BrokerError(f"{broker.spec.name}: not all workers started")
+        time.sleep(0.05)
+
+
 def start(spec: BrokerSpec, workdir: Path, tag: str) -> RunningBroker:
     """Start ``spec`` on a free port and return once it accepts TCP connections.
 
@@ -272,7 +290,9 @@ def start(spec: BrokerSpec, workdir: Path, tag: str) -> RunningBroker:
             broker.stop()
             raise BrokerError(f"{spec.name} did not accept connections on port {port}")
         time.sleep(0.05)
-    if not owns_listener(process.pid, port):
+    if spec.workers > 1:
+        _wait_for_workers(broker, deadline)
+    elif not owns_listener(process.pid, port):
         broker.stop()
         raise BrokerError(f"pid {process.pid} ({spec.name}) does not own the listener on {port}")
     return broker

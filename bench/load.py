@@ -364,6 +364,7 @@ def run(args: argparse.Namespace) -> int:
         "roost",
         "roost-quiet",
         "roost-cluster",
+        "roost-workers2",
         "mosquitto",
         "mosquitto-nodelay",
     }

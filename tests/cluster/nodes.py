@@ -166,8 +166,7 @@ class NatsCluster:
         def led() -> bool:
             streams = self._streams()
             return bool(streams) and all(
-                isinstance(stream.get("cluster"), dict)
-                and stream["cluster"].get("leader") in alive  # type: ignore[attr-defined]
+                isinstance(stream.get("cluster"), dict) and stream["cluster"].get("leader") in alive  # type: ignore[attr-defined]
                 for stream in streams.values()
             )
 

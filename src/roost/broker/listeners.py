@@ -64,6 +64,7 @@ class Listener:
         "_coalescer",
         "_host",
         "_rate",
+        "_reuse_port",
         "allow_anonymous",
         "config",
         "connections",
@@ -80,8 +81,13 @@ class Listener:
         coalescer: WriteCoalescer,
         config: ListenerConfig,
         index: int,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self._host = host
+        # SO_REUSEPORT: the workers of `roost broker --workers N` (broker/workers.py)
+        # each bind the same address, and the kernel spreads connections over them.
+        self._reuse_port = reuse_port
         self._coalescer = coalescer
         self.config = config
         self.index = index
@@ -103,7 +109,11 @@ class Listener:
         loop = asyncio.get_running_loop()
         try:
             self.server = server = await loop.create_server(
-                self._protocol_factory(), config.host, config.port, backlog=LISTEN_BACKLOG
+                self._protocol_factory(),
+                config.host,
+                config.port,
+                backlog=LISTEN_BACKLOG,
+                reuse_port=self._reuse_port or None,
             )
         except OSError as exc:
             # asyncio's message names the address but not which listener of the config

@@ -32,6 +32,7 @@ from roost.broker.timers import Sweeper
 from roost.broker.transport import WriteCoalescer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from roost.broker.auth.manager import AuthManager
@@ -107,8 +108,9 @@ class Broker:
     Where it listens: ``port`` (the first listener) and ``ports`` (every listener).
     """
 
-    def __init__(self, config: BrokerConfig | None = None) -> None:
+    def __init__(self, config: BrokerConfig | None = None, *, reuse_port: bool = False) -> None:
         self.config = config or BrokerConfig()
+        self._reuse_port = reuse_port  # a worker of `roost broker --workers N`
         # Reads the password, ACL and SCRAM files and loads the plugin: fails early.
         self.core = BrokerCore(self.config)
         # Reads the bridges' password and TLS files: fails early too.
@@ -211,7 +213,8 @@ class Broker:
         # the start with nothing half open.
         try:
             listeners = [
-                Listener(core, coalescer, conf, i) for i, conf in enumerate(self.config.listeners)
+                Listener(core, coalescer, conf, i, reuse_port=self._reuse_port)
+                for i, conf in enumerate(self.config.listeners)
             ]
             for listener in listeners:
                 await listener.start()
@@ -329,9 +332,15 @@ class Broker:
         router.publish(message, now, forward=False)  # each node's own
 
 
-async def serve(config: BrokerConfig) -> None:
+async def serve(
+    config: BrokerConfig,
+    *,
+    reuse_port: bool = False,
+    ready: Callable[[], None] | None = None,
+) -> None:
     """Run a broker until SIGINT or SIGTERM, then shut it down cleanly; SIGHUP reloads
-    the TLS certificates."""
+    the TLS certificates. A worker of ``--workers N`` binds with ``reuse_port`` and is
+    told by ``ready`` when it runs."""
     import signal  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
@@ -343,8 +352,10 @@ async def serve(config: BrokerConfig) -> None:
     loop.add_signal_handler(
         signal.SIGHUP, lambda: log.warning("SIGHUP while starting: nothing to reload yet.")
     )
-    async with Broker(config) as broker:
+    async with Broker(config, reuse_port=reuse_port) as broker:
         loop.add_signal_handler(signal.SIGHUP, broker.reload)
         log.info("Roost broker running.")
+        if ready is not None:
+            ready()
         await stop.wait()
         log.info("Shutting down.")

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 
 from roost.broker.auth.manager import AuthSetupError
 from roost.broker.config import (
@@ -90,6 +91,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "table's port; its other settings are kept)",
     )
     parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="run N broker processes on the same listeners (SO_REUSEPORT: the kernel "
+        "spreads connections over them) under a supervisor that restarts one that dies and "
+        "stops them all on SIGTERM/SIGINT. Each is a cluster node <node>-w<i> with its own "
+        "state in DATA_DIR/worker-<i>; they share messages and retained messages through "
+        "NATS: [cluster] nats_url, or without [cluster] a private nats-server (Debian "
+        "package nats-server) that the supervisor runs on a loopback port with its "
+        "JetStream store in DATA_DIR/nats. [http] port P: worker i serves on P+i. Bridges "
+        "run in worker 0. A persistent session lives in the worker the client reached "
+        '(docs/clustering.md, "--workers N"). 1 (the default): one process, no cluster',
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -97,6 +113,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "configuration file say where the log goes and how)",
     )
     parser.set_defaults(run=run)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, 1 or more: {text!r}")
+    return count
 
 
 def _log_replaced_listeners(
@@ -173,6 +199,25 @@ def run(args: argparse.Namespace) -> int:
         config.persistence = "memory"
     if args.http is not None:
         config.http = dataclasses.replace(config.http or HttpConfig(), port=args.http)
+    if args.workers > 1:
+        # Imported here: a single broker never loads the supervisor.
+        from roost.broker.workers import Supervisor  # noqa: PLC0415
+
+        def run_worker(worker: BrokerConfig, ready: Callable[[], None]) -> int:
+            return _serve(worker, reuse_port=True, ready=ready)
+
+        try:
+            return Supervisor(config, args.workers, run_worker).run()
+        except OSError as exc:
+            print(f"roost broker: {exc}", file=sys.stderr)
+            return 1
+    return _serve(config)
+
+
+def _serve(
+    config: BrokerConfig, *, reuse_port: bool = False, ready: Callable[[], None] | None = None
+) -> int:
+    """Run one broker until it is stopped: its exit status."""
     try:
         import uvloop  # noqa: PLC0415
     except ImportError:
@@ -181,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         loop_factory = uvloop.new_event_loop
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(serve(config))
+            runner.run(serve(config, reuse_port=reuse_port, ready=ready))
     except ConfigError as exc:  # found only when starting ([cluster] without nats-py)
         print(f"roost broker: {exc}", file=sys.stderr)
         return 2
