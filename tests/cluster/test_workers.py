@@ -336,3 +336,39 @@ def test_private_nats_killed_is_restarted_on_its_port(start_workers: StartWorker
     subscriber.subscribe("nats/#", 0)
     publisher = workers.client_on(f"{node}-w0", "before-nats")
     linked(publisher, subscriber, "nats/probe")
+
+
+@pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])
+def test_a_persistent_session_follows_its_client_to_the_other_worker(
+    start_workers: StartWorkers, version: int
+) -> None:
+    """Workers are cluster nodes: a reconnection the kernel places on the other worker
+    resumes the session there (session present, the message queued meanwhile)."""
+    workers = start_workers(2)
+    node = host_node()
+    publisher = workers.client_on(f"{node}-w1", "publisher")
+    options: dict[str, object] = {"clean": False}
+    if version == MQTT_5:
+        options["session_expiry"] = 300
+    # w0's interest in keep/# reaches w1 (asynchronously): prove it before relying on
+    # it, and keep it for the whole test.
+    watcher = workers.client_on(f"{node}-w0", "watcher")
+    watcher.subscribe("keep/#", 1)
+    linked(publisher, watcher, "keep/probe")
+
+    keeper = PahoClient(workers.port, "keeper", version, **options)  # type: ignore[arg-type]
+    keeper.subscribe("keep/#", 1)
+    start = node_of(keeper)
+    keeper.disconnect()
+    for attempt in range(30):
+        payload = f"while away {attempt}".encode()
+        publisher.publish("keep/x", payload, 1)
+        keeper = PahoClient(workers.port, "keeper", version, **options)  # type: ignore[arg-type]
+        assert keeper.session_present, attempt
+        (message,) = real(keeper, 1)
+        assert (message.topic, message.payload) == ("keep/x", payload)
+        landed = node_of(keeper)
+        keeper.disconnect()
+        if landed != start:
+            return  # the other worker had it: handed over, message and all
+    raise AssertionError(f"30 reconnections, all on {start}")
