@@ -222,28 +222,26 @@ class BrokerConnection(BufferedTransport):
             # Nor while held_limit answers wait for store commits: a commit releases
             # them without any further input, so the pause ends (see transport.py).
             while self.writable and self._held_count < self.held_limit:
-                packet_id = protocol.next_puback()
-                if packet_id >= 0:
-                    # Keep-alive counts whole packets (5.0 [MQTT-3.1.2-22]), not bytes:
-                    # a client trickling one packet in pieces is still cut off.
-                    self.last_activity = now
+                packet = protocol.next_packet_or_puback()
+                if packet is None:
+                    break
+                # Keep-alive counts whole packets (5.0 [MQTT-3.1.2-22]), not bytes: a client
+                # trickling one packet in pieces is still cut off at 1.5 x keep-alive.
+                self.last_activity = now
+                if isinstance(packet, int):  # a plain PUBACK: its packet identifier
                     session = self.session
-                    if session is not None and session.acknowledged(packet_id):
+                    if session is not None and session.acknowledged(packet):
                         acked += 1
                         if acked == EARLY_FLUSH_ACKS:
                             session.pump(now)
                             self.flush()
                     continue
-                packet = protocol.next_packet()
-                if packet is None:
-                    break
                 if acked:
                     # What the PUBACKs freed goes before any answer to what follows
                     # them (a PINGRESP after them means they were all handled).
                     acked = 0
                     if self.session is not None:
                         self.session.pump(now)
-                self.last_activity = now
                 handlers[packet.packet_type](self, packet, now)
                 if protocol.state is ServerState.CLOSED or self._waiting is not None:
                     break

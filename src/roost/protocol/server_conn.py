@@ -152,6 +152,31 @@ class ServerConnection:
             if self.version == MQTT_5:
                 self._resolve_alias(packet)  # type: ignore[arg-type]
             return packet
+        return self._judge(packet)
+
+    def next_packet_or_puback(self) -> Packet | int | None:
+        """Like ``next_packet``, but once connected a PUBACK of a packet identifier alone
+        comes as that identifier (an int), without a packet object: the hot path of
+        QoS 1 deliveries. Before CONNECT (or while closed) every packet is a packet."""
+        if self.state is not _CONNECTED:
+            return self.next_packet()
+        try:
+            item = self._reader.next_packet_or_puback()
+        except CodecError:
+            self.state = ServerState.CLOSED
+            raise
+        if item is None or isinstance(item, int):
+            return item
+        if item.packet_type == PUBLISH:
+            if self.version == MQTT_5:
+                self._resolve_alias(item)  # type: ignore[arg-type]
+            return item
+        return self._judge(item)
+
+    def _judge(self, packet: Packet) -> Packet | None:
+        """Any packet but a PUBLISH once connected: allowed in this state, or refused."""
+        state = self.state
+        kind = packet.packet_type
         after = _TRANSITIONS.get((state, kind))
         if after is None:
             if state is ServerState.CLOSED:
@@ -166,14 +191,6 @@ class ServerConnection:
             raise ProtocolError("AUTH before MQTT 5")
         self.state = after
         return packet
-
-    def next_puback(self) -> int:
-        """The packet identifier of the next packet if it is a plain PUBACK (a packet
-        identifier alone), consumed; else -1 and nothing consumed: ``next_packet`` then
-        reads it. No packet object: the hot path of QoS 1 deliveries."""
-        if self.state is not _CONNECTED:
-            return -1  # judged by next_packet, like any packet out of place
-        return self._reader.next_puback()
 
     def _resolve_alias(self, publish: Publish) -> None:
         if publish.subscription_identifiers:
