@@ -74,11 +74,9 @@ LINGER_BYTES = 64 * 1024
 # within this many seconds (or connect_timeout, if shorter) and LINGER_BYTES in all,
 # or it is closed unanswered. A flood must not hold sockets for long this way.
 REFUSAL_TIMEOUT = 2.0
-# After this many plain PUBACKs in one read, what they freed goes out at once rather
-# than with the rest at the end of the loop turn: a client catching up on queued or
-# retained messages then works on those while the broker handles the rest of the read
-# (a ping-pong of reads otherwise: broker and client idle in turn). Measured on the
-# retained catch-up (docs/performance.md): 2 to 5 about equally good, every 5 worse.
+# After this many plain PUBACKs in one read, what they freed is written at once: a
+# client working through a backlog works on it while the broker reads on, instead of
+# both idling in turn (chosen by measurement: docs/performance.md, "second pass").
 EARLY_FLUSH_ACKS = 5
 
 
@@ -236,9 +234,7 @@ class BrokerConnection(BufferedTransport):
                             session.pump(now)
                             self.flush()
                     continue
-                if acked:
-                    # What the PUBACKs freed goes before any answer to what follows
-                    # them (a PINGRESP after them means they were all handled).
+                if acked:  # what they freed goes before any answer to what follows
                     acked = 0
                     if self.session is not None:
                         self.session.pump(now)
