@@ -18,6 +18,9 @@ from roost.codec import (
     Connack,
     Connect,
     Disconnect,
+    Packet,
+    Pingreq,
+    Pingresp,
     Puback,
     Pubcomp,
     Publish,
@@ -121,6 +124,41 @@ def test_in_flight_window_without_a_receive_maximum(
     assert [m.payload for m in publishes(got)] == [b"0", b"1", b"2"]
     sub.send(Puback(publishes(got)[0].packet_id))
     assert [m.payload for m in publishes(sync(sub))] == [b"3"]
+
+
+@VERSIONS
+def test_many_pubacks_in_one_read_each_free_a_slot(
+    make_broker: Callable[..., BrokerThread], version: int
+) -> None:
+    """PUBACKs arriving together (one write, more than the broker sends on early) are
+    taken from the stream without a packet object and free their slots at once: what
+    waited goes out in order, each exactly once, with the ids now free; a PUBACK for an
+    id not in flight among them changes nothing, and what they freed is sent before the
+    answer to a packet that follows them."""
+    broker = make_broker(max_inflight_messages=12)
+    sub = connect(broker.port, version, "sub")
+    subscribe(sub, Subscription("many/t", 1))
+    pub = connect(broker.port, version, "pub")
+    for i in range(40):
+        publish(pub, Publish("many/t", b"%d" % i, 1, packet_id=1))
+    (got,) = settle(pub, sub)
+    first = publishes(got)
+    assert [m.payload for m in first] == [b"%d" % i for i in range(12)]
+    stray = max(m.packet_id for m in first) + 100  # never used: ids count up from 1
+    sub.send(
+        b"".join(Puback(m.packet_id).encode(version) for m in first) + Puback(stray).encode(version)
+    )
+    rest = publishes(sync(sub))
+    assert [m.payload for m in rest] == [b"%d" % i for i in range(12, 24)]
+    assert len({m.packet_id for m in rest}) == 12
+    # With a PINGREQ in the same write: the PUBACKs' effect comes before its PINGRESP.
+    sub.send(
+        b"".join(Puback(m.packet_id).encode(version) for m in rest) + Pingreq().encode(version)
+    )
+    before_pong: list[Packet] = []
+    while not isinstance(packet := sub.recv(), Pingresp):
+        before_pong.append(packet)
+    assert [m.payload for m in publishes(before_pong)] == [b"%d" % i for i in range(24, 36)]
 
 
 def test_resumed_session_respects_the_new_receive_maximum(broker: BrokerThread) -> None:

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roost.codec import PROTOCOL_MAX_PACKET_SIZE, CodecError, Packet, PacketReader, read_packet
+from roost.codec import (
+    PROTOCOL_MAX_PACKET_SIZE,
+    CodecError,
+    Packet,
+    PacketReader,
+    Puback,
+    Pubrec,
+    read_packet,
+)
 from tests.codec.strategies import PACKETS, kinds_for, packets
 
 # Deterministic and bounded, so CI runs the same examples every time.
@@ -53,6 +61,43 @@ def test_stream_of_packets_in_random_splits(version: int) -> None:
         assert received == sent
 
     check()
+
+
+@pytest.mark.parametrize("version", [3, 4, 5])
+def test_plain_pubacks_read_without_a_packet_object(version: int) -> None:
+    """``next_packet_or_puback`` (the broker's QoS 1 hot path) gives the PUBACKs of a
+    packet id alone as that id and every other packet as ``next_packet`` does: read both
+    ways, a stream in random pieces gives the same packets in the same order."""
+
+    @ROUND_TRIP
+    @given(st.lists(packets(version), min_size=1, max_size=6), st.data())
+    def check(sent: list[Packet], data: st.DataObject) -> None:
+        stream = b"".join(packet.encode(version) for packet in sent)
+        reader = PacketReader(version)
+        received: list[Packet] = []
+        pos = 0
+        while pos < len(stream):
+            size = data.draw(st.integers(1, max(1, len(stream) - pos)), label="piece")
+            reader.feed(stream[pos : pos + size])
+            pos += size
+            while (item := reader.next_packet_or_puback()) is not None:
+                received.append(Puback(item) if isinstance(item, int) else item)
+        assert received == sent
+        assert reader.buffered == 0
+
+    check()
+
+
+def test_only_a_whole_plain_puback_comes_as_its_id() -> None:
+    reader = PacketReader(5)
+    with_reason = Puback(7, 0x10).encode(5)  # No matching subscribers: a reason code
+    reader.feed(with_reason + Puback(8).encode(5)[:3])
+    assert reader.next_packet_or_puback() == Puback(7, 0x10)
+    assert reader.next_packet_or_puback() is None  # 3 of its 4 bytes so far
+    reader.feed(b"\x08" + Pubrec(9).encode(5))  # then the same shape, another type
+    assert reader.next_packet_or_puback() == 8
+    assert reader.next_packet_or_puback() == Pubrec(9)
+    assert reader.buffered == 0
 
 
 def _feed_in_splits(

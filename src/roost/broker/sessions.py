@@ -436,6 +436,9 @@ class Session:
             return
         inflight = self.inflight
         unsent = self._unsent
+        if not inflight:
+            self.pump(now)  # a new session (or one with nothing in flight): just the queue
+            return
         unsent.clear()
         # The client's Receive Maximum is per connection [MQTT-3.3.4-9]: resend only what
         # fits; the rest goes out, with its original id, as acknowledgements free slots.
@@ -467,17 +470,30 @@ class Session:
 
     def _complete(self, packet_id: int, now: float) -> None:
         """The delivery of ``packet_id`` is over: free its slot for what waits."""
+        self._free(packet_id)
+        self.pump(now)
+
+    def _free(self, packet_id: int) -> None:
         item = self.inflight.pop(packet_id)
-        self._unsent.pop(packet_id, None)
+        if self._unsent:
+            self._unsent.pop(packet_id, None)
         if self.store is not None:
             self.store.delivery_removed(self, item)
-        self.pump(now)
 
     def puback(self, packet_id: int, now: float) -> bool:
         item = self.inflight.get(packet_id)
         if item is None or item.qos != 1:
             return False
         self._complete(packet_id, now)
+        return True
+
+    def acknowledged(self, packet_id: int) -> bool:
+        """A PUBACK, without sending what its slot frees: the caller pumps once for a
+        whole read of them (``pump``). False if the id was not a QoS 1 in flight."""
+        item = self.inflight.get(packet_id)
+        if item is None or item.qos != 1:
+            return False
+        self._free(packet_id)
         return True
 
     def pubrec(self, packet_id: int, failed: bool, now: float) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -27,6 +28,9 @@ from roost.broker.server import serve
 from roost.http.errors import HttpSetupError
 
 log = logging.getLogger("roost.broker")
+
+# Allocations between two collections of the youngest generation (CPython's default: 700).
+GC_THRESHOLD = 50_000
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -162,6 +166,20 @@ def _read_config(path: str | None) -> tuple[BrokerConfig, list[Notice]]:
     return load_config(path), []
 
 
+def lean_gc() -> None:
+    """Run CPython's cycle collector less often in this process, a broker.
+
+    A broker holds many long-lived objects (connections, sessions, subscriptions,
+    retained messages) and makes few reference cycles; with the default thresholds the
+    collector walks them again and again as connections come (10-18% of the connect
+    rate, measured with gc off, docs/performance.md). Young objects are collected every
+    GC_THRESHOLD allocations instead of 700, and what start-up made (modules, config)
+    is moved out of the collector's sight. Cycles are still collected, a little later.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config, notices = _read_config(args.config)
@@ -169,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"roost broker: {exc}", file=sys.stderr)
         return 2
     lean_records()  # this process is a broker: cheaper log records
+    lean_gc()
     try:
         configure_logging(config, verbose=args.verbose)
     except OSError as exc:

@@ -152,6 +152,31 @@ class ServerConnection:
             if self.version == MQTT_5:
                 self._resolve_alias(packet)  # type: ignore[arg-type]
             return packet
+        return self._judge(packet)
+
+    def next_packet_or_puback(self) -> Packet | int | None:
+        """Like ``next_packet``, but once connected a PUBACK of a packet identifier alone
+        comes as that identifier (an int), without a packet object: the hot path of
+        QoS 1 deliveries. Before CONNECT (or while closed) every packet is a packet."""
+        if self.state is not _CONNECTED:
+            return self.next_packet()
+        try:
+            item = self._reader.next_packet_or_puback()
+        except CodecError:
+            self.state = ServerState.CLOSED
+            raise
+        if item is None or isinstance(item, int):
+            return item
+        if item.packet_type == PUBLISH:
+            if self.version == MQTT_5:
+                self._resolve_alias(item)  # type: ignore[arg-type]
+            return item
+        return self._judge(item)
+
+    def _judge(self, packet: Packet) -> Packet | None:
+        """Any packet but a PUBLISH once connected: allowed in this state, or refused."""
+        state = self.state
+        kind = packet.packet_type
         after = _TRANSITIONS.get((state, kind))
         if after is None:
             if state is ServerState.CLOSED:
