@@ -67,6 +67,7 @@ class BrokerCore:
         "router",
         "stats",
         "store",
+        "subscribe_gate",
         "topic_limits",
     )
 
@@ -93,6 +94,9 @@ class BrokerCore:
         # A second thing acknowledgements wait for besides the store (a cluster node's
         # JetStream, roost.cluster.durable); None on a broker alone.
         self.ack_gate: AckGate | None = None
+        # With [cluster]: what a SUBACK for a filter new to this node waits for (the other
+        # nodes knowing it); None on a broker alone.
+        self.subscribe_gate: AckGate | None = None
         # The store's named values as they were at start (Store.meta_set).
         self.meta: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -284,6 +288,11 @@ class BrokerCore:
         if gate is None:
             return self.store.op_count
         return self.store.op_count + gate.issued
+
+    def hold_subscribed(self, conn: Holder) -> None:
+        gate = self.subscribe_gate
+        if gate is not None:
+            gate.hold(conn)
 
     def hold(self, conn: Holder) -> None:
         self.store.hold(conn)

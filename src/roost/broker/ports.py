@@ -175,6 +175,10 @@ class ConnectionHost(Protocol):
     def hold(self, conn: Holder) -> None:
         """Hold ``conn``'s packets sent from now on until the changes so far commit."""
 
+    def hold_subscribed(self, conn: Holder) -> None:
+        """Hold ``conn``'s packets sent from now on until the filters its subscriptions
+        added are known on the other nodes of a cluster (nothing on a broker alone)."""
+
 
 class ClientSide(Protocol):
     """What a packet handler (``publishing.py``, ``subscribing.py``) may use of the

@@ -90,6 +90,7 @@ def on_subscribe(conn: ClientSide, packet: Subscribe, now: float) -> None:
             retained_to_send.append(record)
     if session.store is not None:
         host.hold(conn)
+    host.hold_subscribed(conn)
     conn.send(conn.protocol.suback(packet.packet_id, codes))
     for record in retained_to_send:
         host.send_retained(session, record, now)

@@ -8,8 +8,10 @@ A connection can also *hold* its output until a store commit (``hold``/``release
 packets sent after ``hold(n)`` wait, in order, until commit n is durable, so that an
 acknowledgement never promises what a crash could still lose. A second gate (a
 cluster node's JetStream acknowledgements, ``roost.cluster.durable``) holds the same
-way with numbers of its own: ``hold(n, gate)`` and ``release(n, gate)``; packets go
-out in the order they were sent once every gate has passed what they wait for.
+way with numbers of its own: ``hold(n, gate)`` and ``release(n, gate)``, and a third
+(a cluster node's other nodes knowing a new filter, ``roost.cluster.subscribe_gate``)
+holds a SUBACK; packets go out in the order they were sent once every gate has passed
+what they wait for.
 
 Flow control: every transport gets the same write-buffer marks (``WRITE_BUFFER_HIGH``
 and ``_LOW``; uvloop's own low mark is 16 bytes, asyncio's 16 KiB). Above the high mark
@@ -173,7 +175,7 @@ class BufferedTransport(asyncio.Protocol):
         """
         passed = self._passed
         if passed is None:
-            passed = self._passed = [0, 0]
+            passed = self._passed = [0, 0, 0]
         passed[gate] = max(passed[gate], committed)
         held = self._held
         if held is None:

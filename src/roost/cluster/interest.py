@@ -22,12 +22,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nats.js.errors import NotFoundError
 
 from roost.broker.subscriptions import SubscriptionTree
 from roost.cluster.streams import API_TIMEOUT, StreamFollower
+from roost.cluster.subscribe_gate import HEADER
 from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
@@ -55,6 +57,9 @@ class InterestTable(StreamFollower):
         self._filters: dict[str, str] = {}  # record subject -> the filter it holds
         # topic -> wanted, while the table stays as it is (read by ClusterNode.forward).
         self.cache: dict[str, int] = {}
+        # Told of each other node's record applied, with its Roost-Gate header (if any):
+        # the node answers so that the SUBACK waiting for it can go (subscribe_gate.py).
+        self.on_applied: Callable[[str | None], None] | None = None
 
     def wanted(self, topic: str) -> int:
         """Whether another node has a subscription ``topic`` may match: 0, or ``PLAIN``
@@ -110,3 +115,5 @@ class InterestTable(StreamFollower):
             self._filters[subject] = inner
             self._tree.add(subject, inner, PLAIN if group is None else SHARED)
         self.applied += 1
+        if self.on_applied is not None and msg.headers:
+            self.on_applied(msg.headers.get(HEADER))

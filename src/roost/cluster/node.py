@@ -41,6 +41,7 @@ from roost.cluster.interest import PLAIN, InterestTable
 from roost.cluster.retained import RetainedSync
 from roost.cluster.sessions import SessionDirectory
 from roost.cluster.shares import ShareBalancer
+from roost.cluster.subscribe_gate import SubscribeGate, ack_for
 from roost.cluster.wills import WillKeeper
 from roost.protocol.topics import parse_shared
 
@@ -119,6 +120,12 @@ class ClusterNode:
             core.registry, self.name, process, config.node_timeout
         )
         self.cluster_sys = ClusterSys(core, self.name, self.wills.liveness, sys_interval)
+        # A SUBACK for a filter new here waits until the live nodes know it.
+        self.gate = core.subscribe_gate = SubscribeGate(
+            self.name, self.origin.decode(), self.wills.liveness.alive_nodes
+        )
+        self._tickets: dict[str, int] = {}  # filter -> its SUBACK ticket, until recorded
+        self.interest.on_applied = self._ack_record
 
     # The router's side (synchronous, on the hot path).
 
@@ -188,6 +195,8 @@ class ClusterNode:
         self.filters[inner] = count + 1
         if not count:
             self._dirty.add(inner)
+            if self.connected and inner not in self._tickets:
+                self._tickets[inner] = self.gate.issue()  # the SUBACK waits for it
             self._wake.set()
 
     def filter_removed(self, topic_filter: str) -> None:
@@ -273,6 +282,7 @@ class ClusterNode:
         await self.durable.stop(STOP_FLUSH_TIMEOUT)
         nc = self._nc
         await self.wills.stop()  # before the connection closes: records, heartbeat
+        await self.gate.stop()
         self._router.peers = None
         if nc is None:
             return
@@ -334,6 +344,10 @@ class ClusterNode:
         else:
             self._was_lost = True
             self.sessions.offline()
+            self.gate.release_all()
+            for ticket in self._tickets.values():
+                self.gate.done(ticket)
+            self._tickets.clear()
             self.durable.stream.lost()
             self.wills.lost()
             log.warning(
@@ -353,6 +367,7 @@ class ClusterNode:
         lasts; meanwhile every message is forwarded (the interest fallback)."""
         try:
             await self.cluster_sys.start(nc)  # core NATS: also without JetStream
+            await self.gate.start(nc)
         except Exception as exc:  # noqa: BLE001  (the connection went: the next one retries)
             log.debug("Cluster: subscribing to the nodes' counts failed: %r", exc)
         pause = RESYNC_RETRY
@@ -484,7 +499,24 @@ class ClusterNode:
             del self._subs[topic_filter]
             for sub in held:
                 await sub.unsubscribe()
-        await nc.publish(record_subject, record)
+        ticket = self._tickets.pop(topic_filter, None)
+        if ticket is None:
+            await nc.publish(record_subject, record)
+        elif wanted and held is None and not self._subs[topic_filter]:
+            await nc.publish(record_subject, record)
+            self.gate.done(ticket)  # no NATS subject: other nodes cannot send to it
+        elif wanted:
+            await nc.publish(record_subject, record, headers=self.gate.header(ticket))
+            self.gate.recorded(ticket)
+        else:
+            await nc.publish(record_subject, record)
+            self.gate.done(ticket)
+
+    def _ack_record(self, header: str | None) -> None:
+        answer = ack_for(self.name, header)
+        if answer is not None and len(self._outbox) < OUTBOX_LIMIT:
+            self._outbox.append(answer)
+            self._wake.set()
 
     # Receiving.
 
@@ -540,6 +572,7 @@ class ClusterNode:
             "$SYS/broker/cluster/filters": str(len(self.filters)),
             "$SYS/broker/cluster/retained/applied": str(self.retained.applied),
             "$SYS/broker/cluster/retained/unconfirmed": str(len(self.retained.unconfirmed)),
+            "$SYS/broker/cluster/interest/unconfirmed": str(self.gate.unconfirmed),
             "$SYS/broker/cluster/interest/remote_filters": str(self.interest.remote_filters),
             "$SYS/broker/cluster/shares/groups": str(len(self.shares.members)),
             "$SYS/broker/cluster/shares/delivered": str(self.shares.delivered),
