@@ -181,3 +181,34 @@ def test_qos_crosses_again_after_nats_lost_its_store(
     publisher.publish_all("s/x", second, 1)
     assert [m.payload for m in real(subscriber, len(second), timeout=30)] == second
     sys_value(status, "$SYS/broker/cluster/qos/applied", str(COUNT + len(second)).encode())
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_acknowledged_messages_outlive_the_nats_server_killed_and_restarted(
+    make_node: NodeFactory, nats_server: NatsServer, qos: int
+) -> None:
+    """kill -9 of nats-server (the process, not its host: JetStream has written the
+    messages to the operating system before acknowledging them) loses nothing stored,
+    and what is published while it is away waits on its node and follows."""
+    a, b = make_node("a"), make_node("b")
+    keeper = persistent(b.port, "keeper", MQTT_5)
+    keeper.subscribe("keep/#", qos)
+    publisher = PahoClient(a.port, "pub", MQTT_5)
+    linked(publisher, keeper, "keep/probe")
+    keeper.disconnect()
+    b.kill()  # the messages stay in the stream, not taken by b's consumer
+
+    payloads = [b"n-%d" % i for i in range(COUNT)]
+    publisher.publish_all("keep/x", payloads, qos)  # every one acknowledged
+    nats_server.kill()
+    a.wait_for(r"WARNING Cluster node a: lost NATS")
+    during = [b"d-%d" % i for i in range(5)]
+    publisher.publish_all("keep/x", during, qos)  # acknowledged while NATS is away
+    nats_server.start()  # same port, same store
+
+    b = restart(make_node, "b")
+    keeper = persistent(b.port, "keeper", MQTT_5)
+    assert keeper.session_present
+    assert [m.payload for m in real(keeper, COUNT + 5, timeout=30)] == payloads + during
+    drained(publisher, keeper, "keep/x")
+    assert leftovers(keeper) == []

@@ -12,10 +12,15 @@ store holds them by commit number.
 Publishing costs no task per message: each one is published with a reply subject
 under one inbox (``<inbox>.<ticket>``), and one subscription takes the answers. A
 message not acknowledged within ``ACK_TIMEOUT`` is sent again (same id), up to
-``TRIES`` times. When NATS is lost, or the tries run out, the acknowledgement to the
-client is released anyway (WARNING, counted in ``qos/unconfirmed``): the message has
-reached this node's own subscribers, and holding acknowledgements while NATS is away
-would stop every publisher here. That message may not reach the other nodes.
+``TRIES`` times.
+
+When the tries run out, or NATS is lost, holding acknowledgements would stop every
+publisher here, so they are released (WARNING, counted in ``qos/unconfirmed``), and
+the messages for other nodes wait in this process's memory (``spool``, at most
+``SPOOL_LIMIT`` messages or ``SPOOL_BYTES``; beyond, counted in ``qos/spool_dropped``):
+they go to the stream, in order and before anything newer, when it answers again.
+What the spool holds is lost if this process dies before that (docs/clustering.md
+says so).
 
 Receiving is ``qos_consumer.py``; ``DurablePath`` puts the two together for the node.
 """
@@ -52,6 +57,8 @@ TRIES = 3  # sends of one message before its client's acknowledgement is let go
 SWEEP = 0.5  # seconds between looks for messages waiting too long
 WARN_EVERY = 10.0  # seconds between WARNINGs about unconfirmed messages
 GATE = 1  # the transport's gate for JetStream (0 is the store's)
+SPOOL_LIMIT = 100_000  # messages kept for the stream while it cannot be reached
+SPOOL_BYTES = 64 * 1024 * 1024  # and their bytes at most
 
 
 class _Pending:
@@ -82,15 +89,63 @@ class QosStream:
         self._warned_at = -WARN_EVERY
         self.stored = 0  # acknowledged by JetStream
         self.unconfirmed = 0  # given up on: the client's acknowledgement went anyway
+        self._spool: list[_Pending] = []  # for the stream once it answers, in order
+        self._spool_bytes = 0
+        self.spool_dropped = 0  # beyond the spool's limits: may not reach other nodes
 
     # The node's side (synchronous).
 
     def publish(self, topic_subject: str, data: bytes, msg_id: str) -> None:
         """Send ``data`` to the stream; acknowledgements held from now wait for it."""
+        if self._spool or not self.ready:
+            self.spool(topic_subject, data, msg_id)  # after what waits already
+            return
         self.issued += 1
         self._pending[self.issued] = _Pending(topic_subject, data, msg_id)
         self._queue.append(self.issued)
         self._wake.set()
+
+    def spool(self, topic_subject: str, data: bytes, msg_id: str) -> None:
+        """Keep ``data`` for the stream until it answers; hold no acknowledgement."""
+        self._keep(_Pending(topic_subject, data, msg_id))
+
+    def _keep(self, entry: _Pending) -> None:
+        if len(self._spool) >= SPOOL_LIMIT or self._spool_bytes >= SPOOL_BYTES:
+            self.spool_dropped += 1
+            now = asyncio.get_running_loop().time()
+            if now - self._warned_at >= WARN_EVERY:
+                self._warned_at = now
+                log.warning(
+                    "Cluster: the spool for %s is full (%d messages); QoS 1/2 messages"
+                    " for other nodes are being dropped (%d so far).",
+                    STREAM,
+                    len(self._spool),
+                    self.spool_dropped,
+                )
+            return
+        entry.sent_at = 0.0
+        entry.tries = 0
+        self._spool.append(entry)
+        self._spool_bytes += len(entry.data)
+
+    @property
+    def spooled(self) -> int:
+        return len(self._spool)
+
+    def _unspool(self) -> None:
+        """Send what the spool kept, in order, before anything newer."""
+        if not self._spool or self._pending:
+            return
+        log.warning(
+            "Cluster: sending %d QoS 1/2 message(s) kept while %s did not answer.",
+            len(self._spool),
+            STREAM,
+        )
+        spool, self._spool, self._spool_bytes = self._spool, [], 0
+        for entry in spool:
+            self.issued += 1
+            self._pending[self.issued] = entry
+            self._queue.append(self.issued)
 
     def hold(self, conn: Holder) -> None:
         if self._pending:
@@ -98,9 +153,35 @@ class QosStream:
             self._holders[conn] = None
 
     def lost(self) -> None:
-        """NATS is gone: let every waiting acknowledgement go (see the module doc)."""
+        """NATS is gone: let every waiting acknowledgement go, and keep what was not
+        stored for later (see the module doc)."""
         self.ready = False
-        self._give_up(list(self._pending), "NATS was lost")
+        self._put_back(list(self._pending), "NATS was lost")
+
+    def _put_back(self, tickets: list[int], why: str) -> None:
+        """Release the acknowledgements waiting for ``tickets``; spool their messages
+        (with everything pending after them, to keep the order)."""
+        pending = self._pending
+        if not tickets or not pending:
+            return
+        first = min(tickets)
+        moved = [ticket for ticket in pending if ticket >= first]
+        for ticket in moved:
+            self._keep(pending.pop(ticket))
+        self._queue = [ticket for ticket in self._queue if ticket in pending]
+        self.unconfirmed += len(moved)
+        now = asyncio.get_running_loop().time()
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            log.warning(
+                "Cluster: %d QoS 1/2 message(s) acknowledged to their publishers before %s"
+                " stored them (%s): kept in memory and sent when it answers (%d so far).",
+                len(moved),
+                STREAM,
+                why,
+                self.unconfirmed,
+            )
+        self._advance()
 
     # Lifecycle.
 
@@ -126,6 +207,7 @@ class QosStream:
             self._inbox = nc.new_inbox()
             self._answers = await nc.subscribe(self._inbox + ".*", cb=self._answered)
         self.ready = True
+        self._unspool()
         self._wake.set()
         log.info("Cluster: QoS 1 and 2 cross to other nodes through %s.", STREAM)
 
@@ -139,6 +221,8 @@ class QosStream:
             wake.clear()
             now = loop.time()
             nc = self._nc
+            if self.ready and self._spool and not self._pending:
+                self._unspool()  # the last spooled batch was stored, or went back
             if nc is not None and self.ready and self._queue:
                 queue, self._queue = self._queue, []
                 for ticket in queue:
@@ -168,7 +252,7 @@ class QosStream:
             return
         out = [ticket for ticket in late if self._pending[ticket].tries >= TRIES]
         if out:
-            self._give_up(out, f"no answer from JetStream in {ACK_TIMEOUT * TRIES:.0f} s")
+            self._put_back(out, f"no answer from JetStream in {ACK_TIMEOUT * TRIES:.0f} s")
         for ticket in late:
             entry = self._pending.get(ticket)
             if entry is not None:
@@ -184,6 +268,14 @@ class QosStream:
         self.ready = False
         if self._pending:
             self._give_up(list(self._pending), "the node is stopping")
+        if self._spool:
+            self.unconfirmed += len(self._spool)
+            log.warning(
+                "Cluster: %d QoS 1/2 message(s) kept for %s are lost with this stop.",
+                len(self._spool),
+                STREAM,
+            )
+            self._spool, self._spool_bytes = [], 0
 
     # Answers.
 
@@ -248,6 +340,8 @@ class DurablePath:
         return {
             "qos/stored": self.stream.stored,
             "qos/unconfirmed": self.stream.unconfirmed,
+            "qos/spooled": self.stream.spooled,
+            "qos/spool_dropped": self.stream.spool_dropped,
             "qos/applied": consumer.applied_count,
             "qos/skipped": consumer.skipped,
             "qos/invalid": consumer.invalid,

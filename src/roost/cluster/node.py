@@ -132,10 +132,18 @@ class ClusterNode:
     def forward(self, message: Message, now: float) -> None:
         counts = self.counts
         if not self.connected:
-            counts["dropped/disconnected"] += 1
-            if message.retain:  # the cluster's set gets it when NATS is back
+            # QoS 1/2 for other nodes and retained changes are kept until NATS is back
+            # (acknowledged to their publishers meanwhile); QoS 0 is dropped.
+            spool = message.qos and self.interest.wanted(message.topic) & PLAIN
+            if not spool:
+                counts["dropped/disconnected"] += 1
+            if spool or message.retain:
                 self._seq += 1
-                self._retain(message.topic, envelope.encode(self.origin, self._seq, message, now))
+                data = envelope.encode(self.origin, self._seq, message, now)
+                if spool:
+                    self._publish_durable(message.topic, data)
+                if message.retain:
+                    self._retain(message.topic, data)
             return
         topic = message.topic
         wanted = self.interest.cache.get(topic)
