@@ -217,6 +217,32 @@ def test_owner_killed_session_from_the_directory(
 
 
 @VERSIONS
+def test_messages_queued_on_a_dead_owner_follow_the_session_when_it_returns(
+    make_node: NodeFactory, nats_server: NatsServer, version: int
+) -> None:
+    """Acknowledged messages queued for an offline session on node a, killed before its
+    client came back on node b: when a restarts on its store, its stale copy of the
+    session gives them to b, which delivers them."""
+    a, b = make_node("a"), make_node("b")
+    client = persistent(a.port, "away", version)
+    client.subscribe("away/#", 1)
+    wait_until(lambda: has_filter(nats_server.url, "away", "a", "away/#"))
+    client.disconnect()
+    publisher = PahoClient(a.port, "pub-a", MQTT_5)
+    queued = [b"q-%d" % i for i in range(3)]
+    publisher.publish_all("away/x", queued, 1)  # acknowledged: committed on a
+    publisher.stop()
+    a.kill()
+
+    client = persistent(b.port, "away", version)
+    assert client.session_present is True
+    b.wait_for(r"node a did not hand over the session of away")
+    a = make_node("a")  # the same store: a's stale copy still holds the three
+    a.wait_for(r"message\(s\) for away sent on to node b", timeout=30)
+    assert [m.payload for m in real(client, 3)] == queued
+
+
+@VERSIONS
 def test_offline_grace_refuses_new_persistent_sessions(
     make_node: NodeFactory, nats_server: NatsServer, version: int
 ) -> None:

@@ -54,6 +54,7 @@ log = logging.getLogger("roost.cluster")
 
 BUCKET = "ROOST_SESSIONS"
 CONTROL = "roost.ctl."
+LEFTOVERS = ".leftovers"  # CONTROL + node + this: a stale copy's messages for its owner
 ANSWER_TIMEOUT = 2.0  # seconds the old owner has to hand a session over
 CLAIM_ATTEMPTS = 10  # compare-and-set attempts before a CONNECT is refused (0x89)
 PENDING_WAIT = 2.0  # seconds a takeover waits for this node's own claim to attach
@@ -94,6 +95,8 @@ class SessionDirectory:
         self._watch: Subscription | None = None
         self._control: Subscription | None = None
         self._stale: dict[str, asyncio.TimerHandle] = {}
+        self._stale_owner: dict[str, str] = {}  # client id -> the node that holds it now
+        self._leftovers: set[asyncio.Task[None]] = set()  # messages on their way there
         self.counts = dict.fromkeys(
             (
                 "sessions/claimed",
@@ -101,6 +104,9 @@ class SessionDirectory:
                 "sessions/handed_over",
                 "sessions/owner_silent",
                 "sessions/refused_offline",
+                "sessions/leftovers_sent",
+                "sessions/leftovers_taken",
+                "sessions/leftovers_lost",
             ),
             0,
         )
@@ -151,6 +157,7 @@ class SessionDirectory:
             # nats-py subscribes again by itself after a reconnect of the same client.
             self._nc = nc
             self._control = await nc.subscribe(CONTROL + self.name, cb=self._answer)
+            await nc.subscribe(CONTROL + self.name + LEFTOVERS, cb=self._take_leftovers)
         await self._follow(js)
         self._kv = kv
         self._dirty.update(cid for cid in self._registry.sessions if not cid.startswith(_BRIDGES))
@@ -363,12 +370,14 @@ class SessionDirectory:
         handle = self._stale.pop(client_id, None)
         if handle is not None:
             handle.cancel()
+        self._stale_owner[client_id] = record.node
         self._stale[client_id] = asyncio.get_running_loop().call_later(
             STALE_AFTER, self._drop_stale, client_id
         )
 
     def _drop_stale(self, client_id: str) -> None:
         self._stale.pop(client_id, None)
+        owner = self._stale_owner.pop(client_id, None)
         session = self._registry.sessions.get(client_id)
         if (
             session is None
@@ -378,7 +387,69 @@ class SessionDirectory:
         ):
             return
         log.info("Cluster: session of %s is held by another node now; dropped here.", client_id)
-        self._registry.hand_over(client_id, asyncio.get_running_loop().time(), keep=False)
+        now = asyncio.get_running_loop().time()
+        state = self._registry.hand_over(client_id, now, keep=True)
+        # What this copy still owed its client (queued here before this node died, or
+        # taken from ROOST_QOS for it since) goes to the node that holds the session.
+        if state is not None and owner is not None:
+            state.deliveries = [item for item in state.deliveries if not item.released]
+            if state.deliveries:
+                task = asyncio.get_running_loop().create_task(self._send_leftovers(owner, state))
+                self._leftovers.add(task)
+                task.add_done_callback(self._leftovers.discard)
+
+    async def _send_leftovers(self, owner: str, state: StoredSession) -> None:
+        count = len(state.deliveries)
+        for _attempt in range(3):
+            nc = self._nc
+            if nc is None:
+                break
+            now = asyncio.get_running_loop().time()
+            body = state.client_id.encode() + b"\n" + control.encode_answer(state, now)
+            try:
+                answer = await nc.request(CONTROL + owner + LEFTOVERS, body, timeout=ANSWER_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001  (timeout, no responders: try again)
+                log.debug("Cluster: sending leftovers of %s to %s: %r", state.client_id, owner, exc)
+                continue
+            if answer.data == b"ok":
+                self.counts["sessions/leftovers_sent"] += count
+                log.info(
+                    "Cluster: %d message(s) for %s sent on to node %s, which holds its session.",
+                    count,
+                    state.client_id,
+                    owner,
+                )
+                return
+            break  # it does not hold the session (any more): nobody to give them to
+        self.counts["sessions/leftovers_lost"] += count
+        log.warning(
+            "Cluster: %d message(s) queued here for %s could not be given to node %s,"
+            " which holds its session now; they are dropped.",
+            count,
+            state.client_id,
+            owner,
+        )
+
+    async def _take_leftovers(self, msg: Msg) -> None:
+        """Another node's stale copy of a session held here sends what it still owed."""
+        client_id_bytes, _, data = msg.data.partition(b"\n")
+        now = asyncio.get_running_loop().time()
+        try:
+            client_id = client_id_bytes.decode()
+            state = control.decode_answer(client_id, data, now)
+        except ValueError as exc:
+            log.warning("Cluster: bad leftovers message: %s", exc)
+            return
+        session = self._registry.sessions.get(client_id)
+        if state is None or session is None or client_id not in self._owned:
+            await msg.respond(b"not held")
+            return
+        for item in state.deliveries:
+            session.deliver(
+                item.message, item.qos, item.retain, item.subscription_ids, now, item.share_group
+            )
+        self.counts["sessions/leftovers_taken"] += len(state.deliveries)
+        await msg.respond(b"ok")
 
     # Writing this node's records.
 
