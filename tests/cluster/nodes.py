@@ -11,6 +11,7 @@ test first proves the path with probe messages, which ``real`` filters out.
 from __future__ import annotations
 
 import json
+import queue
 import re
 import shutil
 import signal
@@ -241,6 +242,18 @@ def real(client: PahoClient, count: int, timeout: float = TIMEOUT) -> list[paho.
         if not message.payload.startswith(PROBE):
             found.append(message)
     return found
+
+
+def greeted(client: PahoClient, topic: str, payload: bytes) -> bool:
+    """Whether a SUBSCRIBE to ``topic`` is answered now with this retained message. A
+    node applies a retained message replayed from the cluster for later subscribers,
+    not earlier ones, so a test asks again with each SUBSCRIBE."""
+    client.subscribe(topic, 1)
+    try:
+        message = client.next_message(0.5)
+    except queue.Empty:
+        return False
+    return (message.payload, message.retain) == (payload, True)
 
 
 def leftovers(client: PahoClient) -> list[paho.MQTTMessage]:

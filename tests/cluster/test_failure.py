@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import socket
 import urllib.error
 import urllib.request
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from roost.codec import MQTT_5
 from tests.cluster.conftest import NodeFactory
-from tests.cluster.nodes import NatsServer, linked, real
+from tests.cluster.nodes import NatsServer, greeted, linked, real
 from tests.support.paho import PahoClient
 from tests.support.raw import TIMEOUT
 from tests.support.waiting import wait_until
@@ -65,16 +64,6 @@ def test_nats_killed_and_restarted(make_node: NodeFactory, nats_server: NatsServ
         ("work/after", b"crossed"),
     ]
     assert [(m.topic, m.payload) for m in real(member, 1)] == [("work/after", b"crossed")]
-
-
-def greeted(client: PahoClient, topic: str, payload: bytes) -> bool:
-    """Whether a SUBSCRIBE to ``topic`` is answered with this retained message now."""
-    client.subscribe(topic, 1)
-    try:
-        message = client.next_message(0.5)
-    except queue.Empty:
-        return False
-    return (message.payload, message.retain) == (payload, True)
 
 
 def test_a_retained_message_set_while_nats_is_lost_joins_the_cluster_set_when_it_is_back(

@@ -4,27 +4,13 @@ NATS server, the streams Roost creates keep three replicas, and a NATS server ki
 
 from __future__ import annotations
 
-import queue
-
 from roost.codec import MQTT_3_1_1, MQTT_5
 from tests.cluster.conftest import NodeFactory
-from tests.cluster.nodes import NatsCluster, leftovers, linked, real
+from tests.cluster.nodes import NatsCluster, greeted, leftovers, linked, real
 from tests.support.paho import PahoClient
 from tests.support.waiting import wait_until
 
 REPLICAS = "replicas = 3"
-
-
-def greeted(client: PahoClient, topic: str, payload: bytes) -> bool:
-    """Whether a SUBSCRIBE to ``topic`` is answered with this retained message: a node
-    applies a replayed retained message for later subscribers, not for earlier ones,
-    so the question is asked again with each SUBSCRIBE."""
-    client.subscribe(topic, 1)
-    try:
-        message = client.next_message(0.5)
-    except queue.Empty:
-        return False
-    return (message.payload, message.retain) == (payload, True)
 
 
 def test_nodes_on_three_nats_servers_share_messages_and_retained(
