@@ -38,6 +38,7 @@ from roost.cluster.cluster_sys import ClusterSys
 from roost.cluster.durable import DurablePath
 from roost.cluster.envelope import SeenWindow
 from roost.cluster.interest import PLAIN, InterestTable
+from roost.cluster.resync import until_jetstream_answers
 from roost.cluster.retained import RetainedSync
 from roost.cluster.sessions import SessionDirectory
 from roost.cluster.shares import ShareBalancer
@@ -60,8 +61,6 @@ RECONNECT_WAIT = 1.0  # seconds between attempts at one server
 START_WAIT = 5.0  # seconds a starting broker waits for NATS and the retained replay
 OUTBOX_LIMIT = 100_000  # messages waiting for the pump; more are dropped and counted
 STOP_FLUSH_TIMEOUT = 2  # seconds (nats-py takes whole seconds)
-RESYNC_RETRY = 1.0  # seconds before JetStream is asked again, doubling up to the next
-RESYNC_RETRY_MAX = 10.0
 
 
 class ClusterNode:
@@ -369,41 +368,16 @@ class ClusterNode:
         """After (re)connecting: record this node's filters afresh, subscribe to those
         not subscribed yet, and replay the other nodes' filters and the retained set.
 
-        JetStream may not answer at once: a NATS cluster that lost a server elects new
-        stream leaders for seconds, and a server without JetStream never answers. So a
-        failed attempt is tried again, with a growing pause, while the connection
-        lasts; meanwhile every message is forwarded (the interest fallback)."""
+        JetStream may not answer at once: ``resync.until_jetstream_answers`` asks again
+        while the connection lasts."""
         try:
             await self.cluster_sys.start(nc)  # core NATS: also without JetStream
             await self.gate.start(nc)
         except Exception as exc:  # noqa: BLE001  (the connection went: the next one retries)
             log.debug("Cluster: subscribing to the nodes' counts failed: %r", exc)
-        pause = RESYNC_RETRY
-        failed = False
-        while True:
-            try:
-                await self._resync_once(nc)
-            except Exception as exc:  # noqa: BLE001  (JetStream off or failing: say so, serve)
-                self._attempted.set()
-                if not failed:
-                    log.warning(
-                        "Cluster node %s: JetStream unavailable (%r); retained messages are"
-                        " not shared, and every message is sent to NATS, until it answers"
-                        " (trying again, first in %.0f s).",
-                        self.name,
-                        exc,
-                        pause,
-                    )
-                failed = True
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RESYNC_RETRY_MAX)
-                if not self.connected:
-                    return  # the reconnection starts a new resync
-                continue
-            self._attempted.set()
-            if failed:
-                log.warning("Cluster node %s: JetStream answers again.", self.name)
-            return
+        await until_jetstream_answers(
+            self.name, lambda: self._resync_once(nc), lambda: self.connected, self._attempted
+        )
 
     async def _resync_once(self, nc: NatsClient) -> None:
         try:
