@@ -59,16 +59,18 @@ def test_a_nats_server_killed_its_nodes_fail_over_and_keep_the_retained_set(
     killed = nats_cluster.serving("roost a")
     nats_cluster.servers[killed].kill()
 
-    # Node a reconnects to another server by itself; messages cross again.
+    # Node a reconnects to another server by itself; messages cross again. QoS 1 goes
+    # through a stream whose leader may have died with the server: JetStream elects
+    # another (a PUBACK waits up to 6 s for it, then node a keeps the message).
+    nats_cluster.wait_for_leader()
+    nats_cluster.wait_for_streams()
     linked(publisher, on_b, "farm/probe")
     publisher.publish("farm/silo/level", b"half", qos=1, retain=True)
-    assert [m.payload for m in real(on_b, 1)] == [b"half"]
+    assert [m.payload for m in real(on_b, 1, timeout=60)] == [b"half"]
 
     # The retained stream lost one of its three copies, not its content: a node that
     # starts now, on the servers left, replays the latest value.
     alive = [url for index, url in enumerate(urls) if index != killed]
-    nats_cluster.wait_for_leader()
-    nats_cluster.wait_for_streams()
     c = make_node("c", alive, cluster_extra=REPLICAS)
     fresh = PahoClient(c.port, "fresh", MQTT_3_1_1)
 
