@@ -268,7 +268,10 @@ def test_a_killed_node_restarted_does_not_send_its_wills_again(
     on_b.subscribe("wills/#", 1)
     linked(PahoClient(a.port, "from-a", MQTT_5), on_b, "wills/probe")
     will = ("wills/dev", b"gone", 1)
-    PahoClient(a.port, "dev", MQTT_5, clean=False, session_expiry=300, will=will)
+    dev = PahoClient(a.port, "dev", MQTT_5, clean=False, session_expiry=300, will=will)
+    # The CONNACK does not wait for the store; a SUBACK does: from here the session
+    # is on a's disk, so the restart below finds it.
+    dev.subscribe("dev/own", 1)
     wait_for_nats(lambda: has_record(nats_server.url, "dev", "a"))
 
     a.kill()
