@@ -481,18 +481,17 @@ class ClusterNode:
             del self._subs[topic_filter]
             for sub in held:
                 await sub.unsubscribe()
+        # A SUBACK waiting for this filter: other nodes confirm the record, unless they
+        # cannot send to it anyway (gone, or no NATS subject for it).
         ticket = self._tickets.pop(topic_filter, None)
-        if ticket is None:
-            await nc.publish(record_subject, record)
-        elif wanted and held is None and not self._subs[topic_filter]:
-            await nc.publish(record_subject, record)
-            self.gate.done(ticket)  # no NATS subject: other nodes cannot send to it
-        elif wanted:
-            await nc.publish(record_subject, record, headers=self.gate.header(ticket))
-            self.gate.recorded(ticket)
-        else:
-            await nc.publish(record_subject, record)
-            self.gate.done(ticket)
+        confirm = ticket is not None and wanted and bool(self._subs.get(topic_filter))
+        headers = self.gate.header(ticket) if confirm and ticket is not None else None
+        await nc.publish(record_subject, record, headers=headers)
+        if ticket is not None:
+            if confirm:
+                self.gate.recorded(ticket)
+            else:
+                self.gate.done(ticket)
 
     def _ack_record(self, header: str | None) -> None:
         answer = ack_for(self.name, header)
