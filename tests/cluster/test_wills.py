@@ -4,7 +4,10 @@ cluster-wide ``$SYS/cluster/...`` counts (docs/clustering.md)."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import queue
+import signal
 import time
 from collections.abc import Callable
 
@@ -19,7 +22,9 @@ from roost.codec import MQTT_3_1_1, MQTT_5
 from tests.cluster.conftest import NodeFactory
 from tests.cluster.nodes import NatsServer, leftovers, linked, real
 from tests.persistence.process import BrokerProcess
+from tests.support.cleanup import close_at_end
 from tests.support.paho import PahoClient, prop, user_properties
+from tests.support.relay import MqttRelay
 from tests.support.waiting import wait_until
 
 FAST = "node_timeout = 3"  # seconds: short, with room for a loaded machine
@@ -346,3 +351,88 @@ def test_nats_away_longer_than_the_timeout_kills_nobody(
     linked(from_a, on_b, "wills/probe")
     nothing_more(from_a, on_b)
     assert "taken for dead" not in a.log + b.log
+
+
+def test_a_node_taken_for_dead_while_paused_ends_the_connections_whose_wills_went_out(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    """A node paused (SIGSTOP) longer than node_timeout is taken for dead and its
+    clients' wills go out, though the clients are still connected to it. Back, it ends
+    exactly those connections (MQTT 5: DISCONNECT 0x80), without a second will; a
+    delayed will not yet due stays its own (not sent, the client stays connected), and
+    a later real death of the node is reaped again."""
+    a, b = make_node("a", cluster_extra=FAST), make_node("b", cluster_extra=FAST)
+    on_b = PahoClient(b.port, "on-b", MQTT_5)
+    on_b.subscribe("wills/#", 1)
+    linked(PahoClient(a.port, "from-a", MQTT_5), on_b, "wills/probe")
+    dev5 = PahoClient(a.port, "dev5", MQTT_5, will=("wills/dev5", b"gone", 1))
+    dev3 = PahoClient(a.port, "dev3", MQTT_3_1_1, will=("wills/dev3", b"gone", 1))
+    late_will = ("wills/late", b"late", 1, False, will_properties(delay=10))
+    late = PahoClient(a.port, "late", MQTT_5, session_expiry=300, will=late_will)
+    for client_id in ("dev5", "dev3", "late"):
+        wait_for_nats(functools.partial(has_record, nats_server.url, client_id, "a"))
+
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        b.wait_for(r"sending the wills of node a \(process \w+\): 3 record", timeout=WILL_WAIT)
+        wills = sorted(m.topic for m in real(on_b, 2, timeout=WILL_WAIT))
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    assert wills == ["wills/dev3", "wills/dev5"]
+
+    a.wait_for(r"this node was taken for dead; the wills of 2 connected client", timeout=WILL_WAIT)
+    assert dev5.disconnected.wait(WILL_WAIT)
+    assert dev5.disconnect_reason.value == 0x80
+    assert dev3.disconnected.wait(WILL_WAIT)
+    # The delayed will, due 10 s after the detection, is not sent: a is back.
+    b.wait_for(r"node a \(process \w+\) is back: its remaining wills", timeout=WILL_WAIT)
+    assert not late.disconnected.is_set()
+    from_b = PahoClient(b.port, "from-b", MQTT_5)
+    nothing_more(from_b, on_b)  # no second copy of dev3's or dev5's will, no late one
+
+    # The claim on a's wills was given back: its real death is reaped again.
+    a.kill()
+    (message,) = real(on_b, 1, timeout=WILL_WAIT)
+    assert (message.topic, message.payload) == ("wills/late", b"late")
+    nothing_more(from_b, on_b)
+
+
+def test_a_node_cut_off_from_nats_and_taken_for_dead_ends_the_connections_whose_wills_went_out(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    """The same after a reconnection: node a reaches NATS through a relay that is cut
+    (a network partition between a and NATS, b unaffected). Back, a writes its will
+    records again only once it knows which wills went out."""
+    relay = MqttRelay(nats_server.port, raw=True)
+    close_at_end(relay.close)
+    a = make_node("a", nats_url=f"nats://127.0.0.1:{relay.port}", cluster_extra=FAST)
+    b = make_node("b", cluster_extra=FAST)
+    on_b = PahoClient(b.port, "on-b", MQTT_5)
+    on_b.subscribe("wills/#", 1)
+    linked(PahoClient(a.port, "from-a", MQTT_5), on_b, "wills/probe")
+    dev = PahoClient(a.port, "dev", MQTT_3_1_1, will=("wills/dev", b"gone", 1))
+    late_will = ("wills/late", b"late", 1, False, will_properties(delay=10))
+    late = PahoClient(a.port, "late", MQTT_5, session_expiry=300, will=late_will)
+    for client_id in ("dev", "late"):
+        wait_for_nats(functools.partial(has_record, nats_server.url, client_id, "a"))
+
+    relay.refusing = True
+    relay.cut()
+    a.wait_for(r"Cluster node a: lost NATS")
+    b.wait_for(r"sending the wills of node a \(process \w+\): 2 record", timeout=WILL_WAIT)
+    (message,) = real(on_b, 1, timeout=WILL_WAIT)
+    assert (message.topic, message.payload) == ("wills/dev", b"gone")
+    relay.refusing = False
+
+    a.wait_for(r"this node was taken for dead; the wills of 1 connected client", timeout=WILL_WAIT)
+    assert dev.disconnected.wait(WILL_WAIT)
+    b.wait_for(r"node a \(process \w+\) is back: its remaining wills", timeout=WILL_WAIT)
+    assert not late.disconnected.is_set()
+    from_b = PahoClient(b.port, "from-b", MQTT_5)
+    nothing_more(from_b, on_b)  # no second copy of dev's will, no late one
+    # Written again after the reconnection: a's real death sends the late will.
+    wait_for_nats(functools.partial(has_record, nats_server.url, "late", "a"))
+    a.kill()
+    (message,) = real(on_b, 1, timeout=WILL_WAIT)
+    assert (message.topic, message.payload) == ("wills/late", b"late")
+    nothing_more(from_b, on_b)

@@ -5,6 +5,10 @@ the broker on ``port``, whole MQTT packet by whole packet. A packet type put in
 ``withhold["up"]`` (client to broker) or ``withhold["down"]`` (broker to client) is
 dropped and recorded in ``withheld``: a PUBREL or PUBCOMP that never arrives, as when a
 process dies at that moment, while both ends are real and keep their own state.
+
+``MqttRelay(port, raw=True)`` passes bytes through as they come (any protocol: NATS),
+and ``refusing = True`` closes new connections at once: with ``cut()``, a network
+partition between one process and a server, until ``refusing`` is False again.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ def _split(buffer: bytearray) -> bytes | None:
 class MqttRelay:
     """Relays client connections to 127.0.0.1:port; see the module docstring."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, raw: bool = False) -> None:
         self.target = port
+        self.raw = raw
+        self.refusing = False
         self.withhold: dict[str, set[int]] = {"up": set(), "down": set()}
         self.withheld: list[tuple[str, int]] = []
         self._lock = threading.Lock()
@@ -55,6 +61,9 @@ class MqttRelay:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
+            if self.refusing:
+                client.close()
+                continue
             try:
                 broker = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
@@ -69,6 +78,9 @@ class MqttRelay:
         buffer = bytearray()
         try:
             while data := source.recv(65536):
+                if self.raw:
+                    sink.sendall(data)
+                    continue
                 buffer += data
                 while (packet := _split(buffer)) is not None:
                     kind = packet[0] >> 4

@@ -11,7 +11,10 @@ whose record was deleted (it stopped). Each death is reported once, to ``on_dead
 
 When this node is cut off from NATS, or NATS or its own loop is slow, its own
 heartbeats stop coming back too, so the silence it would count is its own, and it
-judges nobody. After every (re)connection every node gets a fresh ``timeout``.
+judges nobody. After every (re)connection every node gets a fresh ``timeout``. The
+others may still have judged it meanwhile: when its own heartbeat comes back after
+more than ``timeout`` without, it is told (``on_back``; ``wills.WillKeeper`` sorts out
+its clients' wills).
 """
 
 from __future__ import annotations
@@ -87,11 +90,21 @@ class Liveness:
         self._watcher: KeyValue.KeyWatcher | None = None
         self._connected = False
         self._echo_at: float | None = None  # when our own heartbeat last came back
+        self._last_echo: float | None = None  # the same, kept across reconnections
+        # Called when our own heartbeat comes back after more than ``timeout`` without:
+        # the other nodes may have taken this process for dead meanwhile.
+        self.on_back: Callable[[], None] | None = None
         self.deaths = 0
 
     def alive_nodes(self) -> list[str]:
         """The other nodes whose current process is alive, as this node sees it."""
         return [node for node, seen in self._seen.items() if not seen.dead]
+
+    def silent_too_long(self) -> bool:
+        """Whether our own heartbeat last came back more than ``timeout`` ago (the
+        others may have taken us for dead: ``on_back`` will be called)."""
+        last = self._last_echo
+        return last is not None and asyncio.get_running_loop().time() - last > self.timeout
 
     def is_gone(self, node: str, process: str) -> bool:
         """Whether this process is known to have ended (detected dead, replaced by a
@@ -219,7 +232,15 @@ class Liveness:
         except (ValueError, KeyError, TypeError):
             return
         if process == self.process:
-            self._echo_at = now
+            last = self._last_echo
+            self._echo_at = self._last_echo = now
+            if last is not None and now - last > self.timeout and self.on_back is not None:
+                log.warning(
+                    "Cluster: no heartbeat of ours made the round trip for %.0f s: the"
+                    " other nodes may have taken this one for dead.",
+                    now - last,
+                )
+                self.on_back()
         elif (self.name, process) not in self._gone:
             self._gone.add((self.name, process))
             self._on_dead(self.name, process)

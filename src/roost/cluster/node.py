@@ -24,6 +24,7 @@ nats-py reconnects, subscribing again to every filter.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import socket
@@ -43,7 +44,7 @@ from roost.cluster.retained import RetainedSync
 from roost.cluster.sessions import SessionDirectory
 from roost.cluster.shares import ShareBalancer
 from roost.cluster.subscribe_gate import SubscribeGate, ack_for
-from roost.cluster.wills import WillKeeper
+from roost.cluster.wills import WillKeeper, end_without_will
 from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class ClusterNode:
         self.wills = core.registry.wills = WillKeeper(
             core.registry, self.name, process, config.node_timeout
         )
+        self.wills.will_taken = functools.partial(end_without_will, core)
         self.cluster_sys = ClusterSys(core, self.name, self.wills.liveness, sys_interval)
         # A SUBACK for a filter new here waits until the live nodes know it.
         self.gate = core.subscribe_gate = SubscribeGate(

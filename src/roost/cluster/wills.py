@@ -20,6 +20,16 @@ to be dead whose will is delayed is cancelled (a new connection before the delay
 not known to be dead is marked ``reconnected``, so that if its process turns out to
 have died, a delayed will is cancelled then (a will without delay is sent, as a
 taken-over connection's is).
+
+A node cut off from NATS (or paused) for longer than ``node_timeout`` may have been
+taken for dead while its clients stayed connected to it. When its own heartbeat comes
+back after such a gap (``Liveness.on_back``) and a reaper has claimed it, the clients
+whose records the reaper took (their wills went out) are disconnected (``will_taken``:
+MQTT 5 DISCONNECT 0x80 with a reason string, no will again), so that they reconnect
+and announce themselves anew; every other record is written again, so that a reaper
+still waiting on a delayed will cannot take it (compare-and-set on the old revision),
+and the claim is deleted, so that a later death of this process is reaped again. A
+reaper stops taking wills of a process heard from again.
 """
 
 from __future__ import annotations
@@ -33,19 +43,23 @@ from typing import TYPE_CHECKING, Any
 from nats.js.errors import KeyNotFoundError
 
 from roost.cluster.liveness import API_TIMEOUT, REAPER_PREFIX, Liveness, open_bucket
-from roost.codec import Will
+from roost.codec import DisconnectReasonCode, Will
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.client import Client as NatsClient
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
 
+    from roost.broker.core import BrokerCore
     from roost.broker.registry import SessionRegistry
 
 log = logging.getLogger("roost.cluster")
 
 WILLS_BUCKET = "ROOST_WILLS"
 STOP_WAIT = 2.0  # seconds a stopping node waits for its records to be written
+BACK_WAIT = 1.0  # seconds, after being heard again, before looking for a reaper's claim
 
 
 def client_token(client_id: str) -> str:
@@ -104,6 +118,22 @@ def effective_delay(record: dict[str, Any]) -> int:
     return 0 if delay == 0 or expiry == 0 else min(delay, expiry)
 
 
+def end_without_will(core: BrokerCore, client_id: str) -> None:
+    """``client_id``'s will went out from another node while it is connected here:
+    end its connection (MQTT 5: DISCONNECT 0x80, saying why), not sending it again."""
+    session = core.registry.sessions.get(client_id)
+    if session is not None:
+        session.will = None
+        session.will_at = None
+    conn = core.connection_of(client_id)
+    if conn is not None:
+        conn.disconnect(
+            DisconnectReasonCode.UNSPECIFIED_ERROR,
+            "this node was cut off from the cluster and your will was published",
+            why="its will went out from another node while this node was cut off",
+        )
+
+
 class WillKeeper:
     """This node's will records (the registry's ``WillLog``) and the reaping of dead
     processes' wills."""
@@ -115,11 +145,18 @@ class WillKeeper:
         self.node = node
         self.process = process
         self.liveness = Liveness(node, process, node_timeout, self._dead)
+        self.liveness.on_back = self._back
+        # A client's will went out from another node while it is connected here: end
+        # its connection without the will (set by the node).
+        self.will_taken: Callable[[str], None] | None = None
         self._suffix = f".{node}.{process}"
         self._kv: KeyValue | None = None
         self._js: JetStreamContext | None = None
         self._nodes_kv: KeyValue | None = None
         self._local: dict[str, bytes] = {}  # client -> our record of its will
+        self._stored: set[str] = set()  # clients whose record the bucket has had
+        self._suspect = False  # we may have been taken for dead: see _sort_out first
+        self._sorting: asyncio.Task[None] | None = None
         self._dirty: dict[str, bool] = {}  # client -> to be written (True: put, False: delete)
         self._connects: dict[str, bool] = {}  # client -> Clean Start, to look for others
         self._wake = asyncio.Event()
@@ -154,6 +191,10 @@ class WillKeeper:
         our records afresh."""
         self._js = nc.jetstream(timeout=API_TIMEOUT)
         self._kv = kv = await open_bucket(nc, WILLS_BUCKET, replicas=replicas)
+        # Away long enough to have been reaped: our records are written again only once
+        # we know which wills went out (``_sort_out``).
+        if self.liveness.silent_too_long():
+            self._suspect = True
         await self.liveness.start(nc, replicas)
         self._nodes_kv = self.liveness.kv
         # What we wrote before (this process, or an earlier one of this node) that is
@@ -165,8 +206,10 @@ class WillKeeper:
                 earlier.add(process)
             elif self._client_of(key) not in self._local and await self._read(kv, key):
                 await kv.delete(key)
-        self._dirty.update(dict.fromkeys(self._local, True))
-        self._wake.set()
+        if self._suspect:
+            self._back()
+        else:
+            self._rewrite()
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name="roost-cluster-wills")
         for process in earlier:
@@ -207,8 +250,10 @@ class WillKeeper:
                     record = self._local.get(client)
                     if put and record is not None:
                         await kv.put(key, record)
+                        self._stored.add(client)
                     elif not put:
                         await kv.delete(key)
+                        self._stored.discard(client)
                 for client, clean_start in connects.items():
                     await self._others(kv, client, clean_start)
             except Exception as exc:  # noqa: BLE001  (NATS lost: start() writes them again)
@@ -238,6 +283,67 @@ class WillKeeper:
                     await kv.update(key, json.dumps(record).encode(), last=revision)
                 except Exception as exc:  # noqa: BLE001  (changed meanwhile: its owner's)
                     log.debug("Cluster: marking %s reconnected failed: %r", key, exc)
+
+    # Back after being taken for dead.
+
+    def _back(self) -> None:
+        self._suspect = True
+        if self._kv is None or self._sorting is not None:
+            return  # start() calls again once the buckets are open; or under way
+        task = self._sorting = asyncio.create_task(self._sort_out(), name="roost-cluster-back")
+        self._tasks.add(task)
+        task.add_done_callback(self._sorted)
+
+    def _sorted(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._sorting = None
+
+    async def _sort_out(self) -> None:
+        """Our heartbeat came back after a gap: see whether a reaper took our wills
+        (module doc)."""
+        await asyncio.sleep(BACK_WAIT)  # for a claim made just before we were heard
+        kv, nodes_kv = self._kv, self._nodes_kv
+        if kv is None or nodes_kv is None:
+            return  # NATS lost again: start() comes again
+        self._suspect = False
+        claim = f"{REAPER_PREFIX}{self.node}.{self.process}"
+        try:
+            await nodes_kv.get(claim)
+            taken = [
+                client
+                for client in list(self._stored)
+                if client in self._local
+                and await self._read(kv, client_token(client) + self._suffix) is None
+            ]
+        except KeyNotFoundError:
+            self._rewrite()  # nobody took us for dead
+            return
+        except Exception as exc:  # noqa: BLE001  (NATS slow or lost again)
+            log.warning("Cluster: could not tell whether a reaper took our wills: %r", exc)
+            self._rewrite()
+            return
+        log.warning(
+            "Cluster: this node was taken for dead; the wills of %d connected client(s)"
+            " went out from another node.",
+            len(taken),
+        )
+        for client in taken:
+            self._local.pop(client, None)
+            self._stored.discard(client)
+            self._dirty.pop(client, None)
+            if self.will_taken is not None:
+                self.will_taken(client)
+        self._rewrite()
+        try:
+            await nodes_kv.delete(claim)
+        except Exception as exc:  # noqa: BLE001  (NATS lost: the claim expires with the bucket's age)
+            log.debug("Cluster: deleting %s failed: %r", claim, exc)
+
+    def _rewrite(self) -> None:
+        """Write every record of ours again (new revisions: a reaper that read the old
+        ones cannot take them)."""
+        self._dirty.update(dict.fromkeys(self._local, True))
+        self._wake.set()
 
     # Reaping a dead process's wills.
 
@@ -283,18 +389,35 @@ class WillKeeper:
                     )
                     self.counts["wills/cancelled"] += 1
             elif delay == 0:
+                if not self._still_dead(node, process):
+                    return
                 await self._take(kv, key, revision, record, f"node {node} died")
             else:
                 delayed.append((detected + delay, key, revision, record))
         delayed.sort(key=lambda item: item[0])
         self.counts["wills/pending"] += len(delayed)
-        for due, key, revision, record in delayed:
+        for index, (due, key, revision, record) in enumerate(delayed):
             await asyncio.sleep(max(0.0, due - loop.time()))
             while self._kv is None:  # NATS lost meanwhile: the record waits in the bucket
                 await asyncio.sleep(1.0)
+            if not self._still_dead(node, process):
+                self.counts["wills/pending"] -= len(delayed) - index
+                return
             self.counts["wills/pending"] -= 1
             # A changed record was cancelled or taken by a CONNECT elsewhere.
             await self._take(self._kv, key, revision, record, f"node {node} died")
+
+    def _still_dead(self, node: str, process: str) -> bool:
+        """False once a process taken for dead is heard from again: the wills still
+        recorded are its own business again (module doc)."""
+        if self.liveness.is_gone(node, process):
+            return True
+        log.warning(
+            "Cluster: node %s (process %s) is back: its remaining wills are its own.",
+            node,
+            process,
+        )
+        return False
 
     async def _take(
         self, kv: KeyValue, key: str, revision: int, record: dict[str, Any], why: str
