@@ -240,8 +240,8 @@ class ClusterNode:
         NATS cannot be reached, go on connecting in the background."""
         # Said once at start, where operators look (docs/clustering.md).
         log.warning(
-            "Cluster node %s: QoS 1 and 2 cross to other nodes through JetStream, QoS 0"
-            " and shared subscriptions at most once (docs/clustering.md).",
+            "Cluster node %s: QoS 1 and 2 cross to other nodes through JetStream (shared"
+            " groups too), QoS 0 at most once (docs/clustering.md).",
             self.name,
         )
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
