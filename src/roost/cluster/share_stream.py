@@ -224,7 +224,11 @@ class SharedQos:
         task = self._pullers.get(share_filter)
         if task is not None and not task.done():
             return
-        sub = await self._subscribe(nc, share_filter)
+        sub = None
+        try:
+            sub = await self._subscribe(nc, share_filter)
+        except Exception as exc:  # noqa: BLE001  (JetStream not answering: the task retries)
+            log.warning("Cluster: no consumer for %s yet (%r); retrying.", share_filter, exc)
         self._pullers[share_filter] = asyncio.get_running_loop().create_task(
             self._pull(nc, share_filter, sub), name="roost-cluster-share-pull"
         )
