@@ -13,6 +13,8 @@ from roost.broker.message import Message
 from roost.broker.records import SubscriptionRecord
 from roost.cluster import ClusterNode, envelope, subjects
 from roost.cluster.envelope import WINDOW, SeenWindow
+from roost.cluster.interest import InterestTable
+from roost.cluster.share_stream import group_subject
 from roost.protocol.topics import topic_matches
 
 P = subjects.MESSAGES
@@ -244,3 +246,33 @@ def test_a_restarted_node_replaces_its_earlier_window() -> None:
     node._new_origin(b"ab/2222")
     node._new_origin(b"a/3333")
     assert set(node._seen) == {b"ab/2222", b"a/3333"}
+
+
+class _Record:
+    """What ``InterestTable.apply`` reads of a NATS message."""
+
+    def __init__(self, subject: str, data: bytes) -> None:
+        self.subject = subject
+        self.data = data
+        self.headers: dict[str, str] | None = None
+
+
+def test_the_interest_table_names_the_other_nodes_shared_groups_a_topic_matches() -> None:
+    table = InterestTable("here")
+    records = {
+        "roost.i.b.1": b"$share/g/a/#",
+        "roost.i.c.1": b"$share/g/a/#",  # the same group on another node: named once
+        "roost.i.c.2": b"$share/h/a/+",
+        "roost.i.c.3": b"a/#",  # plain: not a group
+        "roost.i.here.1": b"$share/mine/a/#",  # this node's own record: ignored
+    }
+    for subject, data in records.items():
+        table.apply(_Record(subject, data))  # type: ignore[arg-type]
+    assert sorted(table.shared_filters("a/x")) == ["$share/g/a/#", "$share/h/a/+"]
+    assert table.shared_filters("a") == ["$share/g/a/#"]
+    assert table.shared_filters("b/x") == []
+    table.apply(_Record("roost.i.c.2", b""))  # type: ignore[arg-type]  # node c leaves h
+    assert table.shared_filters("a/x") == ["$share/g/a/#"]
+    # Each group its own subject in ROOST_SHARES, the same on every node.
+    assert group_subject("$share/g/a/#") != group_subject("$share/h/a/#")
+    assert group_subject("$share/g/a/#") == group_subject("$share/g/a/#")

@@ -80,6 +80,7 @@ class Peers(Protocol):
     def forward(self, message: Message, now: float) -> None: ...
     def filter_added(self, topic_filter: str) -> None: ...
     def filter_removed(self, topic_filter: str) -> None: ...
+    def share_handback(self, message: Message, share_filter: str, now: float) -> None: ...
 
 
 class RetainedLog(Protocol):
@@ -371,7 +372,7 @@ class Router:
                 continue
             picked = self._pick_member(group, topic)
             if picked is None:
-                return
+                break
             key, record = picked
             destination = self.destinations.get(key)
             if destination is not None:
@@ -380,6 +381,9 @@ class Router:
                     item.message, qos, item.retain, item.subscription_ids, now, item.share_group
                 )
             return
+        if self.peers is not None and item.share_group is not None:
+            # No member here: the group may have members on other nodes.
+            self.peers.share_handback(item.message, item.share_group, now)
 
     # Retained messages.
 

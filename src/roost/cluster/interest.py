@@ -55,6 +55,7 @@ class InterestTable(StreamFollower):
         self._own = f"{INTEREST}.{node}."
         self._tree: SubscriptionTree[int] = SubscriptionTree()
         self._filters: dict[str, str] = {}  # record subject -> the filter it holds
+        self._shares: dict[str, str] = {}  # record subject -> its whole $share/g/f
         # topic -> wanted, while the table stays as it is (read by ClusterNode.forward).
         self.cache: dict[str, int] = {}
         # Told of each other node's record applied, with its Roost-Gate header (if any):
@@ -76,6 +77,12 @@ class InterestTable(StreamFollower):
         cache[topic] = wanted
         return wanted
 
+    def shared_filters(self, topic: str) -> list[str]:
+        """The other nodes' shared groups (``$share/g/f``) ``topic`` matches, each once."""
+        shares = self._shares
+        matches, _groups = self._tree.match(topic)
+        return list(dict.fromkeys(shares[subject] for subject, kind in matches if kind == SHARED))
+
     def record_subject(self, topic_filter: str) -> str:
         """Where this node records that it uses ``topic_filter``."""
         digest = hashlib.blake2b(topic_filter.encode(), digest_size=12).hexdigest()
@@ -88,6 +95,7 @@ class InterestTable(StreamFollower):
     def restart(self) -> None:
         self._tree = SubscriptionTree()
         self._filters.clear()
+        self._shares.clear()
         self.cache.clear()
 
     async def forget_own(self, nc: NatsClient) -> None:
@@ -105,6 +113,7 @@ class InterestTable(StreamFollower):
         old = self._filters.pop(subject, None)
         if old is not None:
             self._tree.remove(subject, old)
+            self._shares.pop(subject, None)
         if msg.data:
             try:
                 topic_filter = msg.data.decode()
@@ -114,6 +123,8 @@ class InterestTable(StreamFollower):
             group, inner = parse_shared(topic_filter)
             self._filters[subject] = inner
             self._tree.add(subject, inner, PLAIN if group is None else SHARED)
+            if group is not None:
+                self._shares[subject] = topic_filter
         self.applied += 1
         if self.on_applied is not None and msg.headers:
             self.on_applied(msg.headers.get(HEADER))

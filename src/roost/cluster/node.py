@@ -38,10 +38,11 @@ from roost.cluster import envelope, subjects
 from roost.cluster.cluster_sys import ClusterSys
 from roost.cluster.durable import DurablePath
 from roost.cluster.envelope import SeenWindow
-from roost.cluster.interest import PLAIN, InterestTable
+from roost.cluster.interest import PLAIN, SHARED, InterestTable
 from roost.cluster.resync import until_jetstream_answers
 from roost.cluster.retained import RetainedSync
 from roost.cluster.sessions import SessionDirectory
+from roost.cluster.share_stream import SharedQos
 from roost.cluster.shares import ShareBalancer
 from roost.cluster.subscribe_gate import SubscribeGate, ack_for
 from roost.cluster.wills import WillKeeper, end_without_will
@@ -99,6 +100,7 @@ class ClusterNode:
         )
         self.durable = DurablePath(core, self.name)
         core.ack_gate = self.durable.stream  # PUBACK/PUBREC wait for JetStream too
+        self.shared_qos = SharedQos(core, self, self.durable.stream, self.shares, self.interest)
         self.counts = dict.fromkeys(
             (
                 "messages/forwarded",
@@ -154,9 +156,14 @@ class ClusterNode:
         durable = message.qos and wanted & PLAIN and self.durable.ready
         if durable:
             wanted &= ~PLAIN
-        if not wanted and self.shares.members and self.balances_shares:
+        # QoS 1/2 for shared groups anywhere: through ROOST_SHARES (share_stream.py).
+        shared = message.qos and (wanted & SHARED or self.shares.members)
+        groups = self.shared_qos.groups(topic, wanted) if shared else None
+        if groups is not None:
+            wanted &= ~SHARED
+        elif not wanted and self.shares.members and self.balances_shares:
             wanted = self.shares.has_local_group(topic)  # NATS picks the node, this one too
-        if not wanted and not message.retain and not durable:
+        if not wanted and not message.retain and not durable and not groups:
             return  # no other node has a subscription it could match
         subject = subjects.topic_subject(subjects.MESSAGES, topic)
         if subject is None:
@@ -170,6 +177,8 @@ class ClusterNode:
         data = envelope.encode(self.origin, self._seq, message, now)
         if durable:
             self._publish_durable(topic, data)
+        if groups:
+            self.shared_qos.publish(groups, data, f"{self.origin.decode()}/{self._seq}")
         if wanted:
             outbox.append((subject, envelope.shares_only(data) if durable else data))
         if message.retain:
@@ -188,6 +197,9 @@ class ClusterNode:
         if qos_subject is not None:  # the same length as the MESSAGES one, which fit
             msg_id = f"{self.origin.decode()}/{self._seq}"
             self.durable.stream.publish(qos_subject, data, msg_id)
+
+    def share_handback(self, message: Message, share_filter: str, now: float) -> None:
+        self.shared_qos.hand_back(message, share_filter, now)
 
     @property
     def balances_shares(self) -> bool:
@@ -230,8 +242,8 @@ class ClusterNode:
         NATS cannot be reached, go on connecting in the background."""
         # Said once at start, where operators look (docs/clustering.md).
         log.warning(
-            "Cluster node %s: QoS 1 and 2 cross to other nodes through JetStream, QoS 0"
-            " and shared subscriptions at most once (docs/clustering.md).",
+            "Cluster node %s: QoS 1 and 2 cross to other nodes through JetStream (shared"
+            " groups too), QoS 0 at most once (docs/clustering.md).",
             self.name,
         )
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
@@ -288,6 +300,7 @@ class ClusterNode:
                 log.warning("Cluster: %d task(s) did not stop in time; leaving them.", len(pending))
         self._tasks.clear()
         await self.sessions.stop()
+        await self.shared_qos.stop()
         await self.durable.stop(STOP_FLUSH_TIMEOUT)
         nc = self._nc
         await self.wills.stop()  # before the connection closes: records, heartbeat
@@ -358,6 +371,7 @@ class ClusterNode:
                 self.gate.done(ticket)
             self._tickets.clear()
             self.durable.stream.lost()
+            self.shared_qos.lost()
             self.wills.lost()
             log.warning(
                 "Cluster node %s: lost NATS; serving local clients only, and messages for"
@@ -393,6 +407,7 @@ class ClusterNode:
         await self.interest.start(nc, START_WAIT, self.replicas)
         await self.retained.start(nc, START_WAIT, self.replicas)
         await self.sessions.online(nc, self.replicas)
+        await self.shared_qos.start(nc, self.replicas)
         await self.durable.start(nc, self.replicas)
         await self.wills.start(nc, self.replicas)
 
@@ -460,6 +475,7 @@ class ClusterNode:
         group, _inner = parse_shared(topic_filter)
         if group is not None:
             await self.shares.sync(topic_filter)
+            await self.shared_qos.sync(topic_filter)  # its consumer, before the record
             record = topic_filter.encode() if topic_filter in self.shares.members else b""
             await nc.publish(self.interest.record_subject(topic_filter), record)
             return
@@ -562,6 +578,7 @@ class ClusterNode:
             "$SYS/broker/cluster/shares/missed": str(self.shares.missed),
         }
         counts = (*self.counts.items(), *self.durable.counts().items(), *self.wills.counts.items())
+        counts += tuple(self.shared_qos.counts.items())
         for name, count in counts:
             values[f"$SYS/broker/cluster/{name}"] = str(count)
         values.update(self.sessions.sys_values())

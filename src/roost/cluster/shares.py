@@ -1,5 +1,6 @@
 """Shared subscriptions across nodes: NATS chooses the node, the router the member
-(docs/clustering.md, "Shared subscriptions").
+(docs/clustering.md, "Shared subscriptions"). This carries QoS 0, at most once; QoS 1
+and 2 go through JetStream (``share_stream.py``) whenever it is available.
 
 Every node with members of ``$share/{group}/{filter}`` joins one NATS queue group for
 it (named by a hash of the whole shared filter, so the same on every node) on the
