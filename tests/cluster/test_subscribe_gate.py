@@ -32,3 +32,24 @@ def test_a_message_published_elsewhere_right_after_the_suback_arrives(
         while message.topic.startswith("ready/"):  # a probe that came late
             message = subscriber.next_message()
         assert (message.topic, message.payload) == (topic, b"right after"), round_
+
+
+@pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])
+def test_a_shared_group_gets_a_message_published_elsewhere_right_after_the_suback(
+    make_node: NodeFactory, version: int
+) -> None:
+    """The same for a group's first member on a node: its SUBACK waits until the other
+    nodes know the group, so a QoS 1 message published there at once is the group's."""
+    a, b = make_node("a"), make_node("b")
+    publisher = PahoClient(a.port, "publisher", version)
+    member = PahoClient(b.port, "member", version)
+    member.subscribe("ready/#", 0)
+    linked(publisher, member, "ready/probe")
+    for round_ in range(ROUNDS):
+        topic = f"fresh/{round_}/x"
+        member.subscribe(f"$share/g{round_}/fresh/{round_}/+", 1)  # returns on the SUBACK
+        publisher.publish(topic, b"right after", 1)
+        message = member.next_message()
+        while message.topic.startswith("ready/"):
+            message = member.next_message()
+        assert (message.topic, message.payload) == (topic, b"right after"), round_

@@ -210,6 +210,8 @@ class ClusterNode:
         if group is not None:
             if self.shares.added(topic_filter):
                 self._dirty.add(topic_filter)
+                if self.connected and topic_filter not in self._tickets:
+                    self._tickets[topic_filter] = self.gate.issue()
                 self._wake.set()
             return
         count = self.filters.get(inner, 0)
@@ -476,14 +478,14 @@ class ClusterNode:
         if group is not None:
             await self.shares.sync(topic_filter)
             await self.shared_qos.sync(topic_filter)  # its consumer, before the record
-            record = topic_filter.encode() if topic_filter in self.shares.members else b""
-            await nc.publish(self.interest.record_subject(topic_filter), record)
+            wanted = topic_filter in self.shares.members
+            record = topic_filter.encode() if wanted else b""
+            await self._record(nc, topic_filter, record, wanted)
             return
         wanted = topic_filter in self.filters
         held = self._subs.get(topic_filter)
         # The record other nodes forward by: written after the subscription exists.
         record = topic_filter.encode() if wanted else b""
-        record_subject = self.interest.record_subject(topic_filter)
         if wanted and held is None:
             names = subjects.filter_subjects(subjects.MESSAGES, topic_filter)
             if not names:
@@ -499,12 +501,17 @@ class ClusterNode:
             del self._subs[topic_filter]
             for sub in held:
                 await sub.unsubscribe()
-        # A SUBACK waiting for this filter: other nodes confirm the record, unless they
-        # cannot send to it anyway (gone, or no NATS subject for it).
+        # Other nodes cannot send to it without a NATS subject: nothing to confirm.
+        await self._record(nc, topic_filter, record, wanted and bool(self._subs.get(topic_filter)))
+
+    async def _record(self, nc: NatsClient, topic_filter: str, record: bytes, live: bool) -> None:
+        """Write this node's interest record of ``topic_filter``; a SUBACK waiting for it
+        (a ticket) is let go once the other nodes confirm that they applied a ``live``
+        record, at once otherwise."""
         ticket = self._tickets.pop(topic_filter, None)
-        confirm = ticket is not None and wanted and bool(self._subs.get(topic_filter))
+        confirm = ticket is not None and live
         headers = self.gate.header(ticket) if confirm and ticket is not None else None
-        await nc.publish(record_subject, record, headers=headers)
+        await nc.publish(self.interest.record_subject(topic_filter), record, headers=headers)
         if ticket is not None:
             if confirm:
                 self.gate.recorded(ticket)
