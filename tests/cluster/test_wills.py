@@ -56,6 +56,22 @@ def has_record(url: str, client_id: str, node: str) -> bool:
     return asyncio.run(read())
 
 
+def left_in_stream(url: str, client_id: str) -> int:
+    """How many subjects of ``ROOST_WILLS``'s stream name ``client_id``, delete markers
+    included (a will record deleted leaves none: its marker is purged)."""
+
+    async def count() -> int:
+        nc = await nats.connect(url)
+        try:
+            pattern = f"$KV.{WILLS_BUCKET}.{client_token(client_id)}.>"
+            info = await nc.jetstream().stream_info(f"KV_{WILLS_BUCKET}", subjects_filter=pattern)
+            return len(info.state.subjects or {})
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
 def wait_for_nats(predicate: Callable[[], bool]) -> None:
     """Poll a question to NATS a few times a second (not to load the server)."""
     deadline = time.monotonic() + WILL_WAIT
@@ -125,6 +141,7 @@ def test_will_of_a_killed_node_is_sent_once(
     assert sum(d.startswith("sending") for d in decisions) == 1, decisions
     nothing_more(from_b, on_b, on_c)
     assert not has_record(nats_server.url, "dev", "a")
+    assert left_in_stream(nats_server.url, "dev") == 0
 
 
 def test_a_clean_disconnect_leaves_no_will_to_send(
@@ -138,7 +155,7 @@ def test_a_clean_disconnect_leaves_no_will_to_send(
     wait_for_nats(lambda: has_record(nats_server.url, "dev", "a"))
 
     dev.disconnect()
-    wait_for_nats(lambda: not has_record(nats_server.url, "dev", "a"))
+    wait_for_nats(lambda: left_in_stream(nats_server.url, "dev") == 0)  # no marker left
     a.kill()
 
     b.wait_for(r"sending the wills of node a \(process \w+\): 0 record", timeout=WILL_WAIT)
@@ -436,3 +453,33 @@ def test_a_node_cut_off_from_nats_and_taken_for_dead_ends_the_connections_whose_
     (message,) = real(on_b, 1, timeout=WILL_WAIT)
     assert (message.topic, message.payload) == ("wills/late", b"late")
     nothing_more(from_b, on_b)
+
+
+def test_the_delayed_wills_of_a_reaper_that_dies_are_sent_by_another_node(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    a, b, c = (make_node(name, cluster_extra=FAST) for name in "abc")
+    watchers = {}
+    for node in (b, c):
+        watcher = PahoClient(node.port, f"on-{node.port}", MQTT_5)
+        watcher.subscribe("wills/#", 1)
+        watchers[node] = watcher
+    linked(PahoClient(b.port, "from-b", MQTT_5), watchers[c], "wills/probe")
+    linked(PahoClient(c.port, "from-c", MQTT_5), watchers[b], "wills/probe")
+    will = ("wills/dev", b"late", 1, False, will_properties(delay=8))
+    PahoClient(a.port, "dev", MQTT_5, session_expiry=300, will=will)
+    wait_for_nats(lambda: has_record(nats_server.url, "dev", "a"))
+
+    a.kill()
+    decisions = {node: decided(node, "a") for node in (b, c)}
+    (reaper,) = (node for node, d in decisions.items() if d.startswith("sending"))
+    (survivor,) = (node for node in (b, c) if node is not reaper)
+    reaper.kill()  # before the will's 8 s delay is over
+
+    survivor.wait_for(r"died while sending the wills of node a \(process \w+\): taking them over")
+    (message,) = real(watchers[survivor], 1, timeout=WILL_WAIT)
+    assert (message.topic, message.payload) == ("wills/dev", b"late")
+    from_survivor = PahoClient(survivor.port, "from-survivor", MQTT_5)
+    linked(from_survivor, watchers[survivor], "wills/probe")
+    nothing_more(from_survivor, watchers[survivor])
+    assert left_in_stream(nats_server.url, "dev") == 0

@@ -40,9 +40,17 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from nats.js.api import Header
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KV_DEL, KV_OP
 
-from roost.cluster.liveness import API_TIMEOUT, REAPER_PREFIX, Liveness, open_bucket
+from roost.cluster.liveness import (
+    API_TIMEOUT,
+    NODES_BUCKET,
+    REAPER_PREFIX,
+    Liveness,
+    open_bucket,
+)
 from roost.codec import DisconnectReasonCode, Will
 
 if TYPE_CHECKING:
@@ -205,7 +213,7 @@ class WillKeeper:
             if process != self.process:
                 earlier.add(process)
             elif self._client_of(key) not in self._local and await self._read(kv, key):
-                await kv.delete(key)
+                await self._erase(key)
         if self._suspect:
             self._back()
         else:
@@ -252,7 +260,7 @@ class WillKeeper:
                         await kv.put(key, record)
                         self._stored.add(client)
                     elif not put:
-                        await kv.delete(key)
+                        await self._erase(key)
                         self._stored.discard(client)
                 for client, clean_start in connects.items():
                     await self._others(kv, client, clean_start)
@@ -274,7 +282,7 @@ class WillKeeper:
                     continue  # the reaper sends it (a connection elsewhere does not stop it)
                 if clean_start:
                     await self._take(kv, key, revision, record, "its session ended")
-                elif await self._delete(kv, key, revision):
+                elif await self._delete(key, revision):
                     log.info("Will of client %s cancelled: it reconnected here.", client)
                     self.counts["wills/cancelled"] += 1
             elif not record.get("reconnected"):
@@ -367,6 +375,7 @@ class WillKeeper:
             )
             log.debug("Cluster: claiming %s failed: %r", claim, exc)
             return
+        await self._adopt_claims(nodes_kv, f"{node}.{process}")
         records = []
         for key in await self._keys(f"*.{node}.{process}"):
             found = await self._read(kv, key)  # None: deleted
@@ -382,7 +391,7 @@ class WillKeeper:
         for key, revision, record in records:
             delay = effective_delay(record)
             if record.get("reconnected") and delay:
-                if await self._delete(kv, key, revision):
+                if await self._delete(key, revision):
                     log.info(
                         "Will of client %s cancelled: it reconnected on another node.",
                         record.get("client"),
@@ -419,11 +428,37 @@ class WillKeeper:
         )
         return False
 
+    async def _adopt_claims(self, nodes_kv: KeyValue, reaper: str) -> None:
+        """The dead process may have been reaping others, delayed wills still waiting:
+        its claims are deleted (compare-and-set: one node wins) and reaped again here,
+        delays counted from now."""
+        for key in await self._keys(f"{REAPER_PREFIX}>", NODES_BUCKET):
+            try:
+                entry = await nodes_kv.get(key)
+            except KeyNotFoundError:
+                continue
+            if entry.value != reaper.encode():
+                continue
+            try:
+                await nodes_kv.delete(key, last=entry.revision)
+            except Exception as exc:  # noqa: BLE001  (another node adopted it first)
+                log.debug("Cluster: adopting %s failed: %r", key, exc)
+                continue
+            node, process = key[len(REAPER_PREFIX) :].rsplit(".", 1)
+            log.warning(
+                "Cluster: node %s died while sending the wills of node %s (process %s):"
+                " taking them over.",
+                reaper.rsplit(".", 1)[0],
+                node,
+                process,
+            )
+            self._dead(node, process)
+
     async def _take(
         self, kv: KeyValue, key: str, revision: int, record: dict[str, Any], why: str
     ) -> None:
         """Delete the record if it is still at ``revision``; if so, publish its will."""
-        if not await self._delete(kv, key, revision):
+        if not await self._delete(key, revision):
             return
         try:
             will = decode_will(record)
@@ -437,14 +472,14 @@ class WillKeeper:
 
     # KV helpers.
 
-    async def _keys(self, pattern: str) -> list[str]:
+    async def _keys(self, pattern: str, bucket: str = WILLS_BUCKET) -> list[str]:
         """The keys matching ``pattern`` (deleted ones included: ``_read`` skips them),
         from the stream's subject counts: one request, no consumer."""
         js = self._js
         if js is None:
             return []
-        prefix = f"$KV.{WILLS_BUCKET}."
-        info = await js.stream_info(f"KV_{WILLS_BUCKET}", subjects_filter=prefix + pattern)
+        prefix = f"$KV.{bucket}."
+        info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + pattern)
         return [subject[len(prefix) :] for subject in info.state.subjects or {}]
 
     @staticmethod
@@ -461,15 +496,32 @@ class WillKeeper:
             return None
         return (entry.revision or 0), record
 
-    @staticmethod
-    async def _delete(kv: KeyValue, key: str, revision: int) -> bool:
+    async def _delete(self, key: str, revision: int) -> bool:
         """Delete ``key`` only if it is still at ``revision``: one of several nodes wins."""
         try:
-            await kv.delete(key, last=revision)
+            await self._erase(key, revision)
         except Exception as exc:  # noqa: BLE001  (wrong last sequence: someone else's now)
             log.debug("Cluster: %s changed meanwhile: %r", key, exc)
             return False
         return True
+
+    async def _erase(self, key: str, revision: int = 0) -> None:
+        """Delete ``key`` (only if still at ``revision``, when given; raises if not), then
+        remove the delete marker too: a purge of the key's subject up to the marker, so
+        that a record written after it stays. Without it, every client and process would
+        leave a marker in the bucket's stream for good."""
+        js = self._js
+        if js is None:
+            raise ConnectionError("NATS is not connected")
+        subject = f"$KV.{WILLS_BUCKET}.{key}"
+        headers = {KV_OP: KV_DEL}
+        if revision:
+            headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(revision)
+        ack = await js.publish(subject, headers=headers)
+        try:
+            await js.purge_stream(f"KV_{WILLS_BUCKET}", subject=subject, seq=ack.seq + 1)
+        except Exception as exc:  # noqa: BLE001  (the marker stays: harmless)
+            log.debug("Cluster: purging the marker of %s failed: %r", key, exc)
 
     def _client_of(self, key: str) -> str:
         token = key.split(".", 1)[0]
