@@ -149,7 +149,7 @@ class ClusterNode:
         if wanted is None:
             wanted = self.interest.wanted(topic)
         # QoS 1/2 for other nodes' plain filters: through the stream (durable.py).
-        durable = message.qos and wanted & PLAIN and self.durable.ready
+        durable = message.qos and wanted & PLAIN and self.durable.stream.takes
         if durable:
             wanted &= ~PLAIN
         if not wanted and self.shares.members and self.balances_shares:
@@ -232,6 +232,7 @@ class ClusterNode:
             " and shared subscriptions at most once (docs/clustering.md).",
             self.name,
         )
+        self.durable.restore()  # QoS 1/2 spooled before a restart: sent first
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
         self._tasks.append(
             asyncio.create_task(

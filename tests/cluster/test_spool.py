@@ -1,0 +1,122 @@
+"""The spool on its own (docs/clustering.md, "The spool"): messages JetStream did not
+store are put in the node's store, and their publishers' acknowledgements, held on the
+stream's gate, go only once those rows are committed."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from roost.broker.persistence import MemoryStore, SqliteStore
+from roost.broker.persistence.store import Store
+from roost.cluster.durable import GATE, QosStream
+
+
+class Conn:
+    """A connection's gates as the transport keeps them: what it waits for on gate 1,
+    and how far gate 1 has passed."""
+
+    def __init__(self) -> None:
+        self.waits_for = 0
+        self.passed = 0
+
+    def hold(self, batch: int, gate: int = 0) -> None:
+        assert gate == GATE
+        self.waits_for = batch
+
+    def release(self, committed: int, gate: int = 0) -> bool:
+        assert gate == GATE
+        self.passed = max(self.passed, committed)
+        return self.passed < self.waits_for
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.passed >= self.waits_for > 0
+
+
+@dataclass
+class Answer:
+    """A JetStream PubAck as nats-py hands it to the answers' subscription."""
+
+    subject: str
+    data: bytes = b'{"stream":"ROOST_QOS","seq":1}'
+
+
+def published(store: Store, count: int) -> tuple[QosStream, Conn]:
+    """A stream that answers, ``count`` messages sent to it, and a publisher waiting."""
+    stream = QosStream(store)
+    stream.ready = True
+    for i in range(count):
+        stream.publish(f"roost.q.t.{i}", b"m-%d" % i, f"a/1/{i}")
+    conn = Conn()
+    stream.hold(conn)
+    assert conn.waits_for == count
+    return stream, conn
+
+
+def test_acknowledgements_put_back_wait_for_the_spool_commit(tmp_path: Path) -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        store = SqliteStore(str(tmp_path))
+        store.open(loop)
+        stream, conn = published(store, 3)
+
+        stream.lost()  # NATS gone: the three go to the spool, in the store's batch
+        assert stream.spooled == 3
+        assert not conn.acknowledged  # the rows are not committed yet
+        await store.flush()
+        assert conn.acknowledged
+
+        # Sent again once the stream answers: same ids, in order; each row goes once
+        # JetStream has the message.
+        stream.ready = True
+        stream._unspool()
+        assert stream.spooled == 0
+        for ticket in (4, 5):
+            await stream._answered(Answer(f"{stream._inbox}.{ticket}"))
+        await store.close()
+
+        again = SqliteStore(str(tmp_path))
+        state = again.open(loop)
+        await again.close()
+        assert [(e.subject, e.data, e.msg_id) for e in state.spool] == [
+            ("roost.q.t.2", b"m-2", "a/1/2")
+        ]
+
+    asyncio.run(run())
+
+
+def test_new_messages_spooled_while_unready_come_after_those_put_back(tmp_path: Path) -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        store = SqliteStore(str(tmp_path))
+        store.open(loop)
+        stream, _conn = published(store, 2)
+        stream.lost()
+        stream.publish("roost.q.new", b"later", "a/1/9")  # while NATS is away
+        await stream.stop(0)
+        await store.close()
+
+        again = SqliteStore(str(tmp_path))
+        state = again.open(loop)
+        restored = QosStream(again)
+        restored.restore(state.spool)
+        restored.publish("roost.q.newest", b"newest", "b/2/1")  # before the stream answers
+        restored.ready = True
+        restored._unspool()
+        sent = [restored._pending[ticket].msg_id for ticket in restored._queue]
+        assert sent == ["a/1/0", "a/1/1", "a/1/9", "b/2/1"]
+        await again.close()
+
+    asyncio.run(run())
+
+
+def test_without_persistence_acknowledgements_go_at_once() -> None:
+    async def run() -> None:
+        stream, conn = published(MemoryStore(), 2)
+        stream.lost()
+        assert conn.acknowledged
+        assert stream.spooled == 2
+
+    asyncio.run(run())
