@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+from roost.broker.message import Message
 from roost.broker.persistence import MemoryStore, SqliteStore
 from roost.broker.persistence.store import Store
+from roost.cluster import envelope
 from roost.cluster.durable import GATE, QosStream
+from roost.cluster.qos_consumer import QosConsumer
 
 
 class Conn:
@@ -118,5 +122,44 @@ def test_without_persistence_acknowledgements_go_at_once() -> None:
         stream.lost()
         assert conn.acknowledged
         assert stream.spooled == 2
+
+    asyncio.run(run())
+
+
+class StreamMessage:
+    """What the consumer reads of a message fetched from ``ROOST_QOS``."""
+
+    def __init__(self, stream_seq: int, data: bytes) -> None:
+        self.data = data
+        self.metadata = SimpleNamespace(sequence=SimpleNamespace(stream=stream_seq))
+
+
+def test_a_copy_stored_twice_in_the_stream_is_applied_once() -> None:
+    """A spooled message resent after JetStream's duplicate window is stored twice; the
+    receiving consumer skips the second copy by its origin and sequence number."""
+
+    async def run() -> None:
+        delivered: list[bytes] = []
+
+        class Router:
+            def publish(self, message: Message, now: float, forward: bool = True) -> int:
+                delivered.append(message.payload)
+                return 1
+
+        core = SimpleNamespace(router=Router(), store=MemoryStore(), meta={})
+        consumer = QosConsumer(core, "b", "ROOST_QOS")  # type: ignore[arg-type]
+
+        def sent(seq: int, origin: bytes = b"a/0001") -> bytes:
+            return envelope.encode(origin, seq, Message("t", b"m-%d" % seq, 2, False), 0.0)
+
+        first = [StreamMessage(n, sent(n)) for n in (1, 2, 3)]
+        # 2 and 3 again (their answers were lost), then 4; another origin's 2 is new.
+        again = [StreamMessage(4, sent(2)), StreamMessage(5, sent(3)), StreamMessage(6, sent(4))]
+        other = [StreamMessage(7, sent(2, b"c/0001"))]
+        assert consumer._apply(first) == 3  # type: ignore[arg-type]
+        assert consumer._apply(again) == 1  # type: ignore[arg-type]
+        assert consumer._apply(other) == 1  # type: ignore[arg-type]
+        assert delivered == [b"m-1", b"m-2", b"m-3", b"m-4", b"m-2"]
+        assert consumer.duplicates == 2
 
     asyncio.run(run())

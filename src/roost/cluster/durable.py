@@ -339,6 +339,7 @@ class DurablePath:
             "qos/spooled_bytes": self.stream.spooled_bytes,
             "qos/applied": consumer.applied_count,
             "qos/skipped": consumer.skipped,
+            "qos/duplicates": consumer.duplicates,
             "qos/invalid": consumer.invalid,
         }
 
