@@ -4,6 +4,8 @@ that node is killed (kill -9) or stopped before NATS returns, once it starts aga
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from roost.codec import MQTT_3_1_1, MQTT_5
@@ -68,3 +70,38 @@ def test_messages_acknowledged_while_nats_is_away_outlive_their_node_stopped(
     make_node: NodeFactory, nats_server: NatsServer, version: int, qos: int
 ) -> None:
     spooled_then_gone(make_node, nats_server, version, qos, kill=False)
+
+
+@pytest.mark.parametrize(("version", "qos"), [(MQTT_5, 1), (MQTT_3_1_1, 2)])
+def test_messages_jetstream_did_not_answer_are_spooled_before_their_acknowledgements(
+    make_node: NodeFactory, nats_server: NatsServer, version: int, qos: int
+) -> None:
+    """nats-server frozen (SIGSTOP): the messages wait for JetStream, their PUBACKs or
+    PUBRECs held, until the tries run out or the connection is declared lost; then they
+    are put back into the spool and acknowledged once it is committed, so the node
+    killed right after still has them."""
+    a, b = make_node("a"), make_node("b")
+    keeper = persistent(b.port, "keeper", version)
+    keeper.subscribe("frozen/#", qos)
+    publisher = PahoClient(a.port, "pub", version)
+    linked(publisher, keeper, "frozen/probe")
+
+    assert nats_server.proc is not None
+    nats_server.proc.send_signal(signal.SIGSTOP)
+    payloads = [b"f-%d" % i for i in range(COUNT)]
+    sent = [publisher.client.publish("frozen/x", payload, qos) for payload in payloads]
+    for info in sent:
+        info.wait_for_publish(60)  # about 6 s: three tries of 2 s
+        assert info.is_published()
+    a.wait_for(r"QoS 1/2 message\(s\) not stored by ROOST_QOS")
+    publisher.stop()
+    a.kill()
+    nats_server.kill()  # SIGKILL ends a stopped process too
+    nats_server.start()
+
+    a = make_node("a")
+    assert [m.payload for m in real(keeper, COUNT, timeout=30)] == payloads
+    publisher = PahoClient(a.port, "pub2", version)
+    linked(publisher, keeper, "frozen/probe")
+    drained(publisher, keeper, "frozen/x")
+    assert leftovers(keeper) == []
