@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from roost.broker.config import BrokerConfig
+from roost.broker.core import BrokerCore
 from roost.broker.message import Message
 from roost.broker.persistence import MemoryStore, SqliteStore
 from roost.broker.persistence.store import Store
@@ -161,5 +163,39 @@ def test_a_copy_stored_twice_in_the_stream_is_applied_once() -> None:
         assert consumer._apply(other) == 1  # type: ignore[arg-type]
         assert delivered == [b"m-1", b"m-2", b"m-3", b"m-4", b"m-2"]
         assert consumer.duplicates == 2
+
+    asyncio.run(run())
+
+
+def test_a_message_spooled_during_its_publish_holds_the_publishers_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    """The PUBLISH handler holds the PUBACK/PUBREC when ``BrokerCore.changes`` moved: the
+    spool row must count, and ``hold`` must wait for its commit."""
+
+    async def run() -> None:
+        core = BrokerCore(BrokerConfig(persistence="sqlite", data_dir=str(tmp_path)))
+        core.open_state(asyncio.get_running_loop())
+        stream = QosStream(core.store)
+        core.ack_gate = stream
+        before = core.changes()
+        stream.publish("roost.q.t", b"while away", "a/1/1")  # the stream is not ready
+        assert core.changes() != before
+
+        committed: list[int] = []
+
+        class Held:
+            def hold(self, batch: int, gate: int = 0) -> None:
+                committed.append(-batch)
+
+            def release(self, batch: int, gate: int = 0) -> bool:
+                committed.append(batch)
+                return False
+
+        core.hold(Held())
+        assert committed[0] < 0  # held for a batch...
+        await core.store.flush()
+        assert committed[1] >= -committed[0]  # ...and let go once it is committed
+        await core.store.close()
 
     asyncio.run(run())

@@ -36,7 +36,7 @@ def spooled_then_gone(
     if kill:
         a.kill()
     else:
-        assert a.stop() == 0
+        assert a.stop() == 0, a.log
         a.wait_for(
             rf"Cluster: {COUNT} QoS 1/2 message\(s\) for ROOST_QOS stay in this node's store"
         )

@@ -306,6 +306,8 @@ class ClusterNode:
             await asyncio.wait_for(nc.close(), STOP_FLUSH_TIMEOUT * 2)
         except TimeoutError:
             log.warning("Cluster: the NATS connection did not close in time; leaving it.")
+        except Exception as exc:  # noqa: BLE001  (nats-py on a socket already gone, NATS away)
+            log.debug("Cluster: closing the NATS connection failed: %r", exc)
 
     async def _connect(self) -> None:
         # max_reconnect_attempts=-1: nats-py tries until it connects, and after a loss
