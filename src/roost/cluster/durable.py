@@ -21,9 +21,10 @@ in this node's store, committed before their publishers' acknowledgements are le
 published while the stream is unready go there too, acknowledged after the commit like
 any durable change. The spool is sent to the stream first, in order, when it answers
 again, with the messages' own ids, so that JetStream drops a copy it already stored
-(within its ``DUPLICATE_WINDOW``; an older copy is stored twice: docs/clustering.md);
-a row goes once JetStream has its message. A node that starts with rows left (killed,
-or stopped, while NATS was away) sends them first.
+(within its ``DUPLICATE_WINDOW``; past it the copy is stored twice and the receiving
+consumers skip it, ``qos_consumer.py``); a row goes once JetStream has its message. A
+node that starts with rows left (killed, or stopped, while NATS was away) sends them
+first.
 
 How the acknowledgements of put-back messages wait for the commit: they are already
 queued on gate 1, and a transport releases held packets in order, so a new gate-0
