@@ -529,8 +529,9 @@ def test_a_version_1_database_is_migrated_and_its_sessions_have_no_identity(
     write_version_1_database(tmp_path)
     state = open_and_close(tmp_path)
     path = tmp_path / DATABASE_NAME
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
     assert state.meta == {}  # version 3's table, empty
+    assert state.spool == []  # version 4's table, empty
     [stored] = state.sessions
     assert (stored.client_id, stored.identity) == ("alice1", None)
     assert [record.topic_filter for record in stored.subscriptions] == ["a/#"]

@@ -26,7 +26,7 @@ from roost.codec import ConnectReasonCode, DisconnectReasonCode
 if TYPE_CHECKING:
     from roost.broker.config import BrokerConfig
     from roost.broker.message import Message
-    from roost.broker.persistence.store import StoredState
+    from roost.broker.persistence.store import Spooled, StoredState
     from roost.broker.ports import Connection, SessionDirectory
     from roost.broker.records import SubscriptionRecord
     from roost.broker.sessions import Identity, Session, Sink
@@ -65,6 +65,7 @@ class BrokerCore:
         "refused",
         "registry",
         "router",
+        "spooled",
         "stats",
         "store",
         "subscribe_gate",
@@ -99,6 +100,9 @@ class BrokerCore:
         self.subscribe_gate: AckGate | None = None
         # The store's named values as they were at start (Store.meta_set).
         self.meta: dict[str, str] = {}
+        # The store's spool as it was at start (Store.spool_added), for whoever spools
+        # (a cluster node) to take.
+        self.spooled: list[Spooled] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def open_state(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -107,6 +111,7 @@ class BrokerCore:
         store = self.store
         state: StoredState = store.open(loop)
         self.meta = state.meta
+        self.spooled = state.spool
         log.info("Persistence: %s.", store.description)
         if not store.durable:
             return

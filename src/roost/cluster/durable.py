@@ -15,12 +15,23 @@ message not acknowledged within ``ACK_TIMEOUT`` is sent again (same id), up to
 ``TRIES`` times.
 
 When the tries run out, or NATS is lost, holding acknowledgements would stop every
-publisher here, so they are released (WARNING, counted in ``qos/unconfirmed``), and
-the messages for other nodes wait in this process's memory (``spool``, at most
-``SPOOL_LIMIT`` messages or ``SPOOL_BYTES``; beyond, counted in ``qos/spool_dropped``):
-they go to the stream, in order and before anything newer, when it answers again.
-What the spool holds is lost if this process dies before that (docs/clustering.md
-says so).
+publisher here, so the messages for other nodes go to the spool (``spool.py``): rows
+in this node's store, committed before their publishers' acknowledgements are let go
+(WARNING, counted in ``qos/unconfirmed``), and QoS 1/2 messages for other nodes
+published while the stream is unready go there too, acknowledged after the commit like
+any durable change. The spool is sent to the stream first, in order, when it answers
+again, with the messages' own ids, so that JetStream drops a copy it already stored
+(within its ``DUPLICATE_WINDOW``; past it the copy is stored twice and the receiving
+consumers skip it, ``qos_consumer.py``); a row goes once JetStream has its message. A
+node that starts with rows left (killed, or stopped, while NATS was away) sends them
+first.
+
+How the acknowledgements of put-back messages wait for the commit: they are already
+queued on gate 1, and a transport releases held packets in order, so a new gate-0
+hold could not keep them back. So gate 1 stays shut at the first put-back ticket
+(``_unsettled``) until the store reports the commit of the batch holding the rows
+(``spool.CommitWatch``, a ``Holder`` given to ``Store.hold``). Nothing changes while
+JetStream answers: no store write per message, one attribute test per answer.
 
 Receiving is ``qos_consumer.py``; ``DurablePath`` puts the two together for the node.
 """
@@ -37,6 +48,7 @@ from nats.js.errors import BadRequestError
 
 from roost.cluster import subjects
 from roost.cluster.qos_consumer import QosConsumer
+from roost.cluster.spool import Entry, Spool
 from roost.cluster.streams import API_TIMEOUT
 
 if TYPE_CHECKING:
@@ -45,6 +57,7 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
     from roost.broker.core import BrokerCore
+    from roost.broker.persistence.store import Spooled, Store
     from roost.broker.transport import Holder
 
 log = logging.getLogger("roost.cluster")
@@ -57,29 +70,16 @@ TRIES = 3  # sends of one message before its client's acknowledgement is let go
 SWEEP = 0.5  # seconds between looks for messages waiting too long
 WARN_EVERY = 10.0  # seconds between WARNINGs about unconfirmed messages
 GATE = 1  # the transport's gate for JetStream (0 is the store's)
-SPOOL_LIMIT = 100_000  # messages kept for the stream while it cannot be reached
-SPOOL_BYTES = 64 * 1024 * 1024  # and their bytes at most
-
-
-class _Pending:
-    __slots__ = ("data", "msg_id", "sent_at", "subject", "tries")
-
-    def __init__(self, subject: str, data: bytes, msg_id: str) -> None:
-        self.subject = subject
-        self.data = data
-        self.msg_id = msg_id
-        self.sent_at = 0.0  # 0: not sent yet
-        self.tries = 0
 
 
 class QosStream:
     """Publishing to ``ROOST_QOS`` and holding acknowledgements until it has stored."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
         self.issued = 0  # messages given to publish (AckGate.issued)
         self.passed = 0  # every message up to this one is acknowledged or given up
         self.ready = False  # the stream exists and answers are being listened to
-        self._pending: dict[int, _Pending] = {}  # ticket -> message, in ticket order
+        self._pending: dict[int, Entry] = {}  # ticket -> message, in ticket order
         self._queue: list[int] = []  # tickets to send
         self._holders: dict[Holder, None] = {}
         self._nc: NatsClient | None = None
@@ -88,61 +88,58 @@ class QosStream:
         self._wake = asyncio.Event()
         self._warned_at = -WARN_EVERY
         self.stored = 0  # acknowledged by JetStream
-        self.unconfirmed = 0  # given up on: the client's acknowledgement went anyway
-        self._spool: list[_Pending] = []  # for the stream once it answers, in order
-        self._spool_bytes = 0
-        self.spool_dropped = 0  # beyond the spool's limits: may not reach other nodes
+        self.unconfirmed = 0  # acknowledged to the client once spooled, not stored
+        self._store = store
+        # For the stream once it answers, in order. Whenever it has entries, nothing is
+        # pending: a put-back takes every pending message, and ``_unspool`` waits for
+        # an empty ``_pending``.
+        self._spool = Spool(store, STREAM, self._settled)
+        # The first ticket put back whose spool rows are not known committed: gate 1
+        # stays shut before it (module doc). 0: none.
+        self._unsettled = 0
 
     # The node's side (synchronous).
 
     def publish(self, topic_subject: str, data: bytes, msg_id: str) -> None:
         """Send ``data`` to the stream; acknowledgements held from now wait for it."""
-        if self._spool or not self.ready:
-            self.spool(topic_subject, data, msg_id)  # after what waits already
+        if self._spool.entries or not self.ready:
+            # After what waits already; the row is a change of this PUBLISH, so its
+            # acknowledgement waits for the store's commit (gate 0).
+            self._spool.add(Entry(topic_subject, data, msg_id))
             return
         self.issued += 1
-        self._pending[self.issued] = _Pending(topic_subject, data, msg_id)
+        self._pending[self.issued] = Entry(topic_subject, data, msg_id)
         self._queue.append(self.issued)
         self._wake.set()
 
-    def spool(self, topic_subject: str, data: bytes, msg_id: str) -> None:
-        """Keep ``data`` for the stream until it answers; hold no acknowledgement."""
-        self._keep(_Pending(topic_subject, data, msg_id))
-
-    def _keep(self, entry: _Pending) -> None:
-        if len(self._spool) >= SPOOL_LIMIT or self._spool_bytes >= SPOOL_BYTES:
-            self.spool_dropped += 1
-            now = asyncio.get_running_loop().time()
-            if now - self._warned_at >= WARN_EVERY:
-                self._warned_at = now
-                log.warning(
-                    "Cluster: the spool for %s is full (%d messages); QoS 1/2 messages"
-                    " for other nodes are being dropped (%d so far).",
-                    STREAM,
-                    len(self._spool),
-                    self.spool_dropped,
-                )
-            return
-        entry.sent_at = 0.0
-        entry.tries = 0
-        self._spool.append(entry)
-        self._spool_bytes += len(entry.data)
+    @property
+    def takes(self) -> bool:
+        """Whether QoS 1/2 for other nodes goes this way (to the stream, or to the spool
+        while it has entries, so that nothing overtakes them)."""
+        return self.ready or bool(self._spool.entries)
 
     @property
     def spooled(self) -> int:
         return len(self._spool)
 
+    @property
+    def spooled_bytes(self) -> int:
+        return self._spool.bytes
+
+    def restore(self, rows: list[Spooled]) -> None:
+        """The spool's rows from before this process, to be sent first."""
+        self._spool.restore(rows)
+
     def _unspool(self) -> None:
         """Send what the spool kept, in order, before anything newer."""
-        if not self._spool or self._pending:
+        if not self._spool.entries or self._pending:
             return
         log.warning(
             "Cluster: sending %d QoS 1/2 message(s) kept while %s did not answer.",
             len(self._spool),
             STREAM,
         )
-        spool, self._spool, self._spool_bytes = self._spool, [], 0
-        for entry in spool:
+        for entry in self._spool.take():
             self.issued += 1
             self._pending[self.issued] = entry
             self._queue.append(self.issued)
@@ -153,34 +150,41 @@ class QosStream:
             self._holders[conn] = None
 
     def lost(self) -> None:
-        """NATS is gone: let every waiting acknowledgement go, and keep what was not
-        stored for later (see the module doc)."""
+        """NATS is gone: spool what was not stored (see the module doc)."""
         self.ready = False
-        self._put_back(list(self._pending), "NATS was lost")
+        self._put_back("NATS was lost")
 
-    def _put_back(self, tickets: list[int], why: str) -> None:
-        """Release the acknowledgements waiting for ``tickets``; spool their messages
-        (with everything pending after them, to keep the order)."""
+    def _put_back(self, why: str) -> None:
+        """Spool every pending message, in front; release the acknowledgements waiting
+        for them once their rows are committed."""
         pending = self._pending
-        if not tickets or not pending:
+        if not pending:
             return
-        first = min(tickets)
-        moved = [ticket for ticket in pending if ticket >= first]
-        for ticket in moved:
-            self._keep(pending.pop(ticket))
-        self._queue = [ticket for ticket in self._queue if ticket in pending]
-        self.unconfirmed += len(moved)
+        first = next(iter(pending))
+        moved = list(pending.values())
+        pending.clear()
+        self._queue = []
+        if not self._unsettled:
+            self._unsettled = first
+        fresh = self._spool.put_back(moved)  # may call _settled at once
+        self.unconfirmed += fresh
         now = asyncio.get_running_loop().time()
-        if now - self._warned_at >= WARN_EVERY:
+        if fresh and now - self._warned_at >= WARN_EVERY:
             self._warned_at = now
             log.warning(
-                "Cluster: %d QoS 1/2 message(s) acknowledged to their publishers before %s"
-                " stored them (%s): kept in memory and sent when it answers (%d so far).",
-                len(moved),
+                "Cluster: %d QoS 1/2 message(s) not stored by %s (%s): kept in this"
+                " node's store and sent when it answers; their publishers are"
+                " acknowledged once that is committed (%d so far).",
+                fresh,
                 STREAM,
                 why,
                 self.unconfirmed,
             )
+        self._advance()
+
+    def _settled(self) -> None:
+        """The store committed the rows of every message put back so far."""
+        self._unsettled = 0
         self._advance()
 
     # Lifecycle.
@@ -221,7 +225,7 @@ class QosStream:
             wake.clear()
             now = loop.time()
             nc = self._nc
-            if self.ready and self._spool and not self._pending:
+            if self.ready and self._spool.entries and not self._pending:
                 self._unspool()  # the last spooled batch was stored, or went back
             if nc is not None and self.ready and self._queue:
                 queue, self._queue = self._queue, []
@@ -250,32 +254,40 @@ class QosStream:
         ]
         if not late:
             return
-        out = [ticket for ticket in late if self._pending[ticket].tries >= TRIES]
-        if out:
-            self._put_back(out, f"no answer from JetStream in {ACK_TIMEOUT * TRIES:.0f} s")
+        if any(self._pending[ticket].tries >= TRIES for ticket in late):
+            # Everything pending goes back (what follows was sent later and waits as
+            # well): the spool keeps the order, and its rows whatever happens next.
+            self._put_back(f"no answer from JetStream in {ACK_TIMEOUT * TRIES:.0f} s")
+            return
         for ticket in late:
-            entry = self._pending.get(ticket)
-            if entry is not None:
-                entry.sent_at = 0.0
-                self._queue.append(ticket)
+            self._pending[ticket].sent_at = 0.0
+            self._queue.append(ticket)
 
     async def stop(self, wait: float) -> None:
-        """Wait up to ``wait`` seconds for what is pending, then let it go."""
+        """Wait up to ``wait`` seconds for what is pending, then spool it: what the spool
+        holds stays in the store for the next start."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while self._pending and self.ready and loop.time() < deadline:
             await asyncio.sleep(0.05)
         self.ready = False
-        if self._pending:
-            self._give_up(list(self._pending), "the node is stopping")
-        if self._spool:
-            self.unconfirmed += len(self._spool)
+        self._put_back("the node is stopping")
+        if not self._spool.entries:
+            return
+        if self._store.durable:
             log.warning(
-                "Cluster: %d QoS 1/2 message(s) kept for %s are lost with this stop.",
+                "Cluster: %d QoS 1/2 message(s) for %s stay in this node's store; they are"
+                " sent when it starts again and the stream answers.",
                 len(self._spool),
                 STREAM,
             )
-            self._spool, self._spool_bytes = [], 0
+        else:
+            log.warning(
+                "Cluster: %d QoS 1/2 message(s) kept for %s are lost with this stop"
+                " (persistence is off).",
+                len(self._spool),
+                STREAM,
+            )
 
     # Answers.
 
@@ -286,36 +298,18 @@ class QosStream:
         if not msg.data.startswith(b'{"stream"'):
             log.debug("Cluster: %s refused a message: %r", STREAM, msg.data[:200])
             return
-        if self._pending.pop(ticket, None) is not None:
+        entry = self._pending.pop(ticket, None)
+        if entry is not None:
+            if entry.row:
+                self._spool.sent(entry)  # stored now: its spool row can go
             self.stored += 1
             self._advance()
-
-    def _give_up(self, tickets: list[int], why: str) -> None:
-        pending = self._pending
-        count = 0
-        for ticket in tickets:
-            if pending.pop(ticket, None) is not None:
-                count += 1
-        if not count:
-            return
-        self.unconfirmed += count
-        now = asyncio.get_running_loop().time()
-        if now - self._warned_at >= WARN_EVERY:
-            self._warned_at = now
-            log.warning(
-                "Cluster: %d QoS 1/2 message(s) acknowledged to their publishers without"
-                " being stored in %s (%s): they reached this node's subscribers and may not"
-                " reach other nodes (%d so far).",
-                count,
-                STREAM,
-                why,
-                self.unconfirmed,
-            )
-        self._advance()
 
     def _advance(self) -> None:
         pending = self._pending
         passed = next(iter(pending)) - 1 if pending else self.issued
+        if self._unsettled and passed >= self._unsettled:
+            passed = self._unsettled - 1  # their spool rows are not committed yet
         if passed <= self.passed:
             return
         self.passed = passed
@@ -327,13 +321,15 @@ class DurablePath:
     """This node's side of ``ROOST_QOS``: what it sends, and its one consumer."""
 
     def __init__(self, core: BrokerCore, node: str) -> None:
-        self.stream = QosStream()
+        self.stream = QosStream(core.store)
+        self._core = core
         self.consumer = QosConsumer(core, node, STREAM)
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def ready(self) -> bool:
-        return self.stream.ready
+    def restore(self) -> None:
+        """Take the store's spool rows (``BrokerCore.open_state`` read them)."""
+        self.stream.restore(self._core.spooled)
+        self._core.spooled = []
 
     def counts(self) -> dict[str, int]:
         consumer = self.consumer
@@ -341,9 +337,10 @@ class DurablePath:
             "qos/stored": self.stream.stored,
             "qos/unconfirmed": self.stream.unconfirmed,
             "qos/spooled": self.stream.spooled,
-            "qos/spool_dropped": self.stream.spool_dropped,
+            "qos/spooled_bytes": self.stream.spooled_bytes,
             "qos/applied": consumer.applied_count,
             "qos/skipped": consumer.skipped,
+            "qos/duplicates": consumer.duplicates,
             "qos/invalid": consumer.invalid,
         }
 

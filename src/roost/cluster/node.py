@@ -153,7 +153,7 @@ class ClusterNode:
         if wanted is None:
             wanted = self.interest.wanted(topic)
         # QoS 1/2 for other nodes' plain filters: through the stream (durable.py).
-        durable = message.qos and wanted & PLAIN and self.durable.ready
+        durable = message.qos and wanted & PLAIN and self.durable.stream.takes
         if durable:
             wanted &= ~PLAIN
         # QoS 1/2 for shared groups anywhere: through ROOST_SHARES (share_stream.py).
@@ -248,6 +248,7 @@ class ClusterNode:
             " groups too), QoS 0 at most once (docs/clustering.md).",
             self.name,
         )
+        self.durable.restore()  # QoS 1/2 spooled before a restart: sent first
         self._tasks.append(asyncio.create_task(self._pump(), name="roost-cluster-pump"))
         self._tasks.append(
             asyncio.create_task(
@@ -322,6 +323,8 @@ class ClusterNode:
             await asyncio.wait_for(nc.close(), STOP_FLUSH_TIMEOUT * 2)
         except TimeoutError:
             log.warning("Cluster: the NATS connection did not close in time; leaving it.")
+        except Exception as exc:  # noqa: BLE001  (nats-py on a socket already gone, NATS away)
+            log.debug("Cluster: closing the NATS connection failed: %r", exc)
 
     async def _connect(self) -> None:
         # max_reconnect_attempts=-1: nats-py tries until it connects, and after a loss

@@ -20,6 +20,16 @@ its stream stayed is made again from the recorded position on.
 
 This node's own messages (any process of it: origin ``<node>/...``) are skipped: they
 reached its subscribers when they were published.
+
+A message can be in the stream twice: a node that did not get JetStream's answer keeps
+the message in its spool and sends it again, with the same ``Nats-Msg-Id``, when the
+stream answers; JetStream drops such a copy only within its duplicate window (2 min),
+and NATS can be away longer. So the consumer also remembers the last ``WINDOW``
+sequence numbers of each origin (``envelope.SeenWindow``; a resent copy comes before
+anything newer from its origin, so it falls inside) and skips a copy it has seen
+(``qos/duplicates``). An arrival older than the window is delivered: it cannot be told
+apart, and a copy too many is better than a loss. The windows are memory: a node that
+restarts between the two copies delivers both.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from roost.cluster import envelope, subjects
+from roost.cluster.envelope import SeenWindow
 from roost.cluster.streams import API_TIMEOUT
 
 if TYPE_CHECKING:
@@ -83,6 +94,8 @@ class QosConsumer:
         self.applied_count = 0  # messages routed here, counted once committed
         self.skipped = 0  # redelivered ones at or below ``applied``
         self.invalid = 0
+        self.duplicates = 0  # copies of a message already applied (a resend past the window)
+        self._seen: dict[bytes, SeenWindow] = {}  # origin -> its sequence numbers lately
         self._stopping = False
 
     async def run(self, nc: NatsClient) -> None:
@@ -173,6 +186,7 @@ class QosConsumer:
         start = applied
         router = self._core.router
         own = self._node
+        seen = self._seen
         now = asyncio.get_running_loop().time()
         routed = 0
         for msg in msgs:
@@ -183,8 +197,15 @@ class QosConsumer:
             applied = seq
             data = msg.data
             try:
-                origin, _seq, offset = envelope.header(data)
+                origin, sent, offset = envelope.header(data)
                 if origin.rpartition(b"/")[0] == own:
+                    continue
+                window = seen.get(origin)
+                if window is None:
+                    window = self._new_origin(origin)
+                late = window.too_old
+                if not window.first_time(sent) and window.too_old == late:
+                    self.duplicates += 1
                     continue
                 message = envelope.message(data, offset, now)
             except ValueError:
@@ -197,3 +218,13 @@ class QosConsumer:
             return None
         self._core.store.meta_set(APPLIED_KEY, f"{applied} {self._epoch}")
         return routed
+
+    def _new_origin(self, origin: bytes) -> SeenWindow:
+        """A node process read from for the first time: the windows of that node's
+        earlier processes can go (a restarted node sends what its earlier process
+        spooled before anything of its own)."""
+        name = origin.rpartition(b"/")[0] + b"/"
+        for old in [known for known in self._seen if known.startswith(name)]:
+            del self._seen[old]
+        window = self._seen[origin] = SeenWindow()
+        return window

@@ -123,3 +123,5 @@ class ShareBalancer:
                 await asyncio.wait_for(nc.close(), 4)
             except TimeoutError:
                 log.warning("Cluster: the shared-group connection did not close in time.")
+            except Exception as exc:  # noqa: BLE001  (a socket already gone while NATS is away)
+                log.debug("Cluster: closing the shared-group connection failed: %r", exc)

@@ -29,20 +29,25 @@ class Batch:
         "deliveries",
         "first_delivery",
         "first_message",
+        "first_spool",
         "messages",
         "meta",
         "number",
         "receive_ids",
         "retained",
         "sessions",
+        "spool",
         "subscriptions",
     )
 
-    def __init__(self, number: int, first_message: int, first_delivery: int) -> None:
+    def __init__(
+        self, number: int, first_message: int, first_delivery: int, first_spool: int = 1
+    ) -> None:
         self.number = number
         # Ids from these on were created in this batch: deleting one drops its row.
         self.first_message = first_message
         self.first_delivery = first_delivery
+        self.first_spool = first_spool
         self.messages: dict[int, Row | None] = {}
         self.deliveries: dict[int, Row | None] = {}
         self.sessions: dict[str, Row | None] = {}
@@ -50,6 +55,7 @@ class Batch:
         self.receive_ids: dict[tuple[str, int], bool] = {}
         self.retained: dict[str, int | None] = {}
         self.meta: dict[str, str] = {}
+        self.spool: dict[int, Row | None] = {}
 
     def size(self) -> int:
         """How many rows this batch writes or deletes."""
@@ -61,6 +67,7 @@ class Batch:
             + len(self.receive_ids)
             + len(self.retained)
             + len(self.meta)
+            + len(self.spool)
         )
 
     def is_empty(self) -> bool:
@@ -72,6 +79,7 @@ class Batch:
             or self.receive_ids
             or self.retained
             or self.meta
+            or self.spool
         )
 
 
@@ -81,6 +89,7 @@ def apply(conn: sqlite3.Connection, batch: Batch) -> None:
     _write(conn, "messages", "id", batch.messages)
     _write(conn, "deliveries", "id", batch.deliveries)
     _write(conn, "sessions", "client_id", batch.sessions)
+    _write(conn, "spool", "id", batch.spool)
     retained = batch.retained
     if retained:
         _insert(conn, "retained", 2, [(t, m) for t, m in retained.items() if m is not None])

@@ -26,6 +26,7 @@ from roost.broker.persistence.rows import (
 )
 from roost.broker.persistence.schema import damaged, prepare
 from roost.broker.persistence.store import (
+    Spooled,
     StoredDelivery,
     StoredSession,
     StoredState,
@@ -43,6 +44,7 @@ class Loaded:
     retained: dict[str, Message]  # topic -> message, as the store tracks them
     next_message_id: int
     next_delivery_id: int
+    next_spool_id: int
 
 
 def load(conn: sqlite3.Connection, path: str, offset: float) -> Loaded:
@@ -115,11 +117,18 @@ def load(conn: sqlite3.Connection, path: str, offset: float) -> Loaded:
         log.warning("Dropping %d unreferenced rows from %s.", orphans + unused, path)
         _drop_unreferenced(conn)
     meta = dict(conn.execute("SELECT key, value FROM meta"))
+    spool = [
+        Spooled(row, subject, bytes(data), msg_id)
+        for row, subject, data, msg_id in conn.execute(
+            "SELECT id, subject, data, msg_id FROM spool ORDER BY id"
+        )
+    ]
     return Loaded(
-        StoredState(list(sessions.values()), retained, meta),
+        StoredState(list(sessions.values()), retained, meta, spool),
         retained_by_topic,
         max(messages, default=0) + 1,
         max_delivery + 1,
+        spool[-1].row + 1 if spool else 1,
     )
 
 

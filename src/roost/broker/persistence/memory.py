@@ -3,6 +3,10 @@
 Used with ``persistence = "memory"`` (``roost broker --no-persistence``) and by the test
 fixtures. The broker gives sessions no store when ``durable`` is False, so most of
 these methods are never called; they exist so that the type is a complete Store.
+
+The spool (``spool_added``) is kept by whoever spools (a cluster node keeps its entries
+in its own memory anyway): here it only numbers the entries. Nothing of it survives a
+restart, like everything else without persistence.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class MemoryStore:
     durable = False
     op_count = 0
     description = "off (state is kept in memory only)"
+    _spool_rows = 0
 
     def open(self, loop: asyncio.AbstractEventLoop) -> StoredState:
         return StoredState()
@@ -75,4 +80,11 @@ class MemoryStore:
         return
 
     def meta_set(self, key: str, value: str) -> None:
+        return
+
+    def spool_added(self, subject: str, data: bytes, msg_id: str) -> int:
+        self._spool_rows += 1
+        return self._spool_rows
+
+    def spool_removed(self, row: int) -> None:
         return

@@ -95,7 +95,20 @@ _VERSION_3 = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
+# Version 4: the spool, messages a component keeps in order for somewhere else until that
+# place has them (a cluster node's QoS 1/2 messages for JetStream while it does not
+# answer): ``data`` is the bytes to send to ``subject``, ``msg_id`` the id that lets the
+# receiver drop a resend; rows are sent in ``id`` order.
+_VERSION_4 = (
+    """CREATE TABLE spool (
+        id INTEGER PRIMARY KEY,
+        subject TEXT NOT NULL,
+        data BLOB NOT NULL,
+        msg_id TEXT NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _MOVE_ASIDE = (

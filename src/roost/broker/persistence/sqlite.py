@@ -80,6 +80,7 @@ class SqliteStore:
         self._offset = 0.0  # wall clock minus loop clock
         self._next_message_id = 1
         self._next_delivery_id = 1
+        self._next_spool_id = 1
         self._batch = Batch(1, 1, 1)
         self._scheduled = False  # the current batch has changes and a hand-over is due
         self._writing = False  # the writer owns a batch
@@ -111,7 +112,8 @@ class SqliteStore:
         self._retained = loaded.retained
         self._next_message_id = loaded.next_message_id
         self._next_delivery_id = loaded.next_delivery_id
-        self._batch = Batch(1, self._next_message_id, self._next_delivery_id)
+        self._next_spool_id = loaded.next_spool_id
+        self._batch = self._new_batch(1)
         self._thread = threading.Thread(target=self._write, name="roost-store", daemon=True)
         self._thread.start()
         return loaded.state
@@ -273,6 +275,21 @@ class SqliteStore:
         self._batch.meta[key] = value
         self._changed()
 
+    def spool_added(self, subject: str, data: bytes, msg_id: str) -> int:
+        row = self._next_spool_id
+        self._next_spool_id += 1
+        self._batch.spool[row] = (row, subject, data, msg_id)
+        self._changed()
+        return row
+
+    def spool_removed(self, row: int) -> None:
+        batch = self._batch
+        if row >= batch.first_spool:
+            batch.spool.pop(row, None)  # added in this batch: never written
+        else:
+            batch.spool[row] = None
+        self._changed()
+
     def retained_deleted(self, topic: str) -> None:
         old = self._retained.pop(topic, None)
         if old is None:
@@ -302,6 +319,9 @@ class SqliteStore:
 
     # Handing batches to the writer (on the loop).
 
+    def _new_batch(self, number: int) -> Batch:
+        return Batch(number, self._next_message_id, self._next_delivery_id, self._next_spool_id)
+
     def _schedule(self) -> None:
         self._scheduled = True
         loop = self._loop
@@ -317,7 +337,7 @@ class SqliteStore:
             self._want = True
             return
         batch = self._batch
-        self._batch = Batch(batch.number + 1, self._next_message_id, self._next_delivery_id)
+        self._batch = self._new_batch(batch.number + 1)
         self._scheduled = False
         self._writing = True
         if batch.is_empty():

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Holder",
+    "Spooled",
     "Store",
     "StoreError",
     "StoredDelivery",
@@ -83,12 +84,23 @@ class StoredSession:
 
 
 @dataclass(slots=True)
+class Spooled:
+    """One entry of the spool (``Store.spool_added``), handed back at start."""
+
+    row: int  # its place: entries are handed back in this order
+    subject: str
+    data: bytes
+    msg_id: str
+
+
+@dataclass(slots=True)
 class StoredState:
     """Everything a store holds: sessions and retained messages."""
 
     sessions: list[StoredSession] = field(default_factory=list)
     retained: list[tuple[str, Message]] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)  # see Store.meta_set
+    spool: list[Spooled] = field(default_factory=list)  # see Store.spool_added, in order
 
 
 class Store(SessionStore, Protocol):
@@ -115,3 +127,13 @@ class Store(SessionStore, Protocol):
     def meta_set(self, key: str, value: str) -> None:
         """Keep ``value`` under ``key``, committed with the changes recorded with it;
         handed back in ``StoredState.meta`` at the next start."""
+
+    # The spool: messages a component keeps, in order, for somewhere else until that
+    # place has them (a cluster node's QoS 1/2 messages while JetStream does not answer).
+    def spool_added(self, subject: str, data: bytes, msg_id: str) -> int:
+        """Keep an entry after every other, committed with the changes recorded with it
+        (``hold`` waits for it like for them); returns its row, for ``spool_removed``.
+        Handed back in ``StoredState.spool`` at the next start until removed."""
+
+    def spool_removed(self, row: int) -> None:
+        """The entry is delivered: forget it (with the next commit)."""
