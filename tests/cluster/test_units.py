@@ -242,10 +242,10 @@ def test_filters_are_counted_per_local_subscription() -> None:
 
 def test_a_restarted_node_replaces_its_earlier_window() -> None:
     node = make_cluster_node()
-    node._new_origin(b"a/1111")
-    node._new_origin(b"ab/2222")
-    node._new_origin(b"a/3333")
-    assert set(node._seen) == {b"ab/2222", b"a/3333"}
+    node.inbound._new_origin(b"a/1111")
+    node.inbound._new_origin(b"ab/2222")
+    node.inbound._new_origin(b"a/3333")
+    assert set(node.inbound._seen) == {b"ab/2222", b"a/3333"}
 
 
 class _Record:

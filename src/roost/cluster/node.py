@@ -37,7 +37,7 @@ from roost.broker.message import Message
 from roost.cluster import envelope, subjects
 from roost.cluster.cluster_sys import ClusterSys
 from roost.cluster.durable import DurablePath
-from roost.cluster.envelope import SeenWindow
+from roost.cluster.inbound import Inbound
 from roost.cluster.interest import PLAIN, SHARED, InterestTable
 from roost.cluster.resync import until_jetstream_answers
 from roost.cluster.retained import RetainedSync
@@ -50,7 +50,6 @@ from roost.protocol.topics import parse_shared
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
-    from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
     from roost.broker.config import ClusterConfig
@@ -81,7 +80,6 @@ class ClusterNode:
         self._nc: NatsClient | None = None
         self.connected = False
         self._seq = 0
-        self._seen: dict[bytes, SeenWindow] = {}
         self.filters: dict[str, int] = {}  # filter ($share/ removed) -> local subscriptions
         self._subs: dict[str, list[Subscription]] = {}
         self._dirty: set[str] = set()  # filters whose NATS subscriptions may need changing
@@ -116,6 +114,7 @@ class ClusterNode:
             0,
         )
         self._sys_published: dict[str, str] = {}
+        self.inbound = Inbound(core.router, self.origin, self.counts)
         core.router.peers = self
         # Heartbeats, and the wills of nodes that die (registry's WillLog seam).
         self.wills = core.registry.wills = WillKeeper(
@@ -379,8 +378,8 @@ class ClusterNode:
             self.shared_qos.lost()
             self.wills.lost()
             log.warning(
-                "Cluster node %s: lost NATS; serving local clients only, and messages for"
-                " other nodes are dropped until it is back.",
+                "Cluster node %s: lost NATS; serving local clients only: QoS 0 messages for"
+                " other nodes are dropped, QoS 1/2 kept in the spool, until it is back.",
                 self.name,
             )
         self._publish_sys()
@@ -498,7 +497,7 @@ class ClusterNode:
                     topic_filter,
                 )
             self._subs[topic_filter] = [
-                await nc.subscribe(name, cb=self._received) for name in names
+                await nc.subscribe(name, cb=self.inbound.received) for name in names
             ]
         elif not wanted and held is not None:
             del self._subs[topic_filter]
@@ -528,43 +527,6 @@ class ClusterNode:
             self._wake.set()
 
     # Receiving.
-
-    async def _received(self, msg: Msg) -> None:
-        data = msg.data
-        if data[:1] >= b"\x80":
-            return  # envelope.SHARES_ONLY: the stream brings it (QosConsumer)
-        counts = self.counts
-        try:
-            origin, seq, offset = envelope.header(data)
-        except ValueError:
-            counts["messages/invalid"] += 1
-            return
-        if origin == self.origin:
-            return
-        window = self._seen.get(origin)
-        if window is None:
-            window = self._new_origin(origin)
-        late = window.too_old
-        if not window.first_time(seq):
-            counts["messages/late" if window.too_old > late else "messages/duplicates"] += 1
-            return
-        now = asyncio.get_running_loop().time()
-        try:
-            message = envelope.message(data, offset, now)
-        except ValueError:
-            counts["messages/invalid"] += 1
-            return
-        counts["messages/received"] += 1
-        self._router.publish(message, now, forward=False)  # counted by the router
-
-    def _new_origin(self, origin: bytes) -> SeenWindow:
-        """A node process heard from for the first time: a restarted node is a new
-        origin, and the window of its earlier process (same node name) can go."""
-        name = origin.rpartition(b"/")[0] + b"/"
-        for old in [known for known in self._seen if known.startswith(name)]:
-            del self._seen[old]
-        window = self._seen[origin] = SeenWindow()
-        return window
 
     # $SYS/broker/cluster/...: this node's view of the cluster.
 
