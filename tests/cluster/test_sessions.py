@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 import nats
@@ -16,7 +17,7 @@ from nats.js.errors import KeyNotFoundError
 from roost.cluster.control import record_key
 from roost.codec import MQTT_3_1_1, MQTT_5, Pubcomp, Publish, Pubrec, Pubrel, Subscription
 from tests.cluster.conftest import NodeFactory
-from tests.cluster.nodes import NatsServer, linked, real
+from tests.cluster.nodes import NatsServer, leftovers, linked, real
 from tests.support import raw
 from tests.support.paho import PahoClient
 from tests.support.waiting import wait_until
@@ -306,3 +307,51 @@ def test_kv_compare_and_set_has_one_winner(nats_server: NatsServer) -> None:
                 await nc.close()
 
     assert asyncio.run(race()) == [1] * 20
+
+
+def test_a_session_whose_node_died_expires_after_its_interval(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    """A dead owner cannot expire its sessions: the node that would resume one checks
+    the Session Expiry Interval, counted from the owner's detected death."""
+    a = make_node("a", cluster_extra="node_timeout = 3")
+    b = make_node("b", cluster_extra="node_timeout = 3")
+    client = PahoClient(a.port, "brief", MQTT_5, clean=False, session_expiry=2)
+    client.subscribe("brief/#", 1)
+    wait_until(lambda: has_filter(nats_server.url, "brief", "a", "brief/#"))
+    a.kill()
+    b.wait_for(r"node a \(process \w+\) silent for \d+ s: taken for dead", timeout=30)
+    time.sleep(3.0)  # past the 2 s interval, counted from that detection
+
+    again = PahoClient(b.port, "brief", MQTT_5, clean=False, session_expiry=2)
+    assert again.session_present is False
+    b.wait_for(r"the session of brief expired with its node a")
+
+
+@VERSIONS
+def test_leftovers_of_an_ended_session_are_not_given_to_a_new_one(
+    make_node: NodeFactory, nats_server: NatsServer, version: int
+) -> None:
+    """Messages queued on a dead owner belong to that session: when the client started
+    a new one elsewhere (Clean Start) before the owner came back, they are dropped,
+    not delivered into the new session."""
+    a, b = make_node("a"), make_node("b")
+    client = persistent(a.port, "away", version)
+    client.subscribe("away/#", 1)
+    wait_until(lambda: has_filter(nats_server.url, "away", "a", "away/#"))
+    client.disconnect()
+    publisher = PahoClient(a.port, "pub-a", MQTT_5)
+    publisher.publish_all("away/x", [b"old-%d" % i for i in range(3)], 1)
+    publisher.stop()
+    a.kill()
+
+    if version == MQTT_5:
+        fresh = PahoClient(b.port, "away", version, clean=True, session_expiry=300)
+    else:
+        fresh = PahoClient(b.port, "away", version, clean=True)
+    assert fresh.session_present is False
+    fresh.subscribe("away/#", 1)
+    a = make_node("a")  # the same store: its stale copy still holds the three
+    a.wait_for(r"queued here for away dropped: the session ended", timeout=30)
+    linked(PahoClient(b.port, "from-b", MQTT_5), fresh, "away/probe")
+    assert leftovers(fresh) == []

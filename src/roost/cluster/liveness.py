@@ -41,6 +41,7 @@ NODES_BUCKET = "ROOST_NODES"
 HEARTBEAT = 1.0  # seconds between a node's heartbeats
 RECORD_MAX_AGE = 3600.0  # seconds a stopped node's record (or a reaper's claim) is kept
 API_TIMEOUT = 5.0
+DEATHS_KEPT = 10_000  # processes whose time of death is remembered
 REAPER_PREFIX = "reaper."  # claims on a dead process's wills share the bucket
 
 
@@ -86,6 +87,7 @@ class Liveness:
         self.kv: KeyValue | None = None
         self._seen: dict[str, _Seen] = {}
         self._gone: set[tuple[str, str]] = set()  # (node, process) known to have ended
+        self._died_at: dict[tuple[str, str], float] = {}  # ... when found dead (loop time)
         self._tasks: list[asyncio.Task[None]] = []
         self._watcher: KeyValue.KeyWatcher | None = None
         self._connected = False
@@ -194,9 +196,20 @@ class Liveness:
                 )
                 self._died(node, seen)
 
+    def died_at(self, origin: str) -> float | None:
+        """When the node process ``origin`` (``<node>/<process>``) was found dead, on
+        this loop's clock; None unless it is known to be gone."""
+        node, _, process = origin.rpartition("/")
+        if not self.is_gone(node, process):
+            return None
+        return self._died_at.get((node, process))
+
     def _died(self, node: str, seen: _Seen) -> None:
         seen.dead = True
         self._gone.add((node, seen.process))
+        if len(self._died_at) >= DEATHS_KEPT:
+            self._died_at.clear()  # old deaths only make sessions outlive their expiry
+        self._died_at[(node, seen.process)] = asyncio.get_running_loop().time()
         self.deaths += 1
         self._on_dead(node, seen.process)
 

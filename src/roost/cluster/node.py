@@ -121,6 +121,7 @@ class ClusterNode:
             core.registry, self.name, process, config.node_timeout
         )
         self.wills.will_taken = functools.partial(end_without_will, core)
+        self.sessions.gone_since = self.wills.liveness.died_at
         self.cluster_sys = ClusterSys(core, self.name, self.wills.liveness, sys_interval)
         # A SUBACK for a filter new here waits until the live nodes know it.
         self.gate = core.subscribe_gate = SubscribeGate(

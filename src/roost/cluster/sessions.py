@@ -41,6 +41,8 @@ from roost.cluster.control import SessionRecord
 from roost.codec import ConnectReasonCode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
@@ -58,6 +60,7 @@ LEFTOVERS = ".leftovers"  # CONTROL + node + this: a stale copy's messages for i
 ANSWER_TIMEOUT = 2.0  # seconds the old owner has to hand a session over
 CLAIM_ATTEMPTS = 10  # compare-and-set attempts before a CONNECT is refused (0x89)
 PENDING_WAIT = 2.0  # seconds a takeover waits for this node's own claim to attach
+NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5's Session Expiry Interval for "does not expire"
 STALE_AFTER = 5.0  # seconds a session whose record moved elsewhere waits for its handover
 API_TIMEOUT = 5.0
 _WRONG_LAST = (10071, 10164)  # JetStream: wrong last sequence (a lost compare-and-set)
@@ -71,6 +74,9 @@ class Owned:
 
     epoch: int
     revision: int
+    # The session went on from an earlier owner's (not a new one: Clean Start, expired,
+    # or no record): what that owner still held may be given to it (leftovers).
+    resumed: bool = True
 
 
 class SessionDirectory:
@@ -107,9 +113,14 @@ class SessionDirectory:
                 "sessions/leftovers_sent",
                 "sessions/leftovers_taken",
                 "sessions/leftovers_lost",
+                "sessions/leftovers_ended",
+                "sessions/expired_with_owner",
             ),
             0,
         )
+        # When a node process was found dead (liveness), by its origin; None if not
+        # known to be (set by the node).
+        self.gone_since: Callable[[str], float | None] = lambda _origin: None
         registry.directory = self
 
     # The broker's seam (ports.SessionDirectory).
@@ -199,7 +210,7 @@ class SessionDirectory:
             try:
                 old, last = await self._read(kv, client_id, key)
                 epoch = (old.epoch if old is not None else 0) + 1
-                kept = old is not None and not clean_start and old.expiry_interval > 0
+                kept = old is not None and not clean_start and not self._expired(client_id, old)
                 record = SessionRecord(
                     self.name,
                     self.process,
@@ -225,11 +236,32 @@ class SessionDirectory:
             return Refusal(
                 ConnectReasonCode.SERVER_BUSY, "the session is being claimed on other nodes"
             )
-        self._owned[client_id] = Owned(epoch, revision)
+        self._owned[client_id] = Owned(epoch, revision, kept)
         self.counts["sessions/claimed"] += 1
         if old is not None and old.node != self.name:
             await self._take_over(client_id, old, epoch, clean_start, kept)
         return None
+
+    def _expired(self, client_id: str, old: SessionRecord) -> bool:
+        """Whether the session of ``old`` has ended: no expiry interval, or its owner
+        died longer ago than the interval (counted from the death's detection, since
+        its client can have been connected until then; a session of an owner not known
+        to be dead is left to that owner to expire)."""
+        if old.expiry_interval <= 0:
+            return True
+        if old.node == self.name or old.expiry_interval >= NEVER_EXPIRES:
+            return False
+        since = self.gone_since(old.process)
+        if since is None or asyncio.get_running_loop().time() - since <= old.expiry_interval:
+            return False
+        self.counts["sessions/expired_with_owner"] += 1
+        log.info(
+            "Cluster: the session of %s expired with its node %s (%d s after it died).",
+            client_id,
+            old.node,
+            old.expiry_interval,
+        )
+        return True
 
     def _claim_offline(
         self, client_id: str, clean_start: bool, expiry_interval: int
@@ -411,6 +443,16 @@ class SessionDirectory:
             except Exception as exc:  # noqa: BLE001  (timeout, no responders: try again)
                 log.debug("Cluster: sending leftovers of %s to %s: %r", state.client_id, owner, exc)
                 continue
+            if answer.data == b"ended":
+                self.counts["sessions/leftovers_ended"] += count
+                log.info(
+                    "Cluster: %d message(s) queued here for %s dropped: the session ended"
+                    " (node %s holds a new one).",
+                    count,
+                    state.client_id,
+                    owner,
+                )
+                return
             if answer.data == b"ok":
                 self.counts["sessions/leftovers_sent"] += count
                 log.info(
@@ -441,8 +483,13 @@ class SessionDirectory:
             log.warning("Cluster: bad leftovers message: %s", exc)
             return
         session = self._registry.sessions.get(client_id)
-        if state is None or session is None or client_id not in self._owned:
+        owned = self._owned.get(client_id)
+        if state is None or session is None or owned is None:
             await msg.respond(b"not held")
+            return
+        if not owned.resumed:
+            # Not the session they were queued for: that one ended (Clean Start, expiry).
+            await msg.respond(b"ended")
             return
         for item in state.deliveries:
             session.deliver(
