@@ -35,6 +35,7 @@ class Message:
 
     __slots__ = (
         "_templates",
+        "cluster_id",
         "content_type",
         "correlation_data",
         "expires_at",
@@ -81,6 +82,11 @@ class Message:
         self.store_id = 0
         self.store_refs = 0
         self._templates: dict[int, tuple[bytes, int]] = {}
+
+    # With [cluster]: (origin, sequence number) of the message between nodes, the same
+    # for every node's copy; set only by cluster code (read it with getattr: unset on
+    # a broker alone, which pays nothing for it).
+    cluster_id: tuple[bytes, int]
 
     @classmethod
     def from_publish(cls, publish: Publish, sender: str | None, now: float) -> Message:

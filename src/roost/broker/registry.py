@@ -261,6 +261,39 @@ class SessionRegistry:
         self._sessions[session.client_id] = session
         self.offline.add(session)
 
+    def merge(self, stored: StoredSession, now: float) -> None:
+        """Put the state another broker handed over into the session adopted here from
+        the cluster's record, which has been receiving meanwhile (offline): the handed
+        messages first, then those received here since, less this broker's copies of
+        handed ones (the same ``Message.cluster_id``). Without such a session, ``adopt``."""
+        session = self._sessions.get(stored.client_id)
+        if session is None or session.connection is not None:
+            self.adopt(stored, now)
+            return
+        handed, _was_connected = restored_session(
+            stored, self._config, self._store, self._stats, now
+        )
+        queued = list(handed.queue)
+        inflight = list(handed.inflight.items())
+        for item in (*queued, *(item for _packet_id, item in inflight)):
+            item.store_id = 0
+        seen = {getattr(item.message, "cluster_id", None) for item in queued}
+        seen.update(getattr(item.message, "cluster_id", None) for _id, item in inflight)
+        seen.discard(None)
+        early = [
+            item for item in session.queue if getattr(item.message, "cluster_id", None) not in seen
+        ]
+        session.queue.clear()
+        session.queued_bytes = 0
+        session.restore([*queued, *early], inflight, stored.receive_ids)
+        session.expiry_interval = handed.expiry_interval
+        session.expires_at = handed.expires_at
+        session.identity = handed.identity
+        for record in stored.subscriptions:
+            if session.subscriptions.get(record.topic_filter) != record:
+                session.subscriptions[record.topic_filter] = record
+                self._router.subscribe(session.client_id, record)
+
     def taken_elsewhere(self, client_id: str, now: float) -> bool:
         """Another broker took the session: close its connection here (MQTT 5:
         DISCONNECT 0x8E), as a local takeover does; the session stays, offline, until it

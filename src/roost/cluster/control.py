@@ -15,11 +15,14 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roost.broker.persistence.store import StoredDelivery, StoredSession
 from roost.broker.records import SubscriptionRecord
 from roost.cluster import envelope
+
+if TYPE_CHECKING:
+    from roost.broker.message import Message
 
 
 @dataclass(slots=True)
@@ -96,7 +99,7 @@ def encode_answer(state: StoredSession | None, now: float) -> bytes:
         return b'{"session":null}'
     deliveries = [
         [
-            base64.b64encode(envelope.encode(b"", 0, item.message, now)).decode(),
+            base64.b64encode(_encoded(item.message, now)).decode(),
             item.qos,
             item.retain,
             list(item.subscription_ids),
@@ -115,6 +118,13 @@ def encode_answer(state: StoredSession | None, now: float) -> bytes:
     return json.dumps({"session": body}, separators=(",", ":")).encode()
 
 
+def _encoded(message: Message, now: float) -> bytes:
+    """A handed-over message, with its identity between nodes when it has one (so that
+    the new owner can tell it from its own copy of the same message)."""
+    origin, seq = getattr(message, "cluster_id", (b"", 0))
+    return envelope.encode(origin, seq, message, now)
+
+
 def decode_answer(client_id: str, data: bytes, now: float) -> StoredSession | None:
     """The state in an answer (None: the old owner held no session); ValueError if bad."""
     try:
@@ -124,8 +134,10 @@ def decode_answer(client_id: str, data: bytes, now: float) -> StoredSession | No
         deliveries = []
         for raw, qos, retain, ids, group, packet_id, released in body["deliveries"]:
             data = base64.b64decode(raw)
-            _origin, _seq, offset = envelope.header(data)
+            origin, seq, offset = envelope.header(data)
             message = envelope.message(data, offset, now)
+            if origin:
+                message.cluster_id = (origin, seq)
             deliveries.append(
                 StoredDelivery(
                     0,

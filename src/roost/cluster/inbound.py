@@ -54,6 +54,7 @@ class Inbound:
         except ValueError:
             counts["messages/invalid"] += 1
             return
+        message.cluster_id = (origin, seq)
         counts["messages/received"] += 1
         self._router.publish(message, now, forward=False)  # counted by the router
 

@@ -127,6 +127,8 @@ class ClusterNode:
         self.gate = core.subscribe_gate = SubscribeGate(
             self.name, self.origin.decode(), self.wills.liveness.alive_nodes
         )
+        self.sessions.settled = self.gate.settled  # a takeover receives here first
+        self.sessions.drained = self._qos_caught_up  # a handover takes what the stream had
         self._tickets: dict[str, int] = {}  # filter -> its SUBACK ticket, until recorded
         self.interest.on_applied = self._ack_record
 
@@ -142,6 +144,7 @@ class ClusterNode:
                 counts["dropped/disconnected"] += 1
             if spool or message.retain:
                 self._seq += 1
+                message.cluster_id = (self.origin, self._seq)
                 data = envelope.encode(self.origin, self._seq, message, now)
                 if spool:
                     self._publish_durable(message.topic, data)
@@ -174,6 +177,7 @@ class ClusterNode:
             counts["dropped/outbox_full"] += 1
             return
         self._seq += 1
+        message.cluster_id = (self.origin, self._seq)
         data = envelope.encode(self.origin, self._seq, message, now)
         if durable:
             self._publish_durable(topic, data)
@@ -197,6 +201,10 @@ class ClusterNode:
         if qos_subject is not None:  # the same length as the MESSAGES one, which fit
             msg_id = f"{self.origin.decode()}/{self._seq}"
             self.durable.stream.publish(qos_subject, data, msg_id)
+
+    async def _qos_caught_up(self, timeout: float) -> bool:
+        nc = self._nc
+        return nc is not None and await self.durable.consumer.caught_up(nc, timeout)
 
     def share_handback(self, message: Message, share_filter: str, now: float) -> None:
         self.shared_qos.hand_back(message, share_filter, now)

@@ -58,6 +58,7 @@ log = logging.getLogger("roost.cluster")
 
 APPLIED_KEY = "cluster.qos_applied"  # the store's meta row: last stream sequence applied
 BATCH = 256  # messages per fetch
+CATCH_UP_POLL = 0.005  # seconds between looks while a handover waits for the consumer
 FETCH_WAIT = 1.0  # seconds a fetch waits for the first message
 # Seconds before JetStream redelivers what was not acknowledged: a redelivery of what
 # was applied is skipped by its sequence, so this can be short.
@@ -116,6 +117,24 @@ class QosConsumer:
 
     async def stop(self) -> None:
         self._stopping = True
+
+    async def caught_up(self, nc: NatsClient, timeout: float) -> bool:
+        """Wait until everything in the stream now has been routed here (at most
+        ``timeout`` seconds); False if it was not. A session handed to another node
+        must first get what the stream holds for it (cluster/sessions.py)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            info = await nc.jetstream(timeout=timeout).stream_info(self._stream)
+        except Exception as exc:  # noqa: BLE001  (JetStream slow or away: hand over as is)
+            log.debug("Cluster: reading the end of %s failed: %r", self._stream, exc)
+            return False
+        last = info.state.last_seq
+        while self.applied < last:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(CATCH_UP_POLL)
+        return True
 
     async def _consume(self, nc: NatsClient) -> None:
         js = nc.jetstream(timeout=API_TIMEOUT)
@@ -211,6 +230,7 @@ class QosConsumer:
             except ValueError:
                 self.invalid += 1
                 continue
+            message.cluster_id = (origin, sent)
             routed += 1
             router.publish(message, now, forward=False)
         self.applied = applied

@@ -41,7 +41,7 @@ from roost.cluster.control import SessionRecord
 from roost.codec import ConnectReasonCode
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
@@ -60,6 +60,7 @@ LEFTOVERS = ".leftovers"  # CONTROL + node + this: a stale copy's messages for i
 ANSWER_TIMEOUT = 2.0  # seconds the old owner has to hand a session over
 CLAIM_ATTEMPTS = 10  # compare-and-set attempts before a CONNECT is refused (0x89)
 PENDING_WAIT = 2.0  # seconds a takeover waits for this node's own claim to attach
+DRAIN_TIMEOUT = 1.0  # seconds a handover waits for this node's QoS consumer to catch up
 NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5's Session Expiry Interval for "does not expire"
 STALE_AFTER = 5.0  # seconds a session whose record moved elsewhere waits for its handover
 API_TIMEOUT = 5.0
@@ -77,6 +78,14 @@ class Owned:
     # The session went on from an earlier owner's (not a new one: Clean Start, expired,
     # or no record): what that owner still held may be given to it (leftovers).
     resumed: bool = True
+
+
+async def _nothing_to_wait_for() -> None:
+    return None
+
+
+async def _no_drain(_timeout: float) -> None:
+    return None
 
 
 class SessionDirectory:
@@ -121,6 +130,10 @@ class SessionDirectory:
         # When a node process was found dead (liveness), by its origin; None if not
         # known to be (set by the node).
         self.gone_since: Callable[[str], float | None] = lambda _origin: None
+        # Until the filters this node has started using are known to the live nodes.
+        self.settled: Callable[[], Awaitable[None]] = _nothing_to_wait_for
+        # Until this node has routed what the QoS stream holds now (at most so long).
+        self.drained: Callable[[float], Awaitable[object]] = _no_drain
         registry.directory = self
 
     # The broker's seam (ports.SessionDirectory).
@@ -298,11 +311,26 @@ class SessionDirectory:
         self, client_id: str, old: SessionRecord, epoch: int, clean_start: bool, kept: bool
     ) -> None:
         """Ask the old owner to let go (and hand over what it held); if it is silent,
-        resume from its record."""
+        resume from its record.
+
+        A kept session is first put in place here from the record and receives (offline)
+        until every live node knows its filters are here too; only then is the old owner
+        asked. So no message published meanwhile falls between the two nodes: it
+        reaches the old owner (and comes with its state), this node, or both (the
+        copy here is dropped: ``SessionRegistry.merge``)."""
         assert self._nc is not None  # noqa: S101  (online)
         registry = self._registry
         loop = asyncio.get_running_loop()
+        if kept:
+            registry.adopt(
+                StoredSession(
+                    client_id, old.expiry_interval, None, None, None, None, old.subscriptions
+                ),
+                loop.time(),
+            )
+            await self.settled()
         state: StoredSession | None = None
+        answered = False
         try:
             answer = await self._nc.request(
                 CONTROL + old.node,
@@ -310,6 +338,7 @@ class SessionDirectory:
                 timeout=ANSWER_TIMEOUT,
             )
             state = control.decode_answer(client_id, answer.data, loop.time())
+            answered = True
             self.counts["sessions/taken_over"] += 1
         except Exception as exc:  # noqa: BLE001  (timeout, no responders: it is gone)
             self.counts["sessions/owner_silent"] += 1
@@ -320,16 +349,14 @@ class SessionDirectory:
                 client_id,
                 exc,
             )
-            if kept:
-                state = StoredSession(
-                    client_id, old.expiry_interval, None, None, None, None, old.subscriptions
-                )
         now = loop.time()
         if state is not None and not clean_start:
-            registry.adopt(state, now)
-        elif client_id in registry.sessions:
-            # A copy left here from before the session moved away is stale.
+            registry.merge(state, now)
+        elif (answered or not kept) and client_id in registry.sessions:
+            # The old owner held none (it ended there), or a copy left here from before
+            # the session moved away is stale: the client starts anew.
             registry.hand_over(client_id, now, keep=False)
+        # Silent and kept: the session put in place from the record stands.
 
     # Answering another node's takeover.
 
@@ -347,6 +374,10 @@ class SessionDirectory:
             await msg.respond(b'{"session":null,"stale":true}')
             return
         self._owned.pop(client_id, None)
+        if not clean_start:
+            # What the stream holds for the session now must be in what goes: the new
+            # owner's consumer may have passed it before the session was there.
+            await self.drained(DRAIN_TIMEOUT)
         loop = asyncio.get_running_loop()
         now = loop.time()
         state = self._registry.hand_over(client_id, now, keep=not clean_start)

@@ -62,6 +62,7 @@ class SubscribeGate:
         self._sub: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.unconfirmed = 0  # tickets released by the timeout
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # The node's side (synchronous).
 
@@ -94,6 +95,17 @@ class SubscribeGate:
         """Nothing to wait for (the filter went before its record did)."""
         if self._tickets.pop(ticket, None) is not None:
             self._advance()
+
+    async def settled(self) -> None:
+        """Wait until every ticket issued so far has passed (its filter confirmed by
+        the live nodes, or its time up): a session taken over from another node
+        receives here before the old owner lets go (cluster/sessions.py)."""
+        target = self.issued
+        if self.passed >= target:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        await future
 
     def release_all(self) -> None:
         """NATS is gone: nobody will answer; hold nothing."""
@@ -150,6 +162,14 @@ class SubscribeGate:
         if passed <= self.passed:
             return
         self.passed = passed
+        if self._waiters:
+            waiting = []
+            for target, future in self._waiters:
+                if target > passed:
+                    waiting.append((target, future))
+                elif not future.done():
+                    future.set_result(None)
+            self._waiters = waiting
         if self._holders:
             self._holders = {conn: None for conn in self._holders if conn.release(passed, GATE)}
 
