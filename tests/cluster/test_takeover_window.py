@@ -8,15 +8,19 @@ between the two nodes at each move."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import threading
 import time
 
+import nats
 import pytest
 
+from roost.cluster.control import record_key
 from roost.codec import MQTT_3_1_1, MQTT_5
 from tests.cluster.conftest import NodeFactory
-from tests.cluster.nodes import linked
+from tests.cluster.nodes import NatsServer, linked
 from tests.support.paho import PahoClient
 from tests.support.waiting import wait_until
 
@@ -85,3 +89,77 @@ def test_no_acknowledged_message_is_lost_while_a_session_moves_between_nodes(
     missing = sorted(set(acknowledged) - received)
     assert len(acknowledged) > MOVES * 10  # messages flowed across every move
     assert not missing, (len(acknowledged), len(missing), _ranges(missing))
+
+
+def _forget_in_record(url: str, client_id: str, topic_filter: str) -> None:
+    """Take ``topic_filter`` out of the client's record in ``ROOST_SESSIONS``, as if
+    its SUBSCRIBE had happened a moment ago and the record were not written yet."""
+
+    async def rewrite() -> None:
+        nc = await nats.connect(url)
+        try:
+            kv = await nc.jetstream().key_value("ROOST_SESSIONS")
+            entry = await kv.get(record_key(client_id))
+            record = json.loads(entry.value or b"{}")
+            record["subs"] = [sub for sub in record["subs"] if sub[0] != topic_filter]
+            await kv.put(record_key(client_id), json.dumps(record).encode())
+        finally:
+            await nc.close()
+
+    asyncio.run(rewrite())
+
+
+def test_a_subscription_the_record_lacks_is_in_force_before_the_handover(
+    make_node: NodeFactory, nats_server: NatsServer
+) -> None:
+    """The record of a session can lag a SUBSCRIBE on its owner by a few milliseconds.
+    A takeover in that moment must not lose what is published for that subscription:
+    the old owner names it, and the new owner puts it in force before the handover."""
+    a, b, c = (make_node(name) for name in "abc")
+    expiry = 300
+
+    def connect(port: int) -> PahoClient:
+        return PahoClient(port, "mover", MQTT_5, clean=False, session_expiry=expiry)
+
+    clients = [connect(a.port)]
+    clients[0].subscribe("kept/#", 1)
+    clients[0].subscribe("late/#", 1)
+    publisher = PahoClient(c.port, "publisher", MQTT_5)
+    linked(publisher, clients[0], "late/probe")
+    stop = threading.Event()
+    acknowledged: list[int] = []
+
+    def publish() -> None:
+        number = 0
+        while not stop.is_set():
+            publisher.publish("late/x", b"%d" % number, 1)
+            acknowledged.append(number)
+            number += 1
+
+    thread = threading.Thread(target=publish, name="publisher")
+    thread.start()
+    try:
+        for move in range(MOVES // 2):
+            time.sleep(PAUSE)
+            _forget_in_record(nats_server.url, "mover", "late/#")
+            clients.append(connect((b, a)[move % 2].port))
+        time.sleep(PAUSE)
+    finally:
+        stop.set()
+        thread.join()
+    received: set[int] = set()
+
+    def all_arrived() -> bool:
+        for client in clients:
+            while not client.messages.empty():
+                message = client.messages.get_nowait()
+                if message.topic == "late/x":
+                    received.add(int(message.payload))
+        return received >= set(acknowledged)
+
+    with contextlib.suppress(AssertionError):
+        wait_until(all_arrived, timeout=ARRIVAL)
+    missing = sorted(set(acknowledged) - received)
+    assert len(acknowledged) > MOVES * 5
+    assert not missing, (len(acknowledged), len(missing), _ranges(missing))
+    assert "sent ahead of the handover" in a.log + b.log  # the case under test happened

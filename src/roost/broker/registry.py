@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from roost.broker.hook_dispatch import Hooks
     from roost.broker.persistence.store import Store, StoredSession
     from roost.broker.ports import SessionDirectory
+    from roost.broker.records import SubscriptionRecord
     from roost.broker.router import Router
     from roost.broker.stats import Stats
     from roost.codec import Will
@@ -293,6 +294,16 @@ class SessionRegistry:
             if session.subscriptions.get(record.topic_filter) != record:
                 session.subscriptions[record.topic_filter] = record
                 self._router.subscribe(session.client_id, record)
+
+    def add_subscriptions(self, client_id: str, records: list[SubscriptionRecord]) -> None:
+        """Subscriptions the old owner of a session being taken over had and the
+        cluster's record lacked, in force here before it hands the session over."""
+        session = self._sessions.get(client_id)
+        if session is None:
+            return
+        for record in records:
+            session.subscriptions[record.topic_filter] = record
+            self._router.subscribe(client_id, record)
 
     def taken_elsewhere(self, client_id: str, now: float) -> bool:
         """Another broker took the session: close its connection here (MQTT 5:

@@ -80,15 +80,29 @@ def decode_record(client_id: str, data: bytes) -> SessionRecord:
         raise ValueError(f"bad session record: {exc}") from exc
 
 
-def encode_request(client_id: str, epoch: int, clean_start: bool) -> bytes:
-    return json.dumps({"client_id": client_id, "epoch": epoch, "clean": clean_start}).encode()
+def encode_request(
+    client_id: str, epoch: int, clean_start: bool, filters: list[str] | None = None
+) -> bytes:
+    """A takeover request; ``filters``: those of the session already in force on the
+    node asking (the old owner answers with the ones it lacks before handing over)."""
+    body: dict[str, Any] = {"client_id": client_id, "epoch": epoch, "clean": clean_start}
+    if filters is not None:
+        body["filters"] = filters
+    return json.dumps(body).encode()
 
 
-def decode_request(data: bytes) -> tuple[str, int, bool]:
-    """(client id, epoch, clean start); ValueError if ``data`` is not a request."""
+def decode_request(data: bytes) -> tuple[str, int, bool, list[str] | None]:
+    """(client id, epoch, clean start, filters in force at the asking node or None);
+    ValueError if ``data`` is not a request."""
     try:
         raw = json.loads(data)
-        return str(raw["client_id"]), int(raw["epoch"]), bool(raw["clean"])
+        filters = raw.get("filters")
+        return (
+            str(raw["client_id"]),
+            int(raw["epoch"]),
+            bool(raw["clean"]),
+            None if filters is None else [str(f) for f in filters],
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"bad takeover request: {exc}") from exc
 
@@ -162,6 +176,23 @@ def decode_answer(client_id: str, data: bytes, now: float) -> StoredSession | No
             [int(i) for i in body["receive_ids"]],
         )
     except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"bad takeover answer: {exc}") from exc
+
+
+def encode_missing(subscriptions: list[SubscriptionRecord]) -> bytes:
+    """The old owner's answer when the asking node lacks some of the session's
+    subscriptions: it hands nothing over yet."""
+    return json.dumps({"missing": [_subscription(sub) for sub in subscriptions]}).encode()
+
+
+def decode_missing(client_id: str, data: bytes) -> list[SubscriptionRecord] | None:
+    """The subscriptions an answer says the asking node lacks; None if it is not such
+    an answer. ValueError if bad."""
+    if not data.startswith(b'{"missing"'):
+        return None
+    try:
+        return [_record(client_id, sub) for sub in json.loads(data)["missing"]]
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ValueError(f"bad takeover answer: {exc}") from exc
 
 

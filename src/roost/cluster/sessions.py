@@ -60,6 +60,7 @@ LEFTOVERS = ".leftovers"  # CONTROL + node + this: a stale copy's messages for i
 ANSWER_TIMEOUT = 2.0  # seconds the old owner has to hand a session over
 CLAIM_ATTEMPTS = 10  # compare-and-set attempts before a CONNECT is refused (0x89)
 PENDING_WAIT = 2.0  # seconds a takeover waits for this node's own claim to attach
+MISSING_ROUNDS = 3  # takeover requests at most: the last hands over what there is
 DRAIN_TIMEOUT = 1.0  # seconds a handover waits for this node's QoS consumer to catch up
 NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5's Session Expiry Interval for "does not expire"
 STALE_AFTER = 5.0  # seconds a session whose record moved elsewhere waits for its handover
@@ -124,6 +125,7 @@ class SessionDirectory:
                 "sessions/leftovers_lost",
                 "sessions/leftovers_ended",
                 "sessions/expired_with_owner",
+                "sessions/filters_sent_ahead",
             ),
             0,
         )
@@ -331,12 +333,27 @@ class SessionDirectory:
             await self.settled()
         state: StoredSession | None = None
         answered = False
+        # The record can lag a SUBSCRIBE on the old owner by a few milliseconds: it
+        # names what this node lacks, which is put in force here before it hands over.
+        filters = [sub.topic_filter for sub in old.subscriptions] if kept else None
         try:
-            answer = await self._nc.request(
-                CONTROL + old.node,
-                control.encode_request(client_id, epoch, clean_start),
-                timeout=ANSWER_TIMEOUT,
-            )
+            for round_ in range(MISSING_ROUNDS):
+                answer = await self._nc.request(
+                    CONTROL + old.node,
+                    control.encode_request(
+                        client_id,
+                        epoch,
+                        clean_start,
+                        filters if round_ < MISSING_ROUNDS - 1 else None,
+                    ),
+                    timeout=ANSWER_TIMEOUT,
+                )
+                missing = control.decode_missing(client_id, answer.data)
+                if missing is None or filters is None:
+                    break
+                registry.add_subscriptions(client_id, missing)
+                filters += [sub.topic_filter for sub in missing]
+                await self.settled()
             state = control.decode_answer(client_id, answer.data, loop.time())
             answered = True
             self.counts["sessions/taken_over"] += 1
@@ -362,7 +379,7 @@ class SessionDirectory:
 
     async def _answer(self, msg: Msg) -> None:
         try:
-            client_id, epoch, clean_start = control.decode_request(msg.data)
+            client_id, epoch, clean_start, filters = control.decode_request(msg.data)
         except ValueError as exc:
             log.warning("Cluster: bad takeover request: %s", exc)
             return
@@ -373,6 +390,20 @@ class SessionDirectory:
         if owned is not None and owned.epoch > epoch:
             await msg.respond(b'{"session":null,"stale":true}')
             return
+        session = self._registry.sessions.get(client_id)
+        if filters is not None and session is not None and not clean_start:
+            known = set(filters)
+            missing = [sub for f, sub in session.subscriptions.items() if f not in known]
+            if missing:
+                self.counts["sessions/filters_sent_ahead"] += 1
+                log.info(
+                    "Cluster: the record of %s lacks %d of its subscription(s) here; sent"
+                    " ahead of the handover.",
+                    client_id,
+                    len(missing),
+                )
+                await msg.respond(control.encode_missing(missing))
+                return
         self._owned.pop(client_id, None)
         if not clean_start:
             # What the stream holds for the session now must be in what goes: the new
