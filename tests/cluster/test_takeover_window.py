@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
+from collections.abc import Callable
 
 import nats
 import pytest
@@ -25,7 +25,7 @@ from tests.support.paho import PahoClient
 from tests.support.waiting import wait_until
 
 MOVES = 10
-PAUSE = 0.3  # seconds of publishing between two moves
+STEP = 100  # messages acknowledged between two moves
 ARRIVAL = 15.0  # seconds for the last messages to arrive
 
 
@@ -37,6 +37,60 @@ def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
         else:
             ranges.append([number, number])
     return [(first, last) for first, last in ranges]
+
+
+class _Flow:
+    """QoS 1 messages numbered 0, 1, 2... published on ``topic`` from a thread, each
+    counted once its PUBACK came; ``moves`` calls ``move`` each time ``STEP`` more were
+    acknowledged, and collects what every client it made received."""
+
+    def __init__(self, publisher: PahoClient, topic: str) -> None:
+        self.publisher = publisher
+        self.topic = topic
+        self.acknowledged: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._publish, name="publisher")
+
+    def _publish(self) -> None:
+        number = 0
+        while not self._stop.is_set():
+            self.publisher.publish(self.topic, b"%d" % number, 1)  # returns on the PUBACK
+            self.acknowledged.append(number)
+            number += 1
+
+    def _step(self) -> None:
+        target = len(self.acknowledged) + STEP
+        wait_until(lambda: len(self.acknowledged) >= target, timeout=ARRIVAL)
+
+    def moves(self, count: int, move: Callable[[int], PahoClient]) -> list[PahoClient]:
+        clients = []
+        self._thread.start()
+        try:
+            for number in range(count):
+                self._step()
+                clients.append(move(number))
+            self._step()
+        finally:
+            self._stop.set()
+            self._thread.join()
+        return clients
+
+    def missing(self, clients: list[PahoClient]) -> list[int]:
+        """The acknowledged numbers none of ``clients`` received (after waiting for the
+        last of them to arrive)."""
+        received: set[int] = set()
+
+        def all_arrived() -> bool:
+            for client in clients:
+                while not client.messages.empty():
+                    message = client.messages.get_nowait()
+                    if message.topic == self.topic:
+                        received.add(int(message.payload))
+            return received >= set(self.acknowledged)
+
+        with contextlib.suppress(AssertionError):  # the caller's assertion says what is missing
+            wait_until(all_arrived, timeout=ARRIVAL)
+        return sorted(set(self.acknowledged) - received)
 
 
 @pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5], ids=["3.1.1", "5.0"])
@@ -53,40 +107,11 @@ def test_no_acknowledged_message_is_lost_while_a_session_moves_between_nodes(
     subscriber.subscribe("move/#", 1)
     publisher = PahoClient(c.port, "publisher", MQTT_5)
     linked(publisher, subscriber, "move/probe")
-    stop = threading.Event()
-    acknowledged: list[int] = []
-
-    def publish() -> None:
-        number = 0
-        while not stop.is_set():
-            publisher.publish("move/x", b"%d" % number, 1)  # returns on the PUBACK
-            acknowledged.append(number)
-            number += 1
-
-    thread = threading.Thread(target=publish, name="publisher")
-    thread.start()
-    clients = [subscriber]
-    try:
-        for move in range(MOVES):
-            time.sleep(PAUSE)
-            clients.append(connect((b, a)[move % 2].port))  # takes the session over
-        time.sleep(PAUSE)
-    finally:
-        stop.set()
-        thread.join()
-    received: set[int] = set()
-
-    def all_arrived() -> bool:
-        for client in clients:
-            while not client.messages.empty():
-                message = client.messages.get_nowait()
-                if message.topic == "move/x":
-                    received.add(int(message.payload))
-        return received >= set(acknowledged)
-
-    with contextlib.suppress(AssertionError):  # the assertion below says what is missing
-        wait_until(all_arrived, timeout=ARRIVAL)
-    missing = sorted(set(acknowledged) - received)
+    flow = _Flow(publisher, "move/x")
+    # Each CONNECT takes the session over from the other node.
+    clients = [subscriber, *flow.moves(MOVES, lambda move: connect((b, a)[move % 2].port))]
+    missing = flow.missing(clients)
+    acknowledged = flow.acknowledged
     assert len(acknowledged) > MOVES * 10  # messages flowed across every move
     assert not missing, (len(acknowledged), len(missing), _ranges(missing))
 
@@ -116,50 +141,23 @@ def test_a_subscription_the_record_lacks_is_in_force_before_the_handover(
     A takeover in that moment must not lose what is published for that subscription:
     the old owner names it, and the new owner puts it in force before the handover."""
     a, b, c = (make_node(name) for name in "abc")
-    expiry = 300
 
     def connect(port: int) -> PahoClient:
-        return PahoClient(port, "mover", MQTT_5, clean=False, session_expiry=expiry)
+        return PahoClient(port, "mover", MQTT_5, clean=False, session_expiry=300)
 
-    clients = [connect(a.port)]
-    clients[0].subscribe("kept/#", 1)
-    clients[0].subscribe("late/#", 1)
+    def move(number: int) -> PahoClient:
+        _forget_in_record(nats_server.url, "mover", "late/#")
+        return connect((b, a)[number % 2].port)
+
+    first = connect(a.port)
+    first.subscribe("kept/#", 1)
+    first.subscribe("late/#", 1)
     publisher = PahoClient(c.port, "publisher", MQTT_5)
-    linked(publisher, clients[0], "late/probe")
-    stop = threading.Event()
-    acknowledged: list[int] = []
-
-    def publish() -> None:
-        number = 0
-        while not stop.is_set():
-            publisher.publish("late/x", b"%d" % number, 1)
-            acknowledged.append(number)
-            number += 1
-
-    thread = threading.Thread(target=publish, name="publisher")
-    thread.start()
-    try:
-        for move in range(MOVES // 2):
-            time.sleep(PAUSE)
-            _forget_in_record(nats_server.url, "mover", "late/#")
-            clients.append(connect((b, a)[move % 2].port))
-        time.sleep(PAUSE)
-    finally:
-        stop.set()
-        thread.join()
-    received: set[int] = set()
-
-    def all_arrived() -> bool:
-        for client in clients:
-            while not client.messages.empty():
-                message = client.messages.get_nowait()
-                if message.topic == "late/x":
-                    received.add(int(message.payload))
-        return received >= set(acknowledged)
-
-    with contextlib.suppress(AssertionError):
-        wait_until(all_arrived, timeout=ARRIVAL)
-    missing = sorted(set(acknowledged) - received)
+    linked(publisher, first, "late/probe")
+    flow = _Flow(publisher, "late/x")
+    clients = [first, *flow.moves(MOVES // 2, move)]
+    missing = flow.missing(clients)
+    acknowledged = flow.acknowledged
     assert len(acknowledged) > MOVES * 5
     assert not missing, (len(acknowledged), len(missing), _ranges(missing))
     assert "sent ahead of the handover" in a.log + b.log  # the case under test happened

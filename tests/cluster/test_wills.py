@@ -370,6 +370,38 @@ def test_nats_away_longer_than_the_timeout_kills_nobody(
     assert "taken for dead" not in a.log + b.log
 
 
+def back_after_being_taken_for_dead(
+    a: BrokerProcess,
+    b: BrokerProcess,
+    on_b: PahoClient,
+    taken: list[PahoClient],
+    late: PahoClient,
+    url: str,
+) -> None:
+    """Node a, taken for dead by b, is back: it ends the connections of the clients
+    whose wills b sent (``taken``; MQTT 5: DISCONNECT 0x80) and no other, b does not
+    send the delayed will of ``late`` (a is back), and a's real death later does."""
+    a.wait_for(
+        rf"this node was taken for dead; the wills of {len(taken)} connected client",
+        timeout=WILL_WAIT,
+    )
+    for client in taken:
+        assert client.disconnected.wait(WILL_WAIT)
+        if client.version == MQTT_5:
+            assert client.disconnect_reason.value == 0x80
+    # The delayed will, due 10 s after the detection, is not sent: a is back.
+    b.wait_for(r"node a \(process \w+\) is back: its remaining wills", timeout=WILL_WAIT)
+    assert not late.disconnected.is_set()
+    from_b = PahoClient(b.port, "from-b", MQTT_5)
+    nothing_more(from_b, on_b)  # no second copy of a taken will, no late one
+    # Written again once a knew which wills went out: a's real death sends the late will.
+    wait_for_nats(functools.partial(has_record, url, "late", "a"))
+    a.kill()
+    (message,) = real(on_b, 1, timeout=WILL_WAIT)
+    assert (message.topic, message.payload) == ("wills/late", b"late")
+    nothing_more(from_b, on_b)
+
+
 def test_a_node_taken_for_dead_while_paused_ends_the_connections_whose_wills_went_out(
     make_node: NodeFactory, nats_server: NatsServer
 ) -> None:
@@ -397,21 +429,7 @@ def test_a_node_taken_for_dead_while_paused_ends_the_connections_whose_wills_wen
         os.kill(a.proc.pid, signal.SIGCONT)
     assert wills == ["wills/dev3", "wills/dev5"]
 
-    a.wait_for(r"this node was taken for dead; the wills of 2 connected client", timeout=WILL_WAIT)
-    assert dev5.disconnected.wait(WILL_WAIT)
-    assert dev5.disconnect_reason.value == 0x80
-    assert dev3.disconnected.wait(WILL_WAIT)
-    # The delayed will, due 10 s after the detection, is not sent: a is back.
-    b.wait_for(r"node a \(process \w+\) is back: its remaining wills", timeout=WILL_WAIT)
-    assert not late.disconnected.is_set()
-    from_b = PahoClient(b.port, "from-b", MQTT_5)
-    nothing_more(from_b, on_b)  # no second copy of dev3's or dev5's will, no late one
-
-    # The claim on a's wills was given back: its real death is reaped again.
-    a.kill()
-    (message,) = real(on_b, 1, timeout=WILL_WAIT)
-    assert (message.topic, message.payload) == ("wills/late", b"late")
-    nothing_more(from_b, on_b)
+    back_after_being_taken_for_dead(a, b, on_b, [dev5, dev3], late, nats_server.url)
 
 
 def test_a_node_cut_off_from_nats_and_taken_for_dead_ends_the_connections_whose_wills_went_out(
@@ -441,18 +459,7 @@ def test_a_node_cut_off_from_nats_and_taken_for_dead_ends_the_connections_whose_
     assert (message.topic, message.payload) == ("wills/dev", b"gone")
     relay.refusing = False
 
-    a.wait_for(r"this node was taken for dead; the wills of 1 connected client", timeout=WILL_WAIT)
-    assert dev.disconnected.wait(WILL_WAIT)
-    b.wait_for(r"node a \(process \w+\) is back: its remaining wills", timeout=WILL_WAIT)
-    assert not late.disconnected.is_set()
-    from_b = PahoClient(b.port, "from-b", MQTT_5)
-    nothing_more(from_b, on_b)  # no second copy of dev's will, no late one
-    # Written again after the reconnection: a's real death sends the late will.
-    wait_for_nats(functools.partial(has_record, nats_server.url, "late", "a"))
-    a.kill()
-    (message,) = real(on_b, 1, timeout=WILL_WAIT)
-    assert (message.topic, message.payload) == ("wills/late", b"late")
-    nothing_more(from_b, on_b)
+    back_after_being_taken_for_dead(a, b, on_b, [dev], late, nats_server.url)
 
 
 def test_the_delayed_wills_of_a_reaper_that_dies_are_sent_by_another_node(

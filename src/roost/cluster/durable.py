@@ -43,13 +43,12 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from nats.js.api import RetentionPolicy, StorageType
-from nats.js.errors import BadRequestError
+from nats.js.api import RetentionPolicy
 
 from roost.cluster import subjects
 from roost.cluster.qos_consumer import QosConsumer
 from roost.cluster.spool import Entry, Spool
-from roost.cluster.streams import API_TIMEOUT
+from roost.cluster.streams import API_TIMEOUT, ensure_stream
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -192,20 +191,15 @@ class QosStream:
     async def start(self, nc: NatsClient, replicas: int = 1) -> None:
         """(Re)create the stream (``replicas`` copies) and listen for answers; raises if
         JetStream fails."""
-        js = nc.jetstream(timeout=API_TIMEOUT)
-        try:
-            await js.add_stream(
-                name=STREAM,
-                subjects=[f"{subjects.QOS}.>"],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.LIMITS,
-                max_age=MAX_AGE,
-                duplicate_window=DUPLICATE_WINDOW,
-                num_replicas=replicas,
-            )
-        except BadRequestError as exc:
-            # It exists with other settings (an operator's replicas, say): use it as it is.
-            log.info("Cluster: using the existing %s stream (%s).", STREAM, exc.description)
+        await ensure_stream(
+            nc.jetstream(timeout=API_TIMEOUT),
+            STREAM,
+            subjects=[f"{subjects.QOS}.>"],
+            retention=RetentionPolicy.LIMITS,
+            max_age=MAX_AGE,
+            duplicate_window=DUPLICATE_WINDOW,
+            num_replicas=replicas,
+        )
         if self._answers is None or self._nc is not nc:
             self._nc = nc
             self._inbox = nc.new_inbox()

@@ -35,12 +35,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType
-from nats.js.errors import BadRequestError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy
 
 from roost.cluster import envelope
 from roost.cluster.interest import SHARED
-from roost.cluster.streams import API_TIMEOUT
+from roost.cluster.streams import API_TIMEOUT, ensure_stream
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -194,19 +193,15 @@ class SharedQos:
 
     async def start(self, nc: NatsClient, replicas: int = 1) -> None:
         """After each (re)connection: the stream, then a puller per local group."""
-        js = nc.jetstream(timeout=API_TIMEOUT)
-        try:
-            await js.add_stream(
-                name=STREAM,
-                subjects=[f"{SHARES}.>"],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.INTEREST,
-                max_age=MAX_AGE,
-                duplicate_window=DUPLICATE_WINDOW,
-                num_replicas=replicas,
-            )
-        except BadRequestError as exc:
-            log.info("Cluster: using the existing %s stream (%s).", STREAM, exc.description)
+        await ensure_stream(
+            nc.jetstream(timeout=API_TIMEOUT),
+            STREAM,
+            subjects=[f"{SHARES}.>"],
+            retention=RetentionPolicy.INTEREST,
+            max_age=MAX_AGE,
+            duplicate_window=DUPLICATE_WINDOW,
+            num_replicas=replicas,
+        )
         self._nc = nc
         self.ready = True
         for share_filter in list(self._shares.members):

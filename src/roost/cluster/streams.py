@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nats.js.api import DeliverPolicy, StorageType
 from nats.js.errors import BadRequestError
@@ -20,10 +20,22 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
+    from nats.js.client import JetStreamContext
 
 log = logging.getLogger("roost.cluster")
 
 API_TIMEOUT = 5.0
+
+
+async def ensure_stream(js: JetStreamContext, name: str, **config: Any) -> None:
+    """Create the stream ``name`` with ``config`` (``StreamConfig`` fields: subjects,
+    replicas...), file storage unless said otherwise; one that exists with other
+    settings (an operator's replicas, say) is used as it is."""
+    config.setdefault("storage", StorageType.FILE)
+    try:
+        await js.add_stream(name=name, **config)
+    except BadRequestError as exc:
+        log.info("Cluster: using the existing %s stream (%s).", name, exc.description)
 
 
 class StreamFollower:
@@ -49,17 +61,13 @@ class StreamFollower:
         created with ``replicas`` copies (JetStream allows more than one only on a NATS
         cluster)."""
         js = nc.jetstream(timeout=API_TIMEOUT)
-        try:
-            await js.add_stream(
-                name=self.stream,
-                subjects=[self.subjects],
-                max_msgs_per_subject=1,
-                storage=StorageType.FILE,
-                num_replicas=replicas,
-            )
-        except BadRequestError as exc:
-            # It exists with other settings (an operator's replicas, say): use it as it is.
-            log.info("Cluster: using the existing %s stream (%s).", self.stream, exc.description)
+        await ensure_stream(
+            js,
+            self.stream,
+            subjects=[self.subjects],
+            max_msgs_per_subject=1,
+            num_replicas=replicas,
+        )
         if self._sub is not None:
             old, self._sub = self._sub, None
             try:
